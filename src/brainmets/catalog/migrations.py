@@ -1,0 +1,120 @@
+"""Versioned schema of the catalog.
+
+Each migration is applied once, in order, inside one transaction together with the row
+that records it in ``schema_migrations``. A catalog whose recorded version is newer than
+the last migration known here is refused (see :class:`brainmets.catalog.SchemaTooNew`).
+Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "patients, studies, series, instances and the accounting of every input file",
+        """
+        CREATE TABLE patients (
+            id              TEXT PRIMARY KEY,          -- pseudonymous ID (BM-XXXXXXXX)
+            created_at      TEXT NOT NULL,
+            status          TEXT NOT NULL DEFAULT 'active',   -- active | excluded
+            excluded_reason TEXT
+        );
+        CREATE TABLE studies (
+            uid             TEXT PRIMARY KEY,          -- de-identified StudyInstanceUID
+            patient_id      TEXT NOT NULL REFERENCES patients(id),
+            study_date      TEXT,                      -- shifted date (YYYYMMDD)
+            study_time      TEXT,
+            description     TEXT,
+            accession       TEXT                       -- pseudonymous AccessionNumber
+        );
+        CREATE INDEX studies_patient ON studies(patient_id);
+        CREATE TABLE series (
+            uid             TEXT PRIMARY KEY,          -- de-identified SeriesInstanceUID
+            study_uid       TEXT NOT NULL REFERENCES studies(uid),
+            patient_id      TEXT NOT NULL REFERENCES patients(id),
+            modality        TEXT,
+            sop_class_uid   TEXT,
+            series_number   INTEGER,
+            description     TEXT,
+            n_instances     INTEGER NOT NULL DEFAULT 0,
+            header_json     TEXT                       -- indexed header fields (classification)
+        );
+        CREATE INDEX series_patient ON series(patient_id);
+        CREATE TABLE instances (
+            sop_uid         TEXT PRIMARY KEY,          -- de-identified SOPInstanceUID
+            series_uid      TEXT NOT NULL REFERENCES series(uid),
+            patient_id      TEXT NOT NULL REFERENCES patients(id),
+            path            TEXT NOT NULL,             -- relative to the workspace root
+            sha256          TEXT NOT NULL,
+            size            INTEGER NOT NULL
+        );
+        CREATE INDEX instances_series ON instances(series_uid);
+        CREATE TABLE source_files (
+            id              INTEGER PRIMARY KEY,
+            path            TEXT NOT NULL UNIQUE,      -- absolute path of the input file
+            size            INTEGER NOT NULL,
+            mtime_ns        INTEGER NOT NULL,
+            status          TEXT NOT NULL,  -- pending|deidentified|quarantined|rejected|duplicate
+            reason          TEXT,
+            patient_id      TEXT,                      -- pseudonymous; NULL when rejected
+            sop_uid         TEXT,                      -- de-identified SOPInstanceUID
+            seen_at         TEXT NOT NULL
+        );
+        CREATE INDEX source_files_patient ON source_files(patient_id);
+        """,
+    ),
+    Migration(
+        2,
+        "pipeline runs: one row per (patient, stage), their outputs, and command history",
+        """
+        CREATE TABLE runs (
+            id              INTEGER PRIMARY KEY,
+            command         TEXT NOT NULL,
+            started_at      TEXT NOT NULL,
+            ended_at        TEXT,
+            status          TEXT NOT NULL,             -- running | done | failed | interrupted
+            host            TEXT,
+            pid             INTEGER,
+            version         TEXT
+        );
+        CREATE TABLE stage_runs (
+            patient_id      TEXT NOT NULL,             -- '*' for cohort-wide stages
+            stage           TEXT NOT NULL,
+            status          TEXT NOT NULL,  -- running|done|failed|excluded|interrupted|blocked
+            fingerprint     TEXT,
+            started_at      TEXT,
+            ended_at        TEXT,
+            duration_s      REAL,
+            error           TEXT,
+            params_json     TEXT,
+            tools_json      TEXT,
+            inputs_json     TEXT,                      -- upstream fingerprints + input hashes
+            metrics_json    TEXT,
+            run_id          INTEGER REFERENCES runs(id),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (patient_id, stage)
+        );
+        CREATE TABLE stage_outputs (
+            patient_id      TEXT NOT NULL,
+            stage           TEXT NOT NULL,
+            role            TEXT NOT NULL,
+            path            TEXT NOT NULL,             -- relative to the workspace root
+            sha256          TEXT NOT NULL,
+            size            INTEGER NOT NULL,
+            PRIMARY KEY (patient_id, stage, role)
+        );
+        """,
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

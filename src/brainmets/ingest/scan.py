@@ -1,0 +1,216 @@
+"""Scanning source folders into the catalog's ``source_files`` table."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from brainmets.catalog import Catalog, utcnow
+from brainmets.config import Config
+from brainmets.deid.pseudonym import patient_pseudonym, uid_pseudonym
+from brainmets.fsutil import atomic_write_text
+from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.workspace import Workspace, read_key
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_HEADER_TAGS = ["PatientID", "SOPInstanceUID", "SOPClassUID", "Modality"]
+IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    """What one source file is. ``status`` is pending (to de-identify) or rejected."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    status: str
+    reason: str | None = None
+    patient_id: str | None = None
+    sop_uid: str | None = None
+
+
+def iter_files(sources: list[Path], follow_symlinks: bool = False) -> Iterator[Path]:
+    """Every regular file under the sources, in a stable order."""
+    for src in sources:
+        if src.is_file():
+            yield src
+            continue
+        for dirpath, dirnames, filenames in os.walk(src, followlinks=follow_symlinks):
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                if p.is_file() or (follow_symlinks and p.exists()):
+                    yield p
+
+
+def classify_file(path: Path, key: bytes) -> ScanEntry:
+    """Read one file's header and decide what it is (original identifiers stay in memory)."""
+    st = path.stat()
+    base = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if path.name in IGNORED_NAMES:
+        return ScanEntry(**base, status="rejected", reason="operating-system metadata file")
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except InvalidDicomError:
+        return ScanEntry(**base, status="rejected", reason="not a DICOM file")
+    except Exception as exc:  # truncated or corrupt files raise all sorts of errors
+        return ScanEntry(
+            **base, status="rejected", reason=f"unreadable DICOM ({type(exc).__name__}: {exc})"
+        )
+    meta_class = str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "")) if ds.file_meta else ""
+    if meta_class == DICOMDIR_CLASS or path.name.upper() == "DICOMDIR":
+        return ScanEntry(**base, status="rejected", reason="DICOMDIR media index, not an instance")
+    if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
+        return ScanEntry(**base, status="rejected", reason="no SOPInstanceUID (0008,0018)")
+    pid = str(ds.get("PatientID", "") or "").strip()
+    if not pid:
+        return ScanEntry(
+            **base,
+            status="rejected",
+            reason="no PatientID (0010,0020): cannot be assigned to a patient",
+        )
+    return ScanEntry(
+        **base,
+        status="pending",
+        patient_id=patient_pseudonym(key, pid),
+        sop_uid=uid_pseudonym(key, str(ds.SOPInstanceUID)),
+    )
+
+
+def scan_sources(
+    sources: list[Path], key: bytes, known: dict[str, tuple[int, int, dict[str, Any]]]
+) -> tuple[list[ScanEntry], Counter[str]]:
+    """Classify every file; reuse ``known`` rows (path -> (size, mtime_ns, row)) unchanged.
+
+    Returns new/changed entries and a count of every file by outcome.
+    """
+    changed: list[ScanEntry] = []
+    counts: Counter[str] = Counter()
+    seen_sop: dict[str, str] = {}
+    for path in iter_files(sources):
+        st = path.stat()
+        prev = known.get(str(path))
+        if prev and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
+            row = prev[2]
+            entry = ScanEntry(
+                path=str(path),
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                status=row["status"],
+                reason=row["reason"],
+                patient_id=row["patient_id"],
+                sop_uid=row["sop_uid"],
+            )
+        else:
+            entry = classify_file(path, key)
+            changed.append(entry)
+        if entry.sop_uid and entry.status != "rejected":
+            first = seen_sop.setdefault(entry.sop_uid, entry.path)
+            if first != entry.path and entry.status != "duplicate":
+                entry = ScanEntry(
+                    **{
+                        **entry.__dict__,
+                        "status": "duplicate",
+                        "reason": f"same SOPInstanceUID as {first}",
+                    }
+                )
+                changed.append(entry)
+        counts[_bucket(entry.status)] += 1
+    return changed, counts
+
+
+def _bucket(status: str) -> str:
+    return "accepted" if status in ("pending", "deidentified") else status
+
+
+def _sources(config: Config) -> list[Path]:
+    return [Path(s) for s in config.data["paths"].get("sources", [])]
+
+
+def _fingerprint_inputs(ws: Workspace, cat: Catalog, patient: str) -> Any:
+    listing = []
+    for p in iter_files(_sources(ws.config)):
+        st = p.stat()
+        listing.append((str(p), st.st_size, st.st_mtime_ns))
+    return {"sources": [str(s) for s in _sources(ws.config)], "files": listing}
+
+
+def run_ingest(ctx: StageContext) -> StageResult:
+    config = Config(root=ctx.root, data=ctx.config)
+    sources = _sources(config)
+    missing = [str(s) for s in sources if not s.exists()]
+    if missing:
+        raise FileNotFoundError(f"source folder(s) not found: {', '.join(missing)}")
+    if not sources:
+        raise ValueError("no source folders registered; use `brainmets ingest FOLDER`")
+    key = read_key(config.key_file)
+    cat = ctx.catalog()
+    try:
+        known = {
+            r["path"]: (int(r["size"]), int(r["mtime_ns"]), dict(r))
+            for r in cat.query("SELECT * FROM source_files")
+        }
+        known_patients = set(cat.patient_ids())
+    finally:
+        cat.close()
+    changed, counts = scan_sources(sources, key, known)
+    now = utcnow()
+    present = {e.path for e in changed}
+    vanished = [
+        {"path": p, "status": "vanished", "reason": "file no longer in the source folders"}
+        for p, (_, _, row) in known.items()
+        if row["status"] != "vanished" and not Path(p).exists() and p not in present
+    ]
+    files = [{**e.__dict__, "seen_at": now} for e in changed]
+    files += [
+        {**v, "size": known[v["path"]][0], "mtime_ns": known[v["path"]][1], "seen_at": now}
+        for v in vanished
+    ]
+    new_patients = sorted({e.patient_id for e in changed if e.patient_id} - known_patients)
+    records = {
+        "patients": [{"id": p, "created_at": now} for p in new_patients],
+        "source_files": files,
+    }
+    total = sum(counts.values())
+    for e in changed:
+        if e.status in ("rejected", "duplicate"):
+            ctx.warning(f"{e.path}: {e.reason}", file=e.path)
+    summary = {
+        "files": total,
+        "by_outcome": dict(sorted(counts.items())),
+        "new_or_changed": len(changed),
+        "vanished": len(vanished),
+        "new_patients": len(new_patients),
+    }
+    out = atomic_write_text(ctx.out_dir / "scan.json", json.dumps(summary, indent=2))
+    ctx.info(
+        f"scanned {total} file(s): "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + f"; {len(new_patients)} new patient(s)"
+    )
+    return StageResult(
+        outputs={"scan": out},
+        records=records,
+        metrics=summary,
+        tools={"pydicom": pydicom.__version__},
+    )
+
+
+STAGE = Stage(
+    name="ingest",
+    func=run_ingest,
+    scope="cohort",
+    version="1",
+    defaults={},
+    summary="account for every input file; group DICOM instances by pseudonymous patient",
+    fingerprint_inputs=_fingerprint_inputs,
+)

@@ -1,0 +1,154 @@
+"""Where stage tasks run: in-process, a local process pool, or a Dask cluster.
+
+All three take the same picklable task (:func:`brainmets.pipeline.worker.execute_stage`
+with a :class:`Stage` and a :class:`StageContext`) and give the same outputs. Workers only
+read the catalog; the runner records results. A Dask cluster's workers must see the
+workspace at the same path (a shared file system), as with any shared-storage cluster.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ctypes
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+
+class Executor(Protocol):
+    """Submit tasks and wait for some of them to finish."""
+
+    name: str
+    workers: int
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def wait_any(self, pending: Iterable[Any]) -> list[Any]:
+        """Block until at least one of ``pending`` is done; return the done ones."""
+        ...
+
+    def result(self, handle: Any) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Done:
+    """A finished in-process task."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class InlineExecutor:
+    """Runs each task in the calling process when submitted (``--workers 1``)."""
+
+    name = "inline"
+    workers = 1
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Done:
+        return _Done(fn(*args))
+
+    def wait_any(self, pending: Iterable[Any]) -> list[Any]:
+        return list(pending)
+
+    def result(self, handle: _Done) -> Any:
+        return handle.value
+
+    def close(self) -> None:
+        pass
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: ask Linux to SIGKILL this worker when the runner dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    # Ctrl-C goes to the runner, which shuts the pool down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class LocalExecutor:
+    """A pool of worker processes on this machine (spawned, so no inherited locks)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_die_with_parent,
+        )
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+        return self._pool.submit(fn, *args)
+
+    def wait_any(self, pending: Iterable[Any]) -> list[Any]:
+        done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: cf.Future[Any]) -> Any:
+        return handle.result()
+
+    def reset(self) -> None:
+        """Replace a broken pool (a worker died, e.g. killed by the OOM killer)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_die_with_parent,
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Tasks on a Dask distributed cluster (``--scheduler tcp://HOST:PORT``)."""
+
+    name = "dask"
+
+    def __init__(self, address: str, timeout: float = 30.0) -> None:
+        from distributed import Client
+
+        self.address = address
+        self._client = Client(address, timeout=timeout, set_as_default=False)
+        info = self._client.scheduler_info()
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._client.submit(fn, *args, pure=False)
+
+    def wait_any(self, pending: Iterable[Any]) -> list[Any]:
+        from distributed import wait
+
+        with self._client.as_current():
+            done, _ = wait(list(pending), return_when="FIRST_COMPLETED")
+        return list(done)
+
+    def result(self, handle: Any) -> Any:
+        return handle.result()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+    """``scheduler`` -> Dask; ``workers == 1`` -> in-process; otherwise a process pool."""
+    if scheduler:
+        return DaskExecutor(scheduler)
+    if workers == 1:
+        return InlineExecutor()
+    return LocalExecutor(workers or None)

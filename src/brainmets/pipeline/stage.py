@@ -1,0 +1,207 @@
+"""The stage model: what a pipeline stage is, what it receives and what it returns.
+
+A stage is a pure-ish function ``run(ctx: StageContext) -> StageResult`` of one patient
+(or of the whole cohort) and its parameters. It reads the catalog (read-only) and files,
+writes its files atomically into its own output folder, and returns the paths it wrote
+plus the catalog rows it wants recorded. It never writes the catalog itself: the runner
+does, in one transaction per stage, so that a killed run never leaves half-recorded work.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from brainmets.catalog import COHORT
+
+if TYPE_CHECKING:
+    from brainmets.catalog import Catalog
+    from brainmets.workspace import Workspace
+
+Scope = Literal["patient", "cohort"]
+
+
+class StageNotImplemented(RuntimeError):
+    """Raised when a stage that a later release provides is asked to run."""
+
+
+@dataclass
+class StageContext:
+    """Everything a stage run may use. Picklable: it travels to worker processes."""
+
+    patient_id: str
+    stage: str
+    params: dict[str, Any]
+    root: Path
+    config: dict[str, Any]
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    run_id: int | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def is_cohort(self) -> bool:
+        return self.patient_id == COHORT
+
+    def workspace(self) -> Workspace:
+        from brainmets.workspace import Workspace
+
+        return Workspace.open(self.root)
+
+    def catalog(self) -> Catalog:
+        """The catalog, read-only (only the runner writes it)."""
+        from brainmets.catalog import Catalog
+        from brainmets.workspace import CATALOG_NAME
+
+        return Catalog.open(self.root / CATALOG_NAME, readonly=True)
+
+    def input(self, stage: str, role: str) -> Path:
+        """Absolute path of an output of an earlier stage for this patient."""
+        try:
+            rel = self.inputs[stage][role]
+        except KeyError as exc:
+            have = {s: sorted(r) for s, r in self.inputs.items()}
+            raise KeyError(f"no input {stage}/{role} for {self.patient_id}; have {have}") from exc
+        return self.root / rel
+
+    # ----------------------------------------------------------------- writing
+    @property
+    def out_dir(self) -> Path:
+        """This stage's own folder for this patient (created on demand)."""
+        from brainmets.config import Config
+
+        base = Config(root=self.root, data=self.config).path("derivatives")
+        d = base / ("_cohort" if self.is_cohort else self.patient_id) / self.stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        """Queue a log record; the runner emits it with the patient and stage attached."""
+        self.logs.append(
+            {
+                "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
+                "level": level.upper(),
+                "message": message,
+                **fields,
+            }
+        )
+
+    def info(self, message: str, **fields: Any) -> None:
+        self.log("INFO", message, **fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self.log("WARNING", message, **fields)
+
+
+@dataclass
+class StageResult:
+    """What a stage returns.
+
+    Attributes:
+        outputs: role -> file written (inside the workspace). Hashed and recorded; a later
+            run is skipped only while these files are intact.
+        records: catalog table -> rows to upsert (patients, studies, series, instances,
+            source_files).
+        metrics: small JSON-able numbers worth keeping (counts, timings, QC values).
+        tools: tool name -> version used, beyond brainmets itself.
+        exclude: a reason to exclude this patient from the following stages (e.g. a
+            missing pretreatment sequence), or None.
+    """
+
+    outputs: dict[str, Path] = field(default_factory=dict)
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    exclude: str | None = None
+
+
+StageFunc = Callable[[StageContext], StageResult]
+FingerprintInputs = Callable[["Workspace", "Catalog", str], Any]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage.
+
+    Attributes:
+        name: the stage's name (also its CLI command and config table).
+        func: the stage function; ``None`` for a stage not implemented yet.
+        scope: ``"patient"`` (runs once per patient, in parallel) or ``"cohort"``.
+        version: bump when the stage's output changes for the same inputs and parameters;
+            it is part of the fingerprint, so existing results are redone.
+        defaults: parameters and their defaults; ``[stages.<name>]`` overrides them.
+        summary: one line for ``--help`` and ``brainmets stages``.
+        issue: where the missing implementation is tracked (for the not-implemented message).
+        fingerprint_inputs: optional ``(workspace, catalog, patient_id) -> JSON-able`` that
+            describes inputs not produced by earlier stages (e.g. source files), so that a
+            change to them re-runs the stage.
+        tools: optional callable returning tool versions (recorded in the catalog).
+    """
+
+    name: str
+    func: StageFunc | None
+    scope: Scope = "patient"
+    version: str = "1"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    issue: int | None = None
+    fingerprint_inputs: FingerprintInputs | None = None
+    tools: Callable[[], dict[str, str]] | None = None
+
+    @property
+    def implemented(self) -> bool:
+        return self.func is not None
+
+    def not_implemented_message(self) -> str:
+        where = f" (tracked in issue #{self.issue})" if self.issue else ""
+        return f"stage '{self.name}' is not implemented yet{where}"
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An ordered sequence of stages; data flows one way, from first to last."""
+
+    stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate stage names in pipeline: {names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def get(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(f"unknown stage {name!r}; stages are {self.names}")
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def missing(self) -> list[Stage]:
+        return [s for s in self.stages if not s.implemented]
+
+
+def load_pipeline(spec: str) -> Pipeline:
+    """Load ``module:attribute`` naming a :class:`Pipeline` or a function returning one."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"pipeline spec {spec!r} must look like 'package.module:name'")
+    obj: Any = getattr(importlib.import_module(module_name), attr)
+    if callable(obj) and not isinstance(obj, Pipeline):
+        obj = obj()
+    if not isinstance(obj, Pipeline):
+        raise TypeError(f"{spec} is not a brainmets Pipeline")
+    return obj
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
