@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_toy_workspace
 
 from brainmets.catalog import COHORT
 from brainmets.pipeline import InlineExecutor, LocalExecutor, Runner, load_pipeline
 from brainmets.workspace import Workspace
+from conftest import make_toy_workspace
 
 TOY = "brainmets.pipeline.toy:pipeline"
 

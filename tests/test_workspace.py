@@ -72,9 +72,8 @@ def test_unknown_stage_parameter_is_an_error(tmp_path: Path) -> None:
 def test_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws")
     other = Workspace.open(ws.root)
-    with ws.lock():
-        with pytest.raises(WorkspaceLocked, match="in use"), other.lock():
-            pass
+    with ws.lock(), pytest.raises(WorkspaceLocked, match="in use"), other.lock():
+        pass
     with other.lock():  # released
         pass
 

@@ -1,0 +1,87 @@
+"""The command line: help with examples, honest not-implemented stages, status, config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_toy_workspace, run_cli
+from typer.testing import CliRunner
+
+from brainmets.cli import app
+
+COMMANDS = [
+    "init", "ingest", "deid", "classify", "convert", "preprocess", "segment", "features",
+    "report", "export", "run", "status", "demo", "demo-data", "stages",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "Example" in res.output
+    assert f"brainmets {command}" in res.output
+
+
+@pytest.mark.parametrize("command", ["classify", "convert", "preprocess", "segment", "features",
+                                     "report", "export"])
+def test_unimplemented_stage_commands_say_so_and_fail(tmp_path: Path, command: str) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == 0
+    from brainmets.stages import default_pipeline
+
+    if default_pipeline().get(command).implemented:
+        pytest.skip(f"{command} is implemented")
+    res = runner.invoke(app, [command, "-w", str(tmp_path / "ws")])
+    assert res.exit_code == 2
+    assert "not implemented yet" in res.output
+
+
+def test_missing_workspace_is_a_clear_error(tmp_path: Path) -> None:
+    res = run_cli("run", "-w", str(tmp_path / "nope"))
+    assert res.returncode == 3
+    assert "no such workspace folder" in res.stderr
+
+
+def test_run_status_and_config_set_on_toy_pipeline(tmp_path: Path) -> None:
+    ws = make_toy_workspace(tmp_path / "ws", make={"fail": ["TOY-003"]})
+    r = run_cli("run", "-w", str(ws.root), "--workers", "1")
+    assert r.returncode == 1  # one patient failed
+    assert "toy failure requested for TOY-003" in r.stderr
+    s = run_cli("status", "-w", str(ws.root))
+    assert s.returncode == 0
+    assert "TOY-003" in s.stdout and "FAILED" in s.stdout
+    assert "toy failure requested for TOY-003" in s.stdout
+    js = json.loads(run_cli("status", "-w", str(ws.root), "--json").stdout)
+    failed = [x for x in js["stages"] if x["status"] == "failed"]
+    assert [(x["patient"], x["stage"]) for x in failed] == [("TOY-003", "make")]
+
+    c = run_cli("config", "set", "-w", str(ws.root), "stages.make.fail", "[]")
+    assert c.returncode == 0, c.stderr
+    bad = run_cli("config", "set", "-w", str(ws.root), "stages.make.nonsense", "1")
+    assert bad.returncode == 2 and "no parameter" in bad.stderr
+    r = run_cli("run", "-w", str(ws.root), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    log = (ws.root / "logs" / "brainmets.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in log]
+    assert any(x.get("patient") == "TOY-003" and x["level"] == "ERROR" for x in records)
+
+
+def test_atlas_check_reports_files(shared: Path) -> None:
+    r = run_cli("atlas", "check", "--dir", str(shared / "atlas" / "sri24"))
+    assert r.returncode == 0, r.stderr
+    assert "t1_brain.nii.gz" in r.stdout and "Rohlfing" in r.stdout
+
+
+def test_atlas_check_fails_for_an_empty_folder(tmp_path: Path) -> None:
+    r = run_cli("atlas", "check", "--dir", str(tmp_path))
+    assert r.returncode == 1
+
+
+def test_atlas_install_from_folder(tmp_path: Path, shared: Path) -> None:
+    r = run_cli("atlas", "install", str(shared / "atlas" / "sri24"), "--dest", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a" / "t1_brain.nii.gz").is_file()
+    assert (tmp_path / "a" / "suptent.nii.gz").is_file()
