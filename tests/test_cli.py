@@ -12,8 +12,21 @@ from typer.testing import CliRunner
 from brainmets.cli import app
 
 COMMANDS = [
-    "init", "ingest", "deid", "classify", "convert", "preprocess", "segment", "features",
-    "report", "export", "run", "status", "demo", "demo-data", "stages",
+    "init",
+    "ingest",
+    "deid",
+    "classify",
+    "convert",
+    "preprocess",
+    "segment",
+    "features",
+    "report",
+    "export",
+    "run",
+    "status",
+    "demo",
+    "demo-data",
+    "stages",
 ]
 
 
@@ -25,8 +38,9 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
     assert f"brainmets {command}" in res.output
 
 
-@pytest.mark.parametrize("command", ["classify", "convert", "preprocess", "segment", "features",
-                                     "report", "export"])
+@pytest.mark.parametrize(
+    "command", ["classify", "convert", "preprocess", "segment", "features", "report", "export"]
+)
 def test_unimplemented_stage_commands_say_so_and_fail(tmp_path: Path, command: str) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == 0

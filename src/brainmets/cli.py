@@ -147,9 +147,13 @@ def _print_summary(summary: RunSummary, pipeline: Pipeline) -> None:
         )
 
 
-def _exit_for(summary: RunSummary) -> None:
+def _exit_for(summary: RunSummary, allow_missing: bool = False) -> None:
+    """1 when a patient failed or was blocked; 2 when the pipeline stopped at a stage that
+    is not implemented yet (the output is not the complete dataset)."""
     if summary.failures or summary.blocked:
         raise typer.Exit(EXIT_FAILED)
+    if summary.missing and not allow_missing:
+        raise typer.Exit(EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------- init
@@ -629,7 +633,7 @@ def demo(
         f"[bold]demo finished[/]: {len(done)} of {len(pipeline.stages)} stages implemented "
         f"({', '.join(done)}); workspace {ws_dir}"
     )
-    _exit_for(summary)
+    _exit_for(summary, allow_missing=True)
 
 
 @app.command()

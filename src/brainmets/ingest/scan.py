@@ -15,13 +15,22 @@ from pydicom.errors import InvalidDicomError
 
 from brainmets.catalog import Catalog, utcnow
 from brainmets.config import Config
+from brainmets.deid.engine import patient_key
 from brainmets.deid.pseudonym import patient_pseudonym, uid_pseudonym
 from brainmets.fsutil import atomic_write_text
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.workspace import Workspace, read_key
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
-_HEADER_TAGS = ["PatientID", "SOPInstanceUID", "SOPClassUID", "Modality"]
+_HEADER_TAGS = [
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "StudyInstanceUID",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "Modality",
+]
 IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 
 
@@ -71,17 +80,10 @@ def classify_file(path: Path, key: bytes) -> ScanEntry:
         return ScanEntry(**base, status="rejected", reason="DICOMDIR media index, not an instance")
     if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
         return ScanEntry(**base, status="rejected", reason="no SOPInstanceUID (0008,0018)")
-    pid = str(ds.get("PatientID", "") or "").strip()
-    if not pid:
-        return ScanEntry(
-            **base,
-            status="rejected",
-            reason="no PatientID (0010,0020): cannot be assigned to a patient",
-        )
     return ScanEntry(
         **base,
         status="pending",
-        patient_id=patient_pseudonym(key, pid),
+        patient_id=patient_pseudonym(key, patient_key(ds)),
         sop_uid=uid_pseudonym(key, str(ds.SOPInstanceUID)),
     )
 

@@ -1,0 +1,181 @@
+"""The ``deid`` pipeline stage: de-identify one patient's source files into the workspace.
+
+Each of the patient's accepted source files (see the ``ingest`` stage) is read, de-identified
+in memory by :class:`brainmets.deid.Deidentifier` and written, only in de-identified form,
+to ``data/dicom/<patient>/<study>/<series>/<sop>.dcm``. Quarantined instances (burned-in
+annotation, screen captures) are recorded with the reason and never written anywhere: the
+original stays in the source folder. The studies, series and instances are indexed in the
+catalog.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from brainmets.catalog import Catalog
+from brainmets.config import Config
+from brainmets.deid.engine import DeidOptions, Deidentifier
+from brainmets.fsutil import atomic_path, atomic_write_text, sha256_file
+from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.workspace import Workspace, read_key
+
+_ACCEPTED = ("pending", "deidentified", "quarantined")
+# DeidOptions fields exposed as stage parameters (the key never is one).
+DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(DeidOptions) if not f.name.startswith("_")
+}
+
+
+def _source_rows(cat: Catalog, patient: str) -> list[dict[str, Any]]:
+    rows = cat.query(
+        "SELECT path, size, mtime_ns, status, seen_at FROM source_files WHERE patient_id = ?"
+        f" AND status IN ({', '.join('?' for _ in _ACCEPTED)}) ORDER BY path",
+        (patient, *_ACCEPTED),
+    )
+    return [dict(r) for r in rows]
+
+
+def _fingerprint_inputs(ws: Workspace, cat: Catalog, patient: str) -> Any:
+    return [(r["path"], r["size"], r["mtime_ns"]) for r in _source_rows(cat, patient)]
+
+
+def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
+    v = ds.get(keyword)
+    return None if v is None or str(v) == "" else str(v)
+
+
+def run_deid(ctx: StageContext) -> StageResult:
+    config = Config(root=ctx.root, data=ctx.config)
+    options = DeidOptions(**ctx.params)
+    deid = Deidentifier(read_key(config.key_file), options)
+    dicom_root = config.path("dicom")
+    cat = ctx.catalog()
+    try:
+        sources = _source_rows(cat, ctx.patient_id)
+    finally:
+        cat.close()
+    if not sources:
+        raise ValueError(f"no source files recorded for {ctx.patient_id}; run `brainmets ingest`")
+
+    files: list[dict[str, Any]] = []
+    studies: dict[str, dict[str, Any]] = {}
+    series: dict[str, dict[str, Any]] = {}
+    instances: list[dict[str, Any]] = []
+    outcome: Counter[str] = Counter()
+    for src in sources:
+        path = Path(src["path"])
+        row = {**src, "patient_id": ctx.patient_id}
+        try:
+            result = deid.deidentify(pydicom.dcmread(path))
+        except Exception as exc:  # one bad file never stops the patient
+            reason = f"cannot de-identify ({type(exc).__name__}: {exc})"
+            files.append({**row, "status": "rejected", "reason": reason, "sop_uid": None})
+            ctx.warning(f"{path}: {reason}", file=str(path))
+            outcome["rejected"] += 1
+            continue
+        if result.quarantined:
+            reason = f"quarantined: {result.reason}; not written to the workspace"
+            files.append({**row, "status": "quarantined", "reason": reason})
+            ctx.warning(f"{path}: {reason}", file=str(path))
+            outcome["quarantined"] += 1
+            continue
+        if result.patient_id != ctx.patient_id:
+            raise RuntimeError(
+                f"{path}: de-identified patient {result.patient_id} differs from ingest's "
+                f"{ctx.patient_id} (was the key changed? re-run `brainmets ingest`)"
+            )
+        ds = result.dataset
+        assert ds is not None
+        dest = dicom_root / result.relative_path()
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(result.to_bytes())
+        rel = os.path.relpath(dest, ctx.root)
+        instances.append(
+            {
+                "sop_uid": result.sop_uid,
+                "series_uid": result.series_uid,
+                "patient_id": ctx.patient_id,
+                "path": rel,
+                "sha256": sha256_file(dest),
+                "size": dest.stat().st_size,
+            }
+        )
+        studies.setdefault(
+            str(result.study_uid),
+            {
+                "uid": result.study_uid,
+                "patient_id": ctx.patient_id,
+                "study_date": _text(ds, "StudyDate"),
+                "study_time": _text(ds, "StudyTime"),
+                "description": _text(ds, "StudyDescription"),
+                "accession": _text(ds, "AccessionNumber"),
+            },
+        )
+        se = series.setdefault(
+            str(result.series_uid),
+            {
+                "uid": result.series_uid,
+                "study_uid": result.study_uid,
+                "patient_id": ctx.patient_id,
+                "modality": _text(ds, "Modality"),
+                "sop_class_uid": result.sop_class_uid,
+                "series_number": int(ds.SeriesNumber) if _text(ds, "SeriesNumber") else None,
+                "description": _text(ds, "SeriesDescription"),
+                "n_instances": 0,
+            },
+        )
+        se["n_instances"] += 1
+        files.append({**row, "status": "deidentified", "reason": None, "sop_uid": result.sop_uid})
+        outcome["deidentified"] += 1
+    if not instances:
+        raise ValueError(
+            f"none of the {len(sources)} file(s) of {ctx.patient_id} could be de-identified: "
+            + ", ".join(f"{v} {k}" for k, v in sorted(outcome.items()))
+        )
+    _remove_stale(dicom_root / ctx.patient_id, {ctx.root / i["path"] for i in instances})
+    manifest = {
+        "patient": ctx.patient_id,
+        "method": options.method_text(),
+        "outcome": dict(sorted(outcome.items())),
+        "instances": sorted((i["path"], i["sha256"]) for i in instances),
+    }
+    out = atomic_write_text(ctx.out_dir / "manifest.json", json.dumps(manifest, indent=1))
+    return StageResult(
+        outputs={"manifest": out},
+        records={
+            "studies": list(studies.values()),
+            "series": list(series.values()),
+            "instances": instances,
+            "source_files": files,
+        },
+        metrics={**outcome, "studies": len(studies), "series": len(series)},
+        tools={"pydicom": pydicom.__version__},
+    )
+
+
+def _remove_stale(folder: Path, keep: set[Path]) -> None:
+    """Delete de-identified files of this patient that the current sources no longer give."""
+    if not folder.is_dir():
+        return
+    for p in folder.rglob("*.dcm"):
+        if p not in keep:
+            p.unlink()
+
+
+STAGE = Stage(
+    name="deid",
+    func=run_deid,
+    scope="patient",
+    version="1",
+    defaults=DEFAULTS,
+    summary="de-identify each patient's DICOM (PS3.15 + options, keyed pseudonyms)",
+    issue=4,
+    fingerprint_inputs=_fingerprint_inputs,
+)

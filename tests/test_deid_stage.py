@@ -1,0 +1,99 @@
+"""The deid pipeline stage: ingest -> deid on real files, accounting and re-runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pydicom
+from conftest import run_cli
+
+from brainmets.workspace import Workspace
+
+
+def _tree(testdata: Path, dest: Path) -> tuple[Path, list[str]]:
+    src = dest / "src"
+    tcia = testdata / "dicom" / "tcia_vs_seg_t1_mprage_3slices"
+    prisma = (
+        testdata
+        / "dicom"
+        / "siemens_prisma_t1_fl2d_patient_position"
+        / "dicom"
+        / "HFS"
+        / "3_t1_fl2d_sag"
+    )
+    (src / "a").mkdir(parents=True)
+    for f in sorted(tcia.glob("*.dcm")):
+        shutil.copy(f, src / "a" / f.name)
+    (src / "b").mkdir()
+    for f in sorted(p for p in prisma.iterdir() if p.suffix != ".txt")[:4]:
+        shutil.copy(f, src / "b" / f.name)
+    # an instance with burned-in annotation must be quarantined, never written
+    shot = pydicom.dcmread(src / "b" / sorted(p.name for p in (src / "b").iterdir())[0])
+    shot.BurnedInAnnotation = "YES"
+    shot.SOPInstanceUID = shot.SOPInstanceUID + ".9"
+    shot.save_as(src / "b" / "screenshot.dcm")
+    (src / "readme.txt").write_text("not dicom")
+    identifiers = []
+    for f in src.rglob("*.dcm"):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        for kw in ("PatientID", "StudyInstanceUID", "SOPInstanceUID", "SeriesInstanceUID"):
+            v = str(ds.get(kw, "") or "")
+            if len(v) >= 6:
+                identifiers.append(v)
+        name = str(ds.get("PatientName", "") or "")
+        if len(name) >= 6:
+            identifiers.append(name)
+    return src, sorted(set(identifiers))
+
+
+def test_ingest_then_deid_accounts_for_every_file(tmp_path: Path, testdata: Path) -> None:
+    src, identifiers = _tree(testdata, tmp_path)
+    n_files = sum(1 for p in src.rglob("*") if p.is_file())
+    ws = Workspace.init(tmp_path / "ws")
+    assert run_cli("ingest", "-w", str(ws.root), str(src)).returncode == 0
+    r = run_cli("deid", "-w", str(ws.root), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    with ws.catalog(readonly=True) as cat:
+        rows = cat.query("SELECT path, status, reason FROM source_files")
+        instances = cat.query("SELECT * FROM instances")
+        series = cat.query("SELECT * FROM series")
+    assert len(rows) == n_files
+    status = {Path(x["path"]).name: x["status"] for x in rows}
+    assert status["readme.txt"] == "rejected"
+    assert status["screenshot.dcm"] == "quarantined"
+    assert sum(1 for s in status.values() if s == "deidentified") == n_files - 2 == len(instances)
+    assert sum(s["n_instances"] for s in series) == len(instances)
+
+    written = [p for p in ws.config.path("dicom").rglob("*") if p.is_file()]
+    assert len(written) == len(instances)
+    blob = b"".join(p.read_bytes() for p in written)
+    for ident in identifiers:
+        assert ident.encode() not in blob, f"identifier {ident!r} leaked"
+    for p in written:
+        ds = pydicom.dcmread(p)
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.PatientID.startswith("BM-")
+        assert p.parts[-4] == ds.PatientID
+    # the workspace holds no copy of the quarantined original anywhere
+    shot_uid = pydicom.dcmread(src / "b" / "screenshot.dcm").SOPInstanceUID.encode()
+    for p in ws.root.rglob("*"):
+        if p.is_file() and p.suffix == ".dcm":
+            assert shot_uid not in p.read_bytes()
+
+    # up to date: nothing redone; a parameter change redoes deid
+    again = run_cli("deid", "-w", str(ws.root))
+    assert again.returncode == 0
+    with ws.catalog(readonly=True) as cat:
+        assert {r.attempts for r in cat.stage_runs() if r.stage == "deid"} == {1}
+    assert (
+        run_cli(
+            "config", "set", "-w", str(ws.root), "--", "stages.deid.max_offset_days", "-40"
+        ).returncode
+        == 0
+    )
+    assert run_cli("deid", "-w", str(ws.root)).returncode == 0
+    with ws.catalog(readonly=True) as cat:
+        assert {r.attempts for r in cat.stage_runs() if r.stage == "deid"} == {2}
+        assert len(cat.query("SELECT * FROM instances")) == len(instances)
+    assert len([p for p in ws.config.path("dicom").rglob("*.dcm")]) == len(instances)
