@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_toy_workspace, run_cli
 from typer.testing import CliRunner
 
 from brainmets.cli import app
+from conftest import make_toy_workspace, run_cli
 
 COMMANDS = [
     "init",

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pydicom
-from conftest import run_cli
 
 from brainmets.workspace import Workspace
+from conftest import run_cli
 
 
 def _tree(testdata: Path, dest: Path) -> tuple[Path, list[str]]:

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pydicom
-from conftest import run_cli
 
 from brainmets.deid.pseudonym import patient_pseudonym
 from brainmets.workspace import Workspace
+from conftest import run_cli
 
 
 def _source_tree(testdata: Path, dest: Path) -> Path:

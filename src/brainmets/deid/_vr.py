@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "UR", "AE"})
@@ -34,3 +35,50 @@ def element_vr(ds: Dataset, tag: int) -> str:
     if vr is None or vr == "UN":
         return dictionary_vr(tag) if not tag & 0x10000 else (vr or "UN")
     return vr
+
+
+# VRs whose value is never split on backslash (single-valued by definition).
+_SINGLE_VALUED = frozenset({"ST", "LT", "UT", "UR"})
+
+
+def raw_vr(raw: DataElement | RawDataElement) -> str:
+    """VR of an element as read (dictionary VR for implicit VR or ``UN`` on standard tags)."""
+    vr = raw.VR
+    if vr is None or vr == "UN":
+        tag = int(raw.tag)
+        return dictionary_vr(tag) if not tag & 0x10000 else (vr or "UN")
+    return vr
+
+
+def string_values(ds: Dataset, raw: DataElement | RawDataElement, vr: str) -> list[str] | None:
+    """The string values of a text, name, date or UID element.
+
+    Raw ASCII values are decoded directly (the common case, and much faster than pydicom's
+    conversion); anything else goes through pydicom, which applies the Specific Character
+    Set. Returns None for a value that is not text.
+    """
+    value = raw.value
+    if isinstance(value, bytes):
+        if value.isascii() and b"\x1b" not in value:
+            text = value.decode("ascii").rstrip("\x00 ")
+            if vr not in ("ST", "LT", "UT", "UR"):
+                text = text.lstrip(" ")
+            if not text:
+                return []
+            return [text] if vr in _SINGLE_VALUED else text.split("\\")
+        try:
+            value = ds[raw.tag].value
+        except Exception:
+            return None
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if not value:
+            return []
+        return [value] if vr in _SINGLE_VALUED else value.split("\\")
+    if isinstance(value, bytes):
+        return None
+    try:
+        return [str(v) for v in value]
+    except TypeError:
+        return [str(value)]

@@ -21,7 +21,7 @@ import pydicom
 
 from brainmets.catalog import Catalog
 from brainmets.config import Config
-from brainmets.deid.engine import DeidOptions, Deidentifier
+from brainmets.deid.engine import Deidentifier, DeidOptions
 from brainmets.fsutil import atomic_path, atomic_write_text, sha256_file
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.workspace import Workspace, read_key

@@ -24,15 +24,13 @@ shorter than four digits, or words such as ``UNKNOWN``) are never treated as ide
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.valuerep import PersonName
 
-from brainmets.deid._vr import element_vr
+from brainmets.deid._vr import raw_vr, string_values
 
 # Attributes whose values identify a patient, a person, an institution or a device.
 IDENTITY_KEYWORDS: tuple[str, ...] = (
@@ -205,19 +203,6 @@ class Identifiers:
         return tuple(sorted({v.lower() for v in self.values}))
 
 
-def _as_strings(value: object) -> Iterable[str]:
-    if value is None:
-        return ()
-    if isinstance(value, (str, PersonName)):
-        return (str(value),)
-    if isinstance(value, bytes):
-        return ()
-    try:
-        return tuple(str(v) for v in value)  # type: ignore[union-attr]
-    except TypeError:
-        return (str(value),)
-
-
 def collect_identifiers(ds: Dataset, into: Identifiers | None = None) -> Identifiers:
     """Identifying values of ``ds``: identity attributes and every PN value, at any depth.
 
@@ -229,22 +214,24 @@ def collect_identifiers(ds: Dataset, into: Identifiers | None = None) -> Identif
 
 
 def _collect(ds: Dataset, ids: Identifiers) -> None:
-    for tag in list(ds.keys()):
+    for raw in list(ds.elements()):
+        tag = int(raw.tag)
         if tag & 0x10000:  # private group
             continue
-        vr = element_vr(ds, tag)
-        if vr != "PN" and vr != "SQ" and tag not in IDENTITY_TAGS:
-            continue
-        try:
-            elem = ds[tag]
-        except Exception:  # undecodable value: nothing to collect
-            continue
-        if elem.VR == "SQ":
-            for item in elem.value or ():
+        vr = raw_vr(raw)
+        if vr == "SQ":
+            try:
+                items = ds[tag].value
+            except Exception:  # undecodable sequence: the de-identifier removes it
+                continue
+            for item in items or ():
                 _collect(item, ids)
             continue
-        for s in _as_strings(elem.value):
-            if elem.VR == "PN":
+        if vr != "PN" and tag not in IDENTITY_TAGS:
+            continue
+        values = string_values(ds, raw, vr)
+        for s in values or ():
+            if vr == "PN":
                 ids.add_name(s)
             elif tag == BIRTH_DATE_TAG:
                 ids.add_birth_date(s)
