@@ -220,10 +220,30 @@ class Runner:
     def _fingerprint(
         self, cat: Catalog, st: Stage, patient: str, upstream: Any
     ) -> tuple[str, dict[str, Any]]:
+        """The stage's fingerprint, and what is recorded as its inputs.
+
+        Recorded: the upstream fingerprint(s), a hash of the outside inputs, and the SHA-256
+        of every earlier-stage output the stage can read.
+        """
         extra = st.fingerprint_inputs(self.ws, cat, patient) if st.fingerprint_inputs else None
-        inputs = {"upstream": upstream, "extra": extra}
-        payload = {"stage": st.name, "version": st.version, "params": self._params(st), **inputs}
-        return fingerprint(payload), {"upstream": upstream, "extra_hash": fingerprint({"x": extra})}
+        payload = {
+            "stage": st.name,
+            "version": st.version,
+            "params": self._params(st),
+            "upstream": upstream,
+            "extra": extra,
+        }
+        files = {
+            f"{stage}/{role}": sha
+            for stage, outs in self._input_outputs(cat, patient, st.name).items()
+            for role, (_, sha, _) in outs.items()
+        }
+        recorded = {
+            "upstream": upstream,
+            "outside_inputs_sha256": fingerprint({"x": extra}),
+            "files_sha256": files,
+        }
+        return fingerprint(payload), recorded
 
     def _reusable(self, cat: Catalog, prev: StageRun | None, fp: str, st: Stage) -> bool:
         if prev is None or prev.status not in REUSABLE or prev.fingerprint != fp:
@@ -238,16 +258,25 @@ class Runner:
                 return False
         return True
 
-    def _inputs_for(self, cat: Catalog, patient: str, upto: str) -> dict[str, dict[str, str]]:
-        inputs: dict[str, dict[str, str]] = {}
+    def _input_outputs(
+        self, cat: Catalog, patient: str, upto: str
+    ) -> dict[str, dict[str, tuple[str, str, int]]]:
+        """Recorded outputs of the stages before ``upto`` (this patient's and the cohort's)."""
+        found: dict[str, dict[str, tuple[str, str, int]]] = {}
         for st in self.pipeline.stages:
             if st.name == upto:
                 break
             owner = COHORT if st.scope == "cohort" else patient
             outs = cat.stage_outputs(owner, st.name)
             if outs:
-                inputs[st.name] = {role: rel for role, (rel, _, _) in outs.items()}
-        return inputs
+                found[st.name] = outs
+        return found
+
+    def _inputs_for(self, cat: Catalog, patient: str, upto: str) -> dict[str, dict[str, str]]:
+        return {
+            stage: {role: rel for role, (rel, _, _) in outs.items()}
+            for stage, outs in self._input_outputs(cat, patient, upto).items()
+        }
 
     def _context(self, cat: Catalog, st: Stage, patient: str, run_id: int) -> StageContext:
         return StageContext(
