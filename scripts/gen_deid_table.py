@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate brainmets' PS3.15 Table E.1-1 action table (``src/brainmets/deid/ps315_e11_2024b.json``).
+"""Generate the PS3.15 Table E.1-1 action table ``src/brainmets/deid/ps315_e11_2024b.json``.
 
 Sources (facts of the DICOM standard, read from the shared standards folder):
 

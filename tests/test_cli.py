@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bm_testutil import make_toy_workspace, run_cli
 from brainmets.cli import app
-from conftest import make_toy_workspace, run_cli
 
 COMMANDS = [
     "init",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pydicom
 
+from bm_testutil import run_cli
 from brainmets.workspace import Workspace
-from conftest import run_cli
 
 
 def _tree(testdata: Path, dest: Path) -> tuple[Path, list[str]]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pydicom
 
+from bm_testutil import run_cli
 from brainmets.deid.pseudonym import patient_pseudonym
 from brainmets.workspace import Workspace
-from conftest import run_cli
 
 
 def _source_tree(testdata: Path, dest: Path) -> Path:

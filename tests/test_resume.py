@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from bm_testutil import make_toy_workspace, run_cli
 from brainmets.fsutil import TMP_PREFIX
-from conftest import make_toy_workspace, run_cli
 
 
 def _expected_make_bytes(patient: str, size: int) -> bytes:

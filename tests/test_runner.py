@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bm_testutil import make_toy_workspace
 from brainmets.catalog import COHORT
 from brainmets.pipeline import InlineExecutor, LocalExecutor, Runner, load_pipeline
 from brainmets.workspace import Workspace
-from conftest import make_toy_workspace
 
 TOY = "brainmets.pipeline.toy:pipeline"
 

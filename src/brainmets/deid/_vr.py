@@ -7,6 +7,7 @@ from functools import lru_cache
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "UR", "AE"})
 DATE_VRS = frozenset({"DA", "DT"})
@@ -78,7 +79,9 @@ def string_values(ds: Dataset, raw: DataElement | RawDataElement, vr: str) -> li
         return [value] if vr in _SINGLE_VALUED else value.split("\\")
     if isinstance(value, bytes):
         return None
-    try:
+    if isinstance(value, (list, tuple, MultiValue)):
         return [str(v) for v in value]
-    except TypeError:
-        return [str(value)]
+    text = str(value)  # PersonName, UID, numbers
+    if not text:
+        return []
+    return [text] if vr in _SINGLE_VALUED else text.split("\\")

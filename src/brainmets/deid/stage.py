@@ -22,6 +22,7 @@ import pydicom
 from brainmets.catalog import Catalog
 from brainmets.config import Config
 from brainmets.deid.engine import Deidentifier, DeidOptions
+from brainmets.deid.tree import read_instance
 from brainmets.fsutil import atomic_path, atomic_write_text, sha256_file
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.workspace import Workspace, read_key
@@ -73,7 +74,7 @@ def run_deid(ctx: StageContext) -> StageResult:
         path = Path(src["path"])
         row = {**src, "patient_id": ctx.patient_id}
         try:
-            result = deid.deidentify(pydicom.dcmread(path))
+            result = deid.deidentify(read_instance(path))
         except Exception as exc:  # one bad file never stops the patient
             reason = f"cannot de-identify ({type(exc).__name__}: {exc})"
             files.append({**row, "status": "rejected", "reason": reason, "sop_uid": None})

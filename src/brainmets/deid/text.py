@@ -3,9 +3,11 @@
 *Identifying values* are the values of a fixed set of identity attributes (patient names and
 IDs, birth date, addresses and telephone numbers, accession number, study ID, order and
 procedure IDs, institution, station and device identifiers) and every Person Name (PN) value
-of the instance, at any depth. The de-identifier removes them from every kept text value
-(Clean Descriptors / Clean Structured Content and the rule for text attributes the table does
-not list); the verifier searches the output for them.
+of the instance, at any depth, except values equal to a Code String (CS) value of the same
+instance (a test patient named "HFS" with Patient Position HFS: the code is not identifying).
+The de-identifier removes them from every kept text value (Clean Descriptors / Clean
+Structured Content and the rule for text attributes the table does not list); the verifier
+searches the output for them.
 
 Cleaning a text value removes, as whole tokens (bounded by non-alphanumeric characters,
 case-insensitive):
@@ -17,8 +19,8 @@ case-insensitive):
   e-mail addresses and URLs.
 
 Values that are too generic to identify anyone (shorter than two characters, all-digit values
-shorter than four digits, or words such as ``UNKNOWN``) are never treated as identifying, so descriptors the pipeline needs
-(``t1_mprage_sag``) are not damaged.
+shorter than four digits, or words such as ``UNKNOWN``) are never treated as identifying, so
+descriptors the pipeline needs (``t1_mprage_sag``) are not damaged.
 """
 
 from __future__ import annotations
@@ -113,6 +115,9 @@ GENERIC_VALUES: frozenset[str] = frozenset(
         "iii",
         "yes",
         "no",
+        "dicom",
+        "phantom",
+        "volunteer",
     }
 )
 MIN_VALUE_LEN = 2
@@ -184,11 +189,21 @@ class Identifiers:
     """The identifying values found in one instance (see the module docstring)."""
 
     values: set[str] = field(default_factory=set)
+    #: Code String values of the instance (lower case): a value equal to one of them
+    #: (a patient called "HFS" with Patient Position HFS) cannot be told apart from the code
+    #: and is not treated as identifying.
+    codes: set[str] = field(default_factory=set)
 
     def add(self, value: str) -> None:
         v = value.strip()
         if is_specific(v):
             self.values.add(v)
+
+    def finish(self) -> Identifiers:
+        """Drop values equal to a code string of the instance; return self."""
+        if self.codes:
+            self.values = {v for v in self.values if v.lower() not in self.codes}
+        return self
 
     def add_name(self, value: str) -> None:
         for p in name_parts(value):
@@ -208,13 +223,16 @@ def collect_identifiers(ds: Dataset, into: Identifiers | None = None) -> Identif
 
     Private elements are not read (they are removed, or cleaned themselves when kept).
     """
-    ids = into if into is not None else Identifiers()
+    if into is not None:  # the caller finishes
+        _collect(ds, into)
+        return into
+    ids = Identifiers()
     _collect(ds, ids)
-    return ids
+    return ids.finish()
 
 
 def _collect(ds: Dataset, ids: Identifiers) -> None:
-    for raw in list(ds.elements()):
+    for raw in list(ds.values()):
         tag = int(raw.tag)
         if tag & 0x10000:  # private group
             continue
@@ -226,6 +244,9 @@ def _collect(ds: Dataset, ids: Identifiers) -> None:
                 continue
             for item in items or ():
                 _collect(item, ids)
+            continue
+        if vr == "CS":
+            ids.codes.update(v.strip().lower() for v in string_values(ds, raw, vr) or ())
             continue
         if vr != "PN" and tag not in IDENTITY_TAGS:
             continue

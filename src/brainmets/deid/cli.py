@@ -1,0 +1,186 @@
+"""Plain functions behind ``brainmets deid`` (folder mode and verify), printing with rich.
+
+They return the process exit code; the typer command in :mod:`brainmets.cli` calls them.
+The key is read from a file (raw random bytes, mode 0600) and is never printed or logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from brainmets.deid.engine import MAP_ACCESSION, MAP_PATIENT, MAP_UID, DeidOptions
+from brainmets.deid.table import EDITION
+from brainmets.deid.tree import DEIDENTIFIED, QUARANTINED, REJECTED, TreeReport, deidentify_tree
+from brainmets.deid.verify import VerifyReport, verify_tree
+from brainmets.fsutil import atomic_path
+
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_KEY = 0, 1, 2, 3
+MAX_LISTED = 50
+MAPPING_FILES = {
+    MAP_PATIENT: "patient_id_mapping.csv",
+    MAP_ACCESSION: "accession_mapping.csv",
+    MAP_UID: "uid_mapping.csv",
+}
+
+err = Console(stderr=True)
+out = Console()
+
+
+def load_key(key_file: Path) -> bytes:
+    """Read the workspace key; refuses a missing, short or group/other-accessible key file."""
+    from brainmets.workspace import read_key
+
+    return read_key(Path(key_file))
+
+
+def run_deid(
+    src: Path,
+    dst: Path,
+    key_file: Path,
+    workers: int | None,
+    mapping_out: Path | None,
+    *,
+    options: DeidOptions | None = None,
+    quarantine_dir: Path | None = None,
+) -> int:
+    """Folder mode: de-identify ``src`` into ``dst``; return the exit code.
+
+    0: every file de-identified, quarantined or rejected as not an instance; 1: some files
+    could not be de-identified (read or write errors); 2: bad arguments; 3: key problem.
+    ``mapping_out`` (only when given): ``id_old,id_new`` CSV files in MIDI-B format: a file
+    path ending in ``.csv`` gets every pair, a folder gets one file per kind (patient IDs,
+    accession numbers, UIDs). Mapping files hold identifying values and are written with
+    mode 0600.
+    """
+    from brainmets.workspace import WorkspaceError
+
+    try:
+        key = load_key(key_file)
+    except WorkspaceError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_KEY
+    if not Path(src).is_dir():
+        err.print(f"[bold red]error:[/] {src} is not a folder", highlight=False)
+        return EXIT_USAGE
+    try:
+        report = deidentify_tree(
+            Path(src),
+            Path(dst),
+            key,
+            options=options,
+            workers=workers,
+            quarantine_dir=quarantine_dir,
+            progress=True,
+            collect_mapping=mapping_out is not None,
+        )
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_USAGE
+    print_tree_report(report, Path(dst))
+    if mapping_out is not None and report.mapping is not None:
+        written = write_mapping(report.mapping, Path(mapping_out))
+        for p in written:
+            err.print(f"mapping written to {p} (identifying: keep it protected)", highlight=False)
+    failed = [
+        o
+        for o in report.outcomes
+        if o.status == REJECTED and (o.reason or "").startswith(("de-identification", "cannot"))
+    ]
+    return EXIT_FINDING if failed else EXIT_OK
+
+
+def print_tree_report(report: TreeReport, dst: Path) -> None:
+    table = Table(title=f"de-identification (PS3.15 {EDITION})", show_edge=False)
+    table.add_column("files")
+    table.add_column("count", justify="right")
+    table.add_row("input", str(report.total))
+    table.add_row(DEIDENTIFIED, str(report.deidentified))
+    table.add_row(QUARANTINED, str(report.quarantined))
+    table.add_row(REJECTED, str(report.rejected))
+    if report.duplicates:
+        table.add_row("  of which duplicates", str(report.duplicates))
+    err.print(table)
+    err.print(
+        f"{len(report.patients)} patient(s), {len(report.studies)} study(ies), "
+        f"{len(report.series)} series -> {dst}; {report.files_per_s:.0f} files/s "
+        f"with {report.workers} worker(s)",
+        highlight=False,
+    )
+    for status in (QUARANTINED, REJECTED):
+        for reason, n in report.reasons(status).most_common():
+            err.print(f"  {status}: {n} x {reason}", highlight=False)
+
+
+def write_mapping(mapping: dict[str, dict[str, str]], target: Path) -> list[Path]:
+    """Write ``id_old,id_new`` CSV mapping file(s) with mode 0600; return their paths."""
+    if target.suffix.lower() == ".csv":
+        rows = [pair for kind in MAPPING_FILES for pair in sorted(mapping.get(kind, {}).items())]
+        return [_write_csv(target, rows)]
+    return [
+        _write_csv(target / name, sorted(mapping.get(kind, {}).items()))
+        for kind, name in MAPPING_FILES.items()
+    ]
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id_old", "id_new"])
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        os.chmod(tmp, 0o600)
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def run_verify(
+    original: Path,
+    deidentified: Path,
+    *,
+    allow_private: bool = False,
+    expect_shifted_dates: bool = True,
+    workers: int | None = None,
+) -> int:
+    """Verify a de-identified tree against its original; 1 when anything is found."""
+    for p in (original, deidentified):
+        if not Path(p).is_dir():
+            err.print(f"[bold red]error:[/] {p} is not a folder", highlight=False)
+            return EXIT_USAGE
+    report = verify_tree(
+        Path(original),
+        Path(deidentified),
+        workers=workers,
+        progress=True,
+        allow_private=allow_private,
+        expect_shifted_dates=expect_shifted_dates,
+    )
+    print_verify_report(report)
+    return EXIT_OK if report.ok else EXIT_FINDING
+
+
+def print_verify_report(report: VerifyReport) -> None:
+    err.print(
+        f"checked {report.outputs} output file(s) against {report.originals} original(s) "
+        f"({report.paired} paired with their original): {report.identifiers_checked} identifying "
+        f"value(s), {report.uids_checked} UID(s)",
+        highlight=False,
+    )
+    if report.ok:
+        out.print("[bold green]no finding[/]: no original identifying value, UID or date found")
+        return
+    table = Table(title="findings", show_edge=False)
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    for kind, n in sorted(report.by_kind().items()):
+        table.add_row(kind, str(n))
+    out.print(table)
+    for f in report.findings[:MAX_LISTED]:
+        out.print(f"[red]{f.kind}[/] {f.file}: {f.detail}", highlight=False)
+    if len(report.findings) > MAX_LISTED:
+        out.print(f"... and {len(report.findings) - MAX_LISTED} more", highlight=False)

@@ -1,0 +1,175 @@
+"""DICOM receiver: a Storage SCP that de-identifies every instance in memory on receipt.
+
+Only the de-identified instance ever reaches the disk: each received data set is decoded from
+the association's buffers in memory (pynetdicom's chunked-to-file reception is switched off),
+de-identified with :class:`~brainmets.deid.engine.Deidentifier`, and written atomically (with
+fsync, before the C-STORE is acknowledged) as ``<dicom_dir>/<patient>/<study>/<series>/
+<sop>.dcm``. Instances that must be quarantined (burned-in annotation, secondary capture,
+screen save) are not written at all unless a quarantine folder is given explicitly; the
+sender gets a success status either way so it does not resend them.
+
+C-ECHO (Verification) is supported. Example::
+
+    server = receive("BRAINMETS", 11112, ws_dicom_dir, key, block=False)
+    ...  # storescu -aec BRAINMETS 127.0.0.1 11112 +sd +r /export
+    server.shutdown()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from brainmets.deid.engine import Deidentifier, DeidOptions, DeidResult, NotAnInstanceError
+from brainmets.fsutil import atomic_path, atomic_write_bytes
+
+if TYPE_CHECKING:
+    from pynetdicom import AE
+    from pynetdicom.events import Event
+    from pynetdicom.transport import ThreadedAssociationServer
+
+log = logging.getLogger(__name__)
+
+# DIMSE status codes (PS3.4 Annex B / PS3.7 Annex C).
+STATUS_SUCCESS = 0x0000
+STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_PROCESSING_FAILURE = 0x0110
+
+
+class _StoreHandler:
+    """C-STORE handler bound to a de-identifier and an output folder."""
+
+    def __init__(
+        self,
+        dicom_dir: Path,
+        deid: Deidentifier,
+        on_stored: Callable[[DeidResult], None] | None,
+        quarantine_dir: Path | None,
+    ) -> None:
+        self.dicom_dir = dicom_dir
+        self.deid = deid
+        self.on_stored = on_stored
+        self.quarantine_dir = quarantine_dir
+        self.stored = 0
+        self.quarantined = 0
+        self.failed = 0
+
+    def __call__(self, event: Event) -> int:
+        try:
+            ds: Dataset = event.dataset
+            ds.file_meta = event.file_meta
+        except Exception:
+            self.failed += 1
+            log.warning("received a data set that cannot be decoded")
+            return STATUS_CANNOT_UNDERSTAND
+        try:
+            result = self.deid.deidentify(ds)
+        except NotAnInstanceError:
+            self.failed += 1
+            return STATUS_CANNOT_UNDERSTAND
+        except Exception as exc:  # never echo identifying content into the log
+            self.failed += 1
+            log.warning("de-identification failed (%s)", type(exc).__name__)
+            return STATUS_PROCESSING_FAILURE
+        if result.quarantined:
+            self.quarantined += 1
+            log.info("instance quarantined: %s", result.reason)
+            if self.quarantine_dir is not None:
+                self._quarantine(event, result)
+        else:
+            try:
+                path = self.dicom_dir / result.relative_path()
+                data = result.to_bytes()
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+            except OSError as exc:
+                self.failed += 1
+                log.warning("cannot write a received instance (%s)", exc.strerror)
+                return STATUS_OUT_OF_RESOURCES
+            result.path = path
+            self.stored += 1
+        if self.on_stored is not None:
+            try:
+                self.on_stored(result)
+            except Exception as exc:
+                log.warning("on_stored callback failed (%s)", type(exc).__name__)
+        return STATUS_SUCCESS
+
+    def _quarantine(self, event: Event, result: DeidResult) -> None:
+        """Keep the original of a quarantined instance (explicit opt-in: identifiable)."""
+        import hashlib
+        import io
+
+        import pydicom
+
+        assert self.quarantine_dir is not None
+        buf = io.BytesIO()
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        data = buf.getvalue()
+        name = f"{hashlib.sha256(data).hexdigest()}.dcm"
+        atomic_write_bytes(self.quarantine_dir / name, data)
+        result.path = self.quarantine_dir / name
+
+
+def make_ae(ae_title: str) -> AE:
+    """A pynetdicom AE accepting every storage SOP class in every transfer syntax, and C-ECHO."""
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config
+    from pynetdicom.presentation import AllStoragePresentationContexts
+    from pynetdicom.sop_class import Verification
+
+    # Decode received data sets in memory: never spool identifiable data to a file.
+    _config.STORE_RECV_CHUNKED_DATASET = False
+    ae = AE(ae_title=ae_title)
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(UID(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification)
+    ae.maximum_pdu_size = 0  # no limit
+    return ae
+
+
+def receive(
+    ae_title: str,
+    port: int,
+    workspace_dicom_dir: Path,
+    key: bytes,
+    *,
+    options: DeidOptions | None = None,
+    on_stored: Callable[[DeidResult], None] | None = None,
+    host: str = "127.0.0.1",
+    quarantine_dir: Path | None = None,
+    block: bool = True,
+) -> ThreadedAssociationServer | None:
+    """Run the de-identifying Storage SCP on ``host:port``.
+
+    ``on_stored(result)`` is called after each instance (de-identified and written, with
+    ``result.path`` set, or quarantined). With ``block=True`` (default) this serves until
+    interrupted; with ``block=False`` it returns the running server (call ``shutdown()``).
+    The handler object (counts of stored, quarantined and failed instances) is available as
+    ``server.brainmets_handler``.
+    """
+    from pynetdicom import evt
+
+    dicom_dir = Path(workspace_dicom_dir)
+    dicom_dir.mkdir(parents=True, exist_ok=True)
+    handler = _StoreHandler(dicom_dir, Deidentifier(key, options), on_stored, quarantine_dir)
+    ae = make_ae(ae_title)
+    handlers = [(evt.EVT_C_STORE, handler)]
+    log.info("receiving as %s on %s:%d into %s", ae_title, host, port, dicom_dir)
+    if block:
+        try:
+            ae.start_server((host, port), block=True, evt_handlers=handlers)
+        except KeyboardInterrupt:
+            ae.shutdown()
+        return None
+    server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+    assert server is not None
+    setattr(server, "brainmets_handler", handler)  # noqa: B010 - documented attribute
+    return server

@@ -1,0 +1,369 @@
+"""Folder mode: de-identify every file of a tree, in parallel over files.
+
+Every input file ends up in exactly one of three states, so the report's counts add up to the
+number of input files:
+
+* **de-identified**: written (atomically) to ``dst/<patient>/<study>/<series>/<sop>.dcm``,
+  every path component a pseudonym;
+* **quarantined**: an instance whose pixels may show identifying text (see
+  :meth:`Deidentifier.quarantine_reason`); nothing is written to ``dst``. When a quarantine
+  folder is given, the original file is copied there (it is identifiable: keep that folder in
+  the protected area) under a content-hash name, with ``quarantine.csv`` giving the reasons;
+* **rejected**: not DICOM, unreadable, not a composite instance (e.g. DICOMDIR), or failed.
+
+Identifying values never appear in the report's messages; source paths do (they are inside
+the protected input area already).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from brainmets.deid._parallel import default_workers, parallel_map
+from brainmets.deid.engine import (
+    Deidentifier,
+    DeidOptions,
+    NotAnInstanceError,
+)
+from brainmets.fsutil import TMP_PREFIX, atomic_path, atomic_write_bytes
+
+DEIDENTIFIED = "deidentified"
+QUARANTINED = "quarantined"
+REJECTED = "rejected"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input file."""
+
+    source: str  # path relative to the source root
+    status: str  # DEIDENTIFIED, QUARANTINED or REJECTED
+    reason: str | None = None
+    output: str | None = None  # relative to the destination (or quarantine) root
+    patient_id: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    mapping: dict[str, dict[str, str]] | None = None
+
+
+@dataclass
+class TreeReport:
+    """Result of :func:`deidentify_tree`; ``total == deidentified + quarantined + rejected``."""
+
+    total: int = 0
+    deidentified: int = 0
+    quarantined: int = 0
+    rejected: int = 0
+    duplicates: int = 0  # de-identified files whose SOP Instance UID was already written
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    workers: int = 1
+    mapping: dict[str, dict[str, str]] | None = field(default=None, repr=False)
+
+    @property
+    def consistent(self) -> bool:
+        return self.total == self.deidentified + self.quarantined + self.rejected
+
+    @property
+    def files_per_s(self) -> float:
+        return self.total / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def patients(self) -> set[str]:
+        return {o.patient_id for o in self.outcomes if o.patient_id}
+
+    @property
+    def studies(self) -> set[str]:
+        return {o.study_uid for o in self.outcomes if o.study_uid}
+
+    @property
+    def series(self) -> set[str]:
+        return {o.series_uid for o in self.outcomes if o.series_uid}
+
+    def reasons(self, status: str) -> Counter[str]:
+        """How many files got each reason, for ``QUARANTINED`` or ``REJECTED``."""
+        return Counter(o.reason or "" for o in self.outcomes if o.status == status)
+
+
+# -- worker side ------------------------------------------------------------------------------
+@dataclass
+class _WorkerState:
+    deid: Deidentifier
+    src: Path
+    dst: Path
+    quarantine: Path | None
+    mapping: bool
+
+
+_WORKER: list[_WorkerState] = []  # the current process's state (set by _init_worker)
+
+
+def _init_worker(
+    key: bytes,
+    options: DeidOptions,
+    src: str,
+    dst: str,
+    quarantine: str | None,
+    mapping: bool,
+) -> None:
+    _WORKER[:] = [
+        _WorkerState(
+            deid=Deidentifier(key, options),
+            src=Path(src),
+            dst=Path(dst),
+            quarantine=Path(quarantine) if quarantine else None,
+            mapping=mapping,
+        )
+    ]
+
+
+class TruncatedError(ValueError):
+    """The file ends before the data set does."""
+
+
+def read_instance(path: Path) -> pydicom.Dataset:
+    """Read a complete DICOM file.
+
+    Files without the Part 10 header are accepted if they parse as an instance. Raises
+    InvalidDicomError for anything else and :class:`TruncatedError` for a cut-off file
+    (pydicom silently returns what it could read).
+    """
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, force=True)
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise InvalidDicomError("not a DICOM file") from None
+    problem = truncation(ds)
+    if problem:
+        raise TruncatedError(problem)
+    return ds
+
+
+def truncation(ds: pydicom.Dataset) -> str | None:
+    """Why ``ds`` looks cut off (None when it looks complete).
+
+    The last element shorter than its declared length; an image (by SOP class) without Pixel
+    Data; native Pixel Data shorter than Rows x Columns x Samples x Frames x Bits Allocated.
+    """
+    tags = list(ds.keys())
+    if tags:
+        last = ds.get_item(max(tags))
+        length = getattr(last, "length", None)
+        value = last.value
+        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
+            return "truncated (last element incomplete)"
+    sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "") or ""))
+    if sop_class.name != str(sop_class):  # a standard SOP class: its name tells
+        is_image = "Image Storage" in sop_class.name
+    else:  # private SOP class: an image pixel description without pixels
+        is_image = "Rows" in ds and "BitsAllocated" in ds
+    pixels = ds.get_item(0x7FE00010)
+    if is_image and pixels is None and not ({0x7FE00008, 0x7FE00009} & set(tags)):
+        return "image without Pixel Data (truncated or incomplete file)"
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if pixels is not None and ts is not None and not pydicom.uid.UID(ts).is_compressed:
+        try:
+            bits = int(ds.BitsAllocated)
+            n = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+            n *= int(ds.get("NumberOfFrames", 1) or 1)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        expected = (n * bits + 7) // 8
+        value = pixels.value
+        if isinstance(value, bytes) and len(value) < expected:
+            return "truncated (Pixel Data incomplete)"
+    return None
+
+
+def _process_one(path_str: str) -> FileOutcome:
+    state = _WORKER[0]
+    path = Path(path_str)
+    rel = str(path.relative_to(state.src))
+    try:
+        ds = read_instance(path)
+    except InvalidDicomError:
+        return FileOutcome(rel, REJECTED, "not DICOM")
+    except TruncatedError as exc:
+        return FileOutcome(rel, REJECTED, str(exc))
+    except Exception as exc:  # corrupt files
+        return FileOutcome(rel, REJECTED, f"unreadable ({type(exc).__name__})")
+    try:
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == (
+            MEDIA_STORAGE_DIRECTORY
+        ):
+            return FileOutcome(rel, REJECTED, "DICOMDIR (not an instance)")
+        result = state.deid.deidentify(ds, collect_mapping=state.mapping)
+    except NotAnInstanceError as exc:
+        return FileOutcome(rel, REJECTED, f"not an instance ({exc})")
+    except Exception as exc:
+        return FileOutcome(rel, REJECTED, f"de-identification failed ({type(exc).__name__})")
+    if result.quarantined:
+        q = state.quarantine
+        copy = _copy_to_quarantine(path, q) if q is not None else None
+        return FileOutcome(rel, QUARANTINED, result.reason, output=copy)
+    try:
+        data = result.to_bytes()
+    except Exception as exc:
+        return FileOutcome(rel, REJECTED, f"cannot be written ({type(exc).__name__})")
+    out_rel = result.relative_path()
+    write_atomic_nosync(state.dst / out_rel, data)
+    return FileOutcome(
+        rel,
+        DEIDENTIFIED,
+        output=str(out_rel),
+        patient_id=result.patient_id,
+        study_uid=result.study_uid,
+        series_uid=result.series_uid,
+        mapping=result.mapping,
+    )
+
+
+def write_atomic_nosync(dest: Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically (temporary name + rename), without fsync.
+
+    Same convention as :func:`brainmets.fsutil.atomic_path` (the temporary name starts with
+    ``TMP_PREFIX``, so :func:`brainmets.fsutil.remove_stale_temporaries` clears leftovers): a
+    killed process never leaves a partial file under the final name. Durability is obtained
+    once per run (:func:`os.sync` at the end of :func:`deidentify_tree`) instead of one fsync
+    per file, which costs more than the de-identification itself.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".dcm", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp_name, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _copy_to_quarantine(path: Path, quarantine: Path) -> str:
+    """Copy an original to the quarantine folder under a content-hash name; return the name."""
+    name = f"{hashlib.sha256(path.read_bytes()).hexdigest()}.dcm"
+    with atomic_path(quarantine / name) as tmp:
+        shutil.copyfile(path, tmp)
+    return name
+
+
+# -- parent side ------------------------------------------------------------------------------
+def iter_files(root: Path) -> Iterator[Path]:
+    """Regular files under ``root`` (sorted, symlinks not followed, temporaries skipped)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.startswith(TMP_PREFIX):
+                continue
+            p = Path(dirpath) / name
+            if p.is_file() and not p.is_symlink():
+                yield p
+
+
+def deidentify_tree(
+    src: Path,
+    dst: Path,
+    key: bytes,
+    options: DeidOptions | None = None,
+    workers: int | None = None,
+    quarantine_dir: Path | None = None,
+    progress: bool = True,
+    collect_mapping: bool = False,
+) -> TreeReport:
+    """De-identify every file under ``src`` into ``dst`` (see the module docstring).
+
+    ``workers``: processes (default: one per core; 1 runs in this process). With
+    ``collect_mapping`` the report's ``mapping`` holds, per kind (``patient``, ``accession``,
+    ``uid``), original -> pseudonym (identifying: write it only to the protected area).
+    """
+    src = Path(src).resolve()
+    dst = Path(dst).resolve()
+    if not src.is_dir():
+        raise NotADirectoryError(src)
+    if dst == src or src in dst.parents:
+        raise ValueError("the destination must not be inside the source tree")
+    options = options or DeidOptions()
+    Deidentifier(key, options)  # validate the key and options before starting workers
+    dst.mkdir(parents=True, exist_ok=True)
+    files = [str(p) for p in iter_files(src)]
+    n_workers = workers if workers is not None else default_workers()
+    init_args = (
+        key,
+        options,
+        str(src),
+        str(dst),
+        str(Path(quarantine_dir).resolve()) if quarantine_dir else None,
+        collect_mapping,
+    )
+    t0 = time.perf_counter()
+    try:
+        outcomes = parallel_map(
+            _process_one,
+            files,
+            workers=n_workers,
+            initializer=_init_worker,
+            initargs=init_args,
+            progress=progress,
+            label="de-identifying",
+        )
+    finally:
+        _WORKER.clear()
+    os.sync()  # make the run's output durable at once (see write_atomic_nosync)
+    report = TreeReport(
+        total=len(files),
+        outcomes=outcomes,
+        elapsed_s=time.perf_counter() - t0,
+        workers=max(1, min(n_workers, len(files) or 1)),
+    )
+    _tally(report, collect_mapping)
+    if quarantine_dir is not None and report.quarantined:
+        _write_quarantine_index(Path(quarantine_dir), report)
+    return report
+
+
+def _tally(report: TreeReport, collect_mapping: bool) -> None:
+    seen: set[str] = set()
+    mapping: dict[str, dict[str, str]] = {}
+    for o in report.outcomes:
+        if o.status == DEIDENTIFIED:
+            report.deidentified += 1
+            if o.output in seen:
+                report.duplicates += 1
+            seen.add(str(o.output))
+            if o.mapping:
+                for kind, pairs in o.mapping.items():
+                    mapping.setdefault(kind, {}).update(pairs)
+                o.mapping = None
+        elif o.status == QUARANTINED:
+            report.quarantined += 1
+        else:
+            report.rejected += 1
+    if collect_mapping:
+        report.mapping = mapping
+
+
+def _write_quarantine_index(quarantine_dir: Path, report: TreeReport) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["source", "file", "reason"])
+    for o in report.outcomes:
+        if o.status == QUARANTINED:
+            writer.writerow([o.source, o.output or "", o.reason or ""])
+    atomic_write_bytes(quarantine_dir / "quarantine.csv", buf.getvalue().encode("utf-8"))
