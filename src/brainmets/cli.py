@@ -314,6 +314,38 @@ def deid(
     _exit_for(summary)
 
 
+# ------------------------------------------------------------------------ receive
+@app.command()
+def receive(
+    workspace: WorkspaceOpt = Path("."),
+    ae_title: Annotated[str, typer.Option("--ae-title", help="Our AE title.")] = "BRAINMETS",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 11112,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: all interfaces).")
+    ] = "127.0.0.1",
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Receive studies over DICOM (C-STORE, C-ECHO), de-identified in memory on receipt.
+
+    Only de-identified files reach the disk (data/received); every instance is indexed in
+    the catalog; `brainmets run` files them with the rest. Stop with Ctrl-C.
+
+    Example:  brainmets receive -w ~/bm-workspace --ae-title BRAINMETS --port 11112
+    """
+    from brainmets.ingest.receive import start_receiver
+
+    with _handled():
+        ws = _open(workspace, verbose, quiet)
+        err.print(f"receiving as {ae_title} on {host}:{port} into {ws.config.path('received')}")
+        _, indexer = start_receiver(ws, ae_title, port, host, block=True)
+        indexer.close()
+    err.print(
+        f"stopped: {indexer.counts['received']} instance(s) received, "
+        f"{indexer.counts['quarantined']} quarantined"
+    )
+
+
 # ---------------------------------------------------------------------------- run
 @app.command()
 def run(

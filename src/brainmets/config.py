@@ -29,6 +29,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # Folders of the workspace, relative to its root unless absolute.
         "sources": [],  # input DICOM folders registered by `brainmets ingest`
         "dicom": "data/dicom",  # de-identified DICOM
+        "received": "data/received",  # de-identified on receipt by `brainmets receive`
         "derivatives": "data/derivatives",  # per-patient stage outputs
         "quarantine": "private/quarantine",  # inputs withheld from the dataset
         "exports": "exports",

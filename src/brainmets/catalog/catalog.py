@@ -102,15 +102,25 @@ class Catalog:
         create: bool = False,
         migrate: bool = True,
         target_version: int | None = None,
+        any_thread: bool = False,
     ) -> Catalog:
+        """Open (and by default migrate) a catalog.
+
+        ``any_thread`` allows using the connection from threads other than the opening one;
+        the caller must then serialise access (e.g. with a lock).
+        """
         path = Path(path)
         if not path.exists() and not create:
             raise CatalogError(f"{path}: no catalog (is this a brainmets workspace?)")
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+                conn = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=not any_thread
+                )
             else:
-                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+                conn = sqlite3.connect(
+                    path, timeout=30, isolation_level=None, check_same_thread=not any_thread
+                )
         except sqlite3.Error as exc:
             raise CatalogError(f"{path}: cannot open catalog: {exc}") from exc
         conn.row_factory = sqlite3.Row

@@ -21,13 +21,13 @@ import pydicom
 
 from brainmets.catalog import Catalog
 from brainmets.config import Config
-from brainmets.deid.engine import Deidentifier, DeidOptions
+from brainmets.deid.engine import Deidentifier, DeidOptions, DeidResult
 from brainmets.deid.tree import read_instance
 from brainmets.fsutil import atomic_path, atomic_write_text, sha256_file
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.workspace import Workspace, read_key
 
-_ACCEPTED = ("pending", "deidentified", "quarantined")
+_ACCEPTED = ("pending", "deidentified", "quarantined", "received")
 # DeidOptions fields exposed as stage parameters (the key never is one).
 DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(DeidOptions) if not f.name.startswith("_")
@@ -73,8 +73,11 @@ def run_deid(ctx: StageContext) -> StageResult:
     for src in sources:
         path = Path(src["path"])
         row = {**src, "patient_id": ctx.patient_id}
+        received = src["status"] == "received"
         try:
-            result = deid.deidentify(read_instance(path))
+            result = (
+                _already_deidentified(path) if received else deid.deidentify(read_instance(path))
+            )
         except Exception as exc:  # one bad file never stops the patient
             reason = f"cannot de-identify ({type(exc).__name__}: {exc})"
             files.append({**row, "status": "rejected", "reason": reason, "sop_uid": None})
@@ -96,7 +99,7 @@ def run_deid(ctx: StageContext) -> StageResult:
         assert ds is not None
         dest = dicom_root / result.relative_path()
         with atomic_path(dest) as tmp:
-            tmp.write_bytes(result.to_bytes())
+            tmp.write_bytes(path.read_bytes() if received else result.to_bytes())
         rel = os.path.relpath(dest, ctx.root)
         instances.append(
             {
@@ -133,8 +136,9 @@ def run_deid(ctx: StageContext) -> StageResult:
             },
         )
         se["n_instances"] += 1
-        files.append({**row, "status": "deidentified", "reason": None, "sop_uid": result.sop_uid})
-        outcome["deidentified"] += 1
+        status = "received" if received else "deidentified"
+        files.append({**row, "status": status, "reason": None, "sop_uid": result.sop_uid})
+        outcome[status] += 1
     if not instances:
         raise ValueError(
             f"none of the {len(sources)} file(s) of {ctx.patient_id} could be de-identified: "
@@ -158,6 +162,22 @@ def run_deid(ctx: StageContext) -> StageResult:
         },
         metrics={**outcome, "studies": len(studies), "series": len(series)},
         tools={"pydicom": pydicom.__version__},
+    )
+
+
+def _already_deidentified(path: Path) -> DeidResult:
+    """A file de-identified on receipt (``brainmets receive``): filed as it is."""
+    ds = read_instance(path)
+    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
+        raise ValueError("received file is not marked PatientIdentityRemoved=YES")
+    return DeidResult(
+        status="deidentified",
+        dataset=ds,
+        patient_id=str(ds.PatientID),
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_uid=str(ds.SOPInstanceUID),
+        sop_class_uid=str(ds.SOPClassUID),
     )
 
 

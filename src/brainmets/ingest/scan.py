@@ -153,7 +153,10 @@ def run_ingest(ctx: StageContext) -> StageResult:
     if missing:
         raise FileNotFoundError(f"source folder(s) not found: {', '.join(missing)}")
     if not sources:
-        raise ValueError("no source folders registered; use `brainmets ingest FOLDER`")
+        ctx.warning(
+            "no source folders registered (`brainmets ingest FOLDER` adds one); only "
+            "instances received by `brainmets receive` will be processed"
+        )
     key = read_key(config.key_file)
     cat = ctx.catalog()
     try:

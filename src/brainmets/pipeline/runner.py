@@ -309,9 +309,9 @@ class Runner:
             self._advance(task)
             return
         if st.name not in selected:
-            reason = f"'{st.name}' is not up to date; run `brainmets {st.name}` or `brainmets run`"
-            summary.blocked.append((COHORT, st.name, reason))
-            summary.counts[st.name]["blocked"] += 1
+            # Patient stages do not depend on cohort stages' fingerprints: going on is safe,
+            # the catalog holds what the cohort stage recorded last time.
+            log.info("cohort stage '%s' is not selected and not up to date; not run", st.name)
             self._cohort_fp = None
             self._advance(task)
             return

@@ -1,0 +1,105 @@
+"""Receiving studies over the DICOM network into a workspace, de-identified on receipt.
+
+``brainmets receive`` runs :func:`brainmets.deid.receiver.receive` (a Storage SCP that
+de-identifies each instance in memory and writes only the de-identified file) with the
+workspace key, into the workspace's ``data/received`` staging folder, and indexes every
+instance in the catalog as it arrives (``source_files`` with status ``received``, or
+``quarantined`` with the reason). The ``deid`` stage then files received instances under
+``data/dicom`` with the rest, without de-identifying them a second time.
+
+The receiver does not hold the workspace lock, so ``brainmets run`` can process what has
+arrived while it keeps receiving; catalog writes are short transactions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Any
+
+from brainmets.catalog import LATEST_VERSION, Catalog, CatalogError, utcnow
+from brainmets.deid.engine import DeidOptions, DeidResult
+from brainmets.workspace import Workspace
+
+log = logging.getLogger("brainmets.receive")
+
+
+class ReceiptIndexer:
+    """Records each received instance in the catalog (thread-safe ``on_stored`` callback)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.catalog = Catalog.open(ws.catalog_path, migrate=False, any_thread=True)
+        if self.catalog.version() != LATEST_VERSION:
+            self.catalog.close()
+            raise CatalogError(
+                f"{ws.catalog_path}: schema is not up to date; run `brainmets status "
+                "--upgrade` or any stage once before receiving"
+            )
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self.counts = {"received": 0, "quarantined": 0}
+
+    def __call__(self, result: DeidResult) -> None:
+        now = utcnow()
+        if result.deidentified and result.path is not None:
+            st = result.path.stat()
+            row: dict[str, Any] = {
+                "path": str(result.path),
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "status": "received",
+                "reason": None,
+                "patient_id": result.patient_id,
+                "sop_uid": result.sop_uid,
+                "seen_at": now,
+            }
+            kind = "received"
+        else:
+            # nothing was written: record the event so the instance is accounted for
+            row = {
+                "path": f"received:quarantined/{now}/{next(self._seq)}",
+                "size": 0,
+                "mtime_ns": 0,
+                "status": "quarantined",
+                "reason": f"received instance quarantined: {result.reason}; not written",
+                "patient_id": None,
+                "sop_uid": None,
+                "seen_at": now,
+            }
+            kind = "quarantined"
+        with self._lock, self.catalog.transaction():
+            if row["patient_id"]:
+                self.catalog.ensure_patient(row["patient_id"])
+            self.catalog.upsert("source_files", row)
+            self.counts[kind] += 1
+
+    def close(self) -> None:
+        self.catalog.close()
+
+
+def start_receiver(
+    ws: Workspace, ae_title: str, port: int, host: str = "127.0.0.1", block: bool = False
+) -> tuple[Any, ReceiptIndexer]:
+    """Start the de-identifying receiver for ``ws``; returns (server or None, indexer)."""
+    from brainmets.deid.receiver import receive
+    from brainmets.deid.stage import DEFAULTS
+
+    params = ws.config.stage_params("deid", DEFAULTS)
+    indexer = ReceiptIndexer(ws)
+    try:
+        server = receive(
+            ae_title,
+            port,
+            ws.config.path("received"),
+            ws.key(),
+            options=DeidOptions(**params),
+            on_stored=indexer,
+            host=host,
+            block=block,
+        )
+    except BaseException:
+        indexer.close()
+        raise
+    return server, indexer

@@ -1,0 +1,185 @@
+"""`brainmets receive`: studies sent by real DICOM peers (dcmtk storescu, Orthanc) arrive in a
+workspace de-identified; no identifying value ever reaches the workspace's disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from bm_testutil import run_cli
+from brainmets.deid.text import collect_identifiers
+from brainmets.workspace import Workspace
+
+STORESCU = shutil.which("storescu")
+ORTHANC = shutil.which("Orthanc")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited early"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def needles(files: list[Path]) -> set[str]:
+    """Identifying values of the originals: names, IDs, dates, institutions, UIDs."""
+    values: set[str] = set()
+    for p in files:
+        ds = pydicom.dcmread(p)
+        values |= {v for v in collect_identifiers(ds).values if len(v) >= 5}
+        for e in ds.iterall():
+            if e.VR == "UI" and not str(e.value).startswith("1.2.840.10008"):
+                values.add(str(e.value))
+    return values
+
+
+def assert_no_leak(root: Path, values: set[str]) -> int:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    for p in files:
+        data = p.read_bytes().lower()
+        for v in values:
+            for enc in ("latin-1", "utf-8", "utf-16-le"):
+                assert v.lower().encode(enc) not in data, f"{v!r} found in {p}"
+    return len(files)
+
+
+@pytest.fixture
+def source_files(testdata: Path, tmp_path: Path) -> list[Path]:
+    hfs = testdata / "dicom" / "siemens_prisma_t1_fl2d_patient_position" / "dicom" / "HFS"
+    series = next(d for d in sorted(hfs.iterdir()) if d.is_dir())
+    out = tmp_path / "send"
+    out.mkdir()
+    files = []
+    for f in sorted(series.glob("*.dcm"))[:6]:
+        ds = pydicom.dcmread(f)
+        ds.PatientName = "Quixotlova^Zebediah"  # plant identifying values we can look for
+        ds.PatientID = "MRN-RX-4711"
+        ds.InstitutionName = "Saint Example Hospital"
+        dest = out / f.name
+        ds.save_as(dest)
+        files.append(dest)
+    return files
+
+
+def start_receive(ws: Workspace, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "brainmets", "receive", "-w", str(ws.root), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_port(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
+def check_workspace(ws: Workspace, sent: list[Path]) -> None:
+    values = needles(sent)
+    assert {"MRN-RX-4711", "Saint Example Hospital"} <= values
+    r = run_cli("deid", "-w", str(ws.root))
+    assert r.returncode == 0, r.stderr
+    with ws.catalog(readonly=True) as cat:
+        files = cat.query("SELECT status FROM source_files")
+        instances = cat.query("SELECT path FROM instances")
+    assert [f["status"] for f in files] == ["received"] * len(sent)
+    assert len(instances) == len(sent)
+    for i in instances:
+        ds = pydicom.dcmread(ws.root / i["path"])
+        assert ds.PatientIdentityRemoved == "YES" and ds.PatientID.startswith("BM-")
+    # scan everything the workspace holds: data, catalog, WAL, logs, temporaries
+    assert assert_no_leak(ws.root, values) > len(sent)
+
+
+@pytest.mark.skipif(STORESCU is None, reason="dcmtk storescu not installed (apt-get install dcmtk)")
+def test_storescu_into_workspace(tmp_path: Path, source_files: list[Path]) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    port = free_port()
+    proc = start_receive(ws, port)
+    try:
+        send = subprocess.run(
+            [STORESCU, "-aec", "BRAINMETS", "127.0.0.1", str(port), *map(str, source_files)],
+            capture_output=True,
+            timeout=120,
+        )
+        assert send.returncode == 0, send.stderr
+    finally:
+        err = stop(proc)
+    assert f"{len(source_files)} instance(s) received" in err, err
+    check_workspace(ws, source_files)
+
+
+@pytest.mark.skipif(ORTHANC is None, reason="Orthanc not installed (apt-get install orthanc)")
+def test_orthanc_sends_to_workspace(tmp_path: Path, source_files: list[Path]) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    port, http, dicom = free_port(), free_port(), free_port()
+    storage = tmp_path / "orthanc-storage"
+    config = {
+        "Name": "brainmets-test-pacs",
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "HttpPort": http,
+        "DicomPort": dicom,
+        "DicomAet": "TESTPACS",
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomModalities": {"brainmets": ["BRAINMETS", "127.0.0.1", port]},
+        "Plugins": [],
+    }
+    cfg = tmp_path / "orthanc.json"
+    cfg.write_text(json.dumps(config))
+    pacs = subprocess.Popen(
+        [ORTHANC, str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    proc = None
+    try:
+        wait_port(http, pacs)
+        base = f"http://127.0.0.1:{http}"
+        ids = []
+        for f in source_files:
+            req = urllib.request.Request(f"{base}/instances", data=f.read_bytes(), method="POST")
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                ids.append(json.loads(resp.read())["ID"])
+        proc = start_receive(ws, port)
+        req = urllib.request.Request(
+            f"{base}/modalities/brainmets/store",
+            data=json.dumps(ids).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            assert resp.status == 200
+    finally:
+        err = stop(proc) if proc else ""
+        pacs.terminate()
+        pacs.wait(timeout=30)
+    assert f"{len(source_files)} instance(s) received" in err, err
+    check_workspace(ws, source_files)
