@@ -97,3 +97,24 @@ def test_ingest_then_deid_accounts_for_every_file(tmp_path: Path, testdata: Path
         assert {r.attempts for r in cat.stage_runs() if r.stage == "deid"} == {2}
         assert len(cat.query("SELECT * FROM instances")) == len(instances)
     assert len([p for p in ws.config.path("dicom").rglob("*.dcm")]) == len(instances)
+
+
+def test_folder_mode_and_verify_from_the_command_line(tmp_path: Path, testdata: Path) -> None:
+    src, _ = _tree(testdata, tmp_path)
+    key = tmp_path / "k.key"
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    r = run_cli("deid", str(src), str(out), "--key", str(key))
+    assert r.returncode == 0, r.stderr
+    assert len(list(out.rglob("*.dcm"))) == sum(1 for _ in src.rglob("*.dcm")) - 1
+    v = run_cli("deid", "verify", str(src), str(out))
+    assert v.returncode == 0, v.stdout + v.stderr
+    # plant a leak: the verifier must fail
+    victim = next(out.rglob("*.dcm"))
+    ds = pydicom.dcmread(victim)
+    orig = pydicom.dcmread(next(src.rglob("1-001.dcm")))
+    ds.ImageComments = f"scan of {orig.PatientID}"
+    ds.save_as(victim)
+    v = run_cli("deid", "verify", str(src), str(out))
+    assert v.returncode == 1

@@ -454,10 +454,8 @@ def verify_tree(
     codes: set[str] = set()
     uids: set[str] = set()
     by_signature: dict[str, list[_Original]] = defaultdict(list)
-    by_patient: dict[str, set[str]] = defaultdict(set)
     for o in originals:
         needles.update(o.needles)
-        by_patient[o.patient] |= {k.lower() for k in o.needles}
         codes |= o.codes
         uids |= o.uids
         by_signature[o.signature].append(o)
@@ -482,17 +480,12 @@ def verify_tree(
         identifiers_checked=len(needles),
         uids_checked=len(uids),
     )
-    # Which original patients each pseudonymous patient stands for (through pairing).
-    sources: dict[str | None, set[str]] = defaultdict(set)
-    for out in outputs:
-        for orig in by_signature.get(out.signature, ()):
-            sources[out.patient_id].add(orig.patient)
+    # Any original's identifying value in any output is a finding, whichever patient it
+    # belongs to: a leak across patients is still a leak.
     for out in outputs:
         report.findings.extend(out.findings)
         rel = str(Path(out.path).relative_to(deidentified))
-        own = sources.get(out.patient_id)
-        relevant = set().union(*(by_patient[p] for p in own)) & pooled if own else pooled
-        for hit in sorted(out.hits & relevant):
+        for hit in sorted(out.hits & pooled):
             report.findings.append(
                 Finding("identifier", rel, f"original identifying value {mask(hit)}")
             )
