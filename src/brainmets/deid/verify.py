@@ -10,11 +10,9 @@ The verifier needs no key and trusts nothing the de-identifier says. It reads bo
 
 Findings:
 
-* ``identifier``: an identifying value of the original patient occurs in an output file, in
+* ``identifier``: an identifying value of any original patient occurs in an output file, in
   any element or in the raw bytes, in ASCII/Latin-1, UTF-8 or UTF-16 encoding,
-  case-insensitively. Outputs are attributed to original patients through their pairing
-  (all outputs of a pseudonymous patient share the attribution); outputs of a pseudonymous
-  patient without any such pairing are checked against the values of every original;
+  case-insensitively (a value of another patient is a leak too);
 * ``uid``: an original instance UID occurs in an output file (not remapped);
 * ``date``: a date element of an output holds the same non-empty value as the same element
   of its original instance (paired by Pixel Data, or for instances without pixels by

@@ -18,6 +18,7 @@ partial-volume maps (cached per process); lesions are painted on top by
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +83,7 @@ class Template:
     tissues: np.ndarray  # uint8 0 bg, 1 CSF, 2 GM, 3 WM
     pv: np.ndarray  # float32 (3, ...) partial volume of CSF, GM, WM
     head: np.ndarray  # bool
-    extra_csf: np.ndarray  # bool: CSF outside the tissue map (between brain and skull)
+    extra_csf: np.ndarray  # float32 0-1: CSF outside the tissue map (between brain and skull)
     infratentorial: np.ndarray  # bool
     infratentorial_method: str
     parcellation: np.ndarray | None = None
@@ -109,10 +110,17 @@ class Template:
         return self.affine @ off
 
     def crop_to_original(self, arr: np.ndarray) -> np.ndarray:
-        """Cut an array on the padded grid back to the template's own grid."""
-        o = self.pad_origin
-        s = self.original_shape
-        return arr[o[0] : o[0] + s[0], o[1] : o[1] + s[1], o[2] : o[2] + s[2]]
+        """An array on this (padded, cropped) grid put on the template's own grid."""
+        out = np.zeros(self.original_shape, dtype=arr.dtype)
+        o = np.array(self.pad_origin)
+        dst_lo = np.maximum(-o, 0)
+        dst_hi = np.minimum(np.array(self.original_shape), np.array(arr.shape) - o)
+        src_lo = dst_lo + o
+        src_hi = dst_hi + o
+        out[tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi, strict=True))] = arr[
+            tuple(slice(a, b) for a, b in zip(src_lo, src_hi, strict=True))
+        ]
+        return out
 
     def brain_centre_world(self) -> np.ndarray:
         idx = np.argwhere(self.brain).mean(axis=0)
@@ -131,32 +139,45 @@ class Template:
             self._cache[kind] = self._synthesise(SIGNALS[kind])
         return self._cache[kind]
 
+    def _shared(self) -> dict[str, np.ndarray]:
+        """Terms common to all contrasts (computed once)."""
+        if "_p_brain" not in self._cache:
+            p_csf, p_gm, p_wm = self.pv
+            p_brain = p_csf + p_gm + p_wm
+            self._cache["_p_brain"] = p_brain
+            self._cache["_inv"] = 1.0 / np.maximum(p_brain, np.float32(1e-3))
+            self._cache["_t1c"] = np.clip(self.t1, 0.0, 3.0)
+        return {k: self._cache[k] for k in ("_p_brain", "_inv", "_t1c")}
+
     def _synthesise(self, s: TissueSignal) -> np.ndarray:
         p_csf, p_gm, p_wm = self.pv
-        p_brain = p_csf + p_gm + p_wm
+        sh = self._shared()
+        p_brain = sh["_p_brain"]
+        m = self._class_means()
         if s.use_t1_texture:
             # Map the real T1 template intensities piecewise-linearly so the texture stays.
-            m = self._class_means()
             xs = np.array([0.0, m[0], m[1], m[2], 2.5])
             ys = np.array([0.0, s.csf, s.gm, s.wm, s.wm * 2.5 / m[2]])
             brain = np.interp(self.t1, xs, ys).astype(np.float32)
-            brain *= np.float32(1.0)
         else:
-            brain = (p_csf * s.csf + p_gm * s.gm + p_wm * s.wm) / np.maximum(p_brain, 1e-3)
-            brain = brain.astype(np.float32)
-            # mild texture borrowed from the T1 template (deep grey nuclei, etc.)
-            expected = (
-                p_csf * self._class_means()[0]
-                + p_gm * self._class_means()[1]
-                + p_wm * self._class_means()[2]
-            ) / np.maximum(p_brain, 1e-3)
-            ratio = np.clip(self.t1 / np.maximum(expected, 1e-3), 0.7, 1.3)
-            brain *= (1.0 + 0.25 * (1.0 - ratio)).astype(np.float32)
-        nonbrain = s.nonbrain_gain * np.power(np.clip(self.t1, 0.0, 3.0), s.nonbrain_gamma)
-        nonbrain = np.where(self.extra_csf, s.csf, nonbrain).astype(np.float32)
+            # Half from the T1 template's intensity (texture, smooth partial volume), half
+            # from the tissue classes (keeps CSF/GM/WM apart where the T1 is ambiguous).
+            xs = np.array([0.0, m[0], m[1], m[2], 2.5])
+            ys = np.array([s.csf, s.csf, s.gm, s.wm, s.wm])
+            from_t1 = np.interp(self.t1, xs, ys).astype(np.float32)
+            from_labels = (
+                p_csf * np.float32(s.csf) + p_gm * np.float32(s.gm) + p_wm * np.float32(s.wm)
+            ) * sh["_inv"]
+            brain = np.float32(0.5) * (from_t1 + from_labels)
+        t1c = sh["_t1c"]
+        nonbrain = t1c if s.nonbrain_gamma == 1.0 else np.power(t1c, np.float32(s.nonbrain_gamma))
+        w = self.extra_csf  # soft weight of CSF between brain and skull
+        nonbrain = (np.float32(1.0) - w) * nonbrain * np.float32(s.nonbrain_gain) + w * np.float32(
+            s.csf
+        )
         nonbrain *= self.head
-        img = p_brain * brain + (1.0 - p_brain) * nonbrain
-        return img.astype(np.float32)
+        img = p_brain * brain + (np.float32(1.0) - p_brain) * nonbrain
+        return img.astype(np.float32, copy=False)
 
     def _class_means(self) -> tuple[float, float, float]:
         if "_means" not in self._cache:
@@ -174,14 +195,24 @@ def _partial_volumes(tissues: np.ndarray, sigma: float = 0.6) -> np.ndarray:
     return out
 
 
+def dilate(m: np.ndarray, r: int) -> np.ndarray:
+    """Binary dilation with a (2r+1)^3 box (separable, fast)."""
+    return ndimage.maximum_filter(m.view(np.uint8), size=2 * r + 1).astype(bool)
+
+
+def erode(m: np.ndarray, r: int) -> np.ndarray:
+    """Binary erosion with a (2r+1)^3 box (separable, fast)."""
+    return ndimage.minimum_filter(m.view(np.uint8), size=2 * r + 1, mode="nearest").astype(bool)
+
+
 def _head_mask(t1: np.ndarray, threshold: float) -> np.ndarray:
     m = t1 > threshold
-    m = ndimage.binary_opening(m, iterations=2)
+    m = dilate(erode(m, 1), 1)
     lab, n = ndimage.label(m)
     if n > 1:
         sizes = ndimage.sum_labels(m, lab, index=np.arange(1, n + 1))
         m = lab == (int(np.argmax(sizes)) + 1)
-    m = ndimage.binary_closing(m, iterations=3)
+    m = erode(dilate(m, 3), 3)
     for k in range(m.shape[2]):
         m[:, :, k] = ndimage.binary_fill_holes(m[:, :, k])
     return m
@@ -189,8 +220,9 @@ def _head_mask(t1: np.ndarray, threshold: float) -> np.ndarray:
 
 def _extra_axial_csf(t1: np.ndarray, tissues: np.ndarray, head: np.ndarray) -> np.ndarray:
     brain = tissues > 0
-    near = ndimage.binary_dilation(brain, iterations=3)
-    return near & ~brain & head & (t1 < 0.45)
+    near = dilate(brain, 3)
+    hard = (near & ~brain & head & (t1 < 0.4)).astype(np.float32)
+    return (0.8 * ndimage.gaussian_filter(hard, 0.8)).astype(np.float32)
 
 
 def _add_neck(t: Template) -> Template:
@@ -206,7 +238,11 @@ def _add_neck(t: Template) -> Template:
     t1 = padz(t.t1)
     head = padz(t.head)
     base_head = t.head[:, :, 0]
-    base_t1 = ndimage.gaussian_filter(t.t1[:, :, 0], 1.0)
+    base_t1 = ndimage.gaussian_filter(t.t1[:, :, 0], 2.5)
+    tex = ndimage.gaussian_filter(
+        np.random.default_rng(45).standard_normal((nx, ny, pad)).astype(np.float32), 1.5
+    )
+    tex = 1.0 + 0.35 * tex / max(float(tex.std()), 1e-6)
     ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     if base_head.any():
         ci, cj = np.argwhere(base_head).mean(axis=0)
@@ -217,12 +253,14 @@ def _add_neck(t: Template) -> Template:
     # the brain's axes: voxel axis 1 is anterior in both templates (LAS/RAS grids)
     for d in range(1, pad + 1):
         f = d / pad
-        ri = half_i * (1.0 - 0.35 * f)
-        rj = half_j * (1.0 - 0.30 * f)
-        cj_d = cj - 0.12 * half_j * f
+        ri = half_i * (0.8 - 0.25 * f)
+        rj = half_j * (0.7 - 0.2 * f)
+        cj_d = cj - 0.25 * half_j * (0.3 + f)
         ell = ((ii - ci) / max(ri, 1.0)) ** 2 + ((jj - cj_d) / max(rj, 1.0)) ** 2 <= 1.0
         m = base_head & ell
-        t1[:, :, pad - d] = np.where(m, base_t1 * (1.0 - 0.25 * f) + 0.1 * f, 0.0)
+        t1[:, :, pad - d] = np.where(
+            m, (base_t1 * (1.0 - 0.25 * f) + 0.1 * f) * tex[:, :, pad - d], 0.0
+        )
         head[:, :, pad - d] = m
     shift = np.eye(4)
     shift[2, 3] = -pad
@@ -240,8 +278,34 @@ def _add_neck(t: Template) -> Template:
         parcellation=parc,
         parcel_names=t.parcel_names,
         source_dir=t.source_dir,
-        pad_origin=(0, 0, pad),
-        original_shape=t.shape,
+        pad_origin=(t.pad_origin[0], t.pad_origin[1], t.pad_origin[2] + pad),
+        original_shape=t.original_shape if any(t.original_shape) else t.shape,
+    )
+
+
+def _crop_to_head(t: Template, margin: int = 3) -> Template:
+    """Cut all arrays to the head's bounding box (less work for every later operation)."""
+    idx = np.argwhere(t.head)
+    lo = np.maximum(idx.min(axis=0) - margin, 0)
+    hi = np.minimum(idx.max(axis=0) + margin + 1, np.array(t.shape))
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    return Template(
+        name=t.name,
+        affine=t.affine @ shift,
+        t1=np.ascontiguousarray(t.t1[sl]),
+        tissues=np.ascontiguousarray(t.tissues[sl]),
+        pv=np.ascontiguousarray(t.pv[(slice(None), *sl)]),
+        head=np.ascontiguousarray(t.head[sl]),
+        extra_csf=np.ascontiguousarray(t.extra_csf[sl]),
+        infratentorial=np.ascontiguousarray(t.infratentorial[sl]),
+        infratentorial_method=t.infratentorial_method,
+        parcellation=None if t.parcellation is None else np.ascontiguousarray(t.parcellation[sl]),
+        parcel_names=t.parcel_names,
+        source_dir=t.source_dir,
+        pad_origin=tuple(int(v) for v in np.array(t.pad_origin) - lo),
+        original_shape=t.original_shape,
     )
 
 
@@ -303,7 +367,7 @@ def load_sri24(directory: Path) -> Template:
         parcel_names=names,
         source_dir=str(directory),
     )
-    return _add_neck(t)
+    return _crop_to_head(_add_neck(t))
 
 
 def _nilearn_data_dir() -> Path:
@@ -336,7 +400,9 @@ def load_mni152() -> Template:
     shift = np.eye(4)
     shift[:3, 3] = -pad
     affine = t1_img.affine @ shift
-    mask = ndimage.binary_fill_holes(ndimage.binary_opening(t1_raw > 0, iterations=1))
+    mask = dilate(erode(t1_raw > 0, 1), 1)
+    for k in range(mask.shape[2]):
+        mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
     csf = np.clip(1.0 - gm - wm, 0.0, 1.0) * mask
     tissues = (np.argmax(np.stack([csf, gm, wm]), axis=0) + 1).astype(np.uint8) * mask
     tissues = tissues.astype(np.uint8)
@@ -361,11 +427,12 @@ def load_mni152() -> Template:
     shell = shell * (1.0 + 0.6 * tex)
     t1 = np.where(mask, t1, shell).astype(np.float32)
     head = mask | (dist <= scalp_out)
-    extra_csf = (dist > 0) & (dist <= 2.5)
+    extra_csf = (
+        0.8 * ndimage.gaussian_filter(((dist > 0) & (dist <= 2.5)).astype(np.float32), 0.8)
+    ).astype(np.float32)
     # approximate infratentorial region (cerebellum + brainstem) in MNI coordinates
-    ijk = np.indices(t1.shape, dtype=np.float32)
-    y = affine[1, 1] * ijk[1] + affine[1, 3]
-    z = affine[2, 2] * ijk[2] + affine[2, 3]
+    y = (affine[1, 1] * np.arange(t1.shape[1]) + affine[1, 3])[None, :, None]
+    z = (affine[2, 2] * np.arange(t1.shape[2]) + affine[2, 3])[None, None, :]
     infra = (tissues > 0) & (((z <= -14.0) & (y <= -34.0)) | ((z <= -26.0) & (y <= -12.0)))
     t = Template(
         name=MNI_NAME,
@@ -378,8 +445,10 @@ def load_mni152() -> Template:
         infratentorial=infra,
         infratentorial_method="approximate: MNI z <= -14 & y <= -34, or z <= -26 & y <= -12",
         source_dir=str(d),
+        pad_origin=(pad, pad, pad),
+        original_shape=tuple(int(v) for v in t1_img.shape[:3]),  # type: ignore[arg-type]
     )
-    return _add_neck(t)
+    return _crop_to_head(_add_neck(t))
 
 
 _TEMPLATES: dict[str, Template] = {}
@@ -407,8 +476,15 @@ def get_template(atlas_dir: Path | None, anatomy: str = "auto") -> Template:
     if anatomy not in ("auto", "sri24", "mni152"):
         raise ValueError(f"unknown anatomy {anatomy!r}")
     d = resolve_atlas_dir(atlas_dir) if anatomy in ("auto", "sri24") else None
-    if anatomy == "sri24" and d is None:
-        raise TemplateError("SRI24 atlas with t1_head, tissues and suptent not found")
+    if d is None and anatomy == "sri24":
+        where = atlas_dir if atlas_dir is not None else "any known location"
+        raise TemplateError(f"SRI24 atlas with t1_head, tissues and suptent not found in {where}")
+    if d is None and atlas_dir is not None:
+        warnings.warn(
+            f"{atlas_dir} lacks the SRI24 t1_head/tissues/suptent files: using the MNI152 "
+            "fallback anatomy (ground truth will be in MNI152 space, not SRI24)",
+            stacklevel=2,
+        )
     key = f"sri24:{os.fspath(d)}" if d is not None else "mni152"
     if key not in _TEMPLATES:
         _TEMPLATES[key] = load_sri24(d) if d is not None else load_mni152()
