@@ -430,9 +430,9 @@ def status(
         console.print_json(json.dumps(out))
         return
     table = Table(title=f"brainmets workspace {ws.root}", show_lines=False)
-    table.add_column("patient")
+    table.add_column("patient", no_wrap=True, min_width=11)
     for st in pipeline.stages:
-        table.add_column(st.name + ("" if st.implemented else "*"))
+        table.add_column(st.name + ("" if st.implemented else "*"), overflow="ellipsis")
     rows: list[tuple[str, Any]] = [(COHORT, None)] + [(p["id"], p) for p in patients]
     for pid, _ in rows:
         cells = []
@@ -660,12 +660,33 @@ def demo(
     console.rule("4. status")
     status(workspace=ws_dir, as_json=False)
     pipeline = _pipeline(ws)
+    leak_free = True
+    if pipeline.get("deid").implemented and ws.config.path("dicom").is_dir():
+        from brainmets.deid import verify_tree
+
+        console.rule("5. de-identification check: originals vs workspace")
+        report = verify_tree(cohort / "dicom", ws.config.path("dicom"), progress=False)
+        leak_free = report.ok
+        console.print(
+            f"{report.outputs} de-identified file(s) checked against {report.originals} "
+            f"original(s) ({report.identifiers_checked} identifying values, "
+            f"{report.uids_checked} UIDs): "
+            + (
+                "[green]no finding[/]"
+                if report.ok
+                else f"[red]{len(report.findings)} finding(s)[/]"
+            )
+        )
+        for f in report.findings[:20]:
+            console.print(f"  {f.kind} {f.file}: {f.detail}", highlight=False)
     done = [s.name for s in pipeline.stages if s.implemented]
     console.print(
         f"[bold]demo finished[/]: {len(done)} of {len(pipeline.stages)} stages implemented "
         f"({', '.join(done)}); workspace {ws_dir}"
     )
     _exit_for(summary, allow_missing=True)
+    if not leak_free:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
