@@ -228,15 +228,14 @@ def _stage_command(name: str, example: str) -> None:
             )
         _exit_for(summary)
 
-    from brainmets.stages import PLANNED
+    from brainmets.stages import PLANNED, default_pipeline
 
-    summary = PLANNED.get(name, ("", 0))[0] or name
+    summary = PLANNED.get(name, ("", 0))[0] or default_pipeline().get(name).summary or name
     command.__doc__ = f"Run the '{name}' stage: {summary}.\n\nExample:  {example}"
     app.command(name=name)(command)
 
 
 for _name, _example in [
-    ("classify", "brainmets classify -w ~/bm-workspace"),
     ("convert", "brainmets convert -w ~/bm-workspace --patient BM-K7Q2ZP4M"),
     ("preprocess", "brainmets preprocess -w ~/bm-workspace --workers 4"),
     ("segment", "brainmets segment -w ~/bm-workspace"),
@@ -245,6 +244,68 @@ for _name, _example in [
     ("export", "brainmets export -w ~/bm-workspace"),
 ]:
     _stage_command(_name, _example)
+
+
+# ----------------------------------------------------------------------- classify
+@app.command()
+def classify(
+    workspace: WorkspaceOpt = Path("."),
+    patient: PatientOpt = None,
+    force: ForceOpt = False,
+    workers: WorkersOpt = 0,
+    scheduler: SchedulerOpt = "",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="SERIES_UID=CLASS",
+            help="Manual class of a series (t1, t1c, t2, flair, other; auto removes it); "
+            "repeatable. Recorded in the workspace config (stages.classify.overrides), then "
+            "the stage runs.",
+        ),
+    ] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate",
+            help="Print the classifier's confusion matrices (evaluation set, real test series).",
+        ),
+    ] = False,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the 'classify' stage: find the four pretreatment sequences; apply the inclusion rule.
+
+    Examples:
+
+      brainmets classify -w ~/bm-workspace
+
+      brainmets classify -w ~/bm-workspace --set 2.25.1234567=t1c
+
+      brainmets classify --evaluate
+    """
+    if evaluate:
+        from brainmets.classify.cli import run_evaluate
+
+        raise typer.Exit(run_evaluate(console=console))
+    with _handled():
+        if set_:
+            from brainmets.classify.cli import parse_assignment, set_override
+
+            for item in set_:
+                uid, cls = parse_assignment(item)
+                set_override(workspace, uid, cls)
+                console.print(f"override {uid} = {cls.lower()}", highlight=False)
+        ws = _open(workspace, verbose, quiet)
+        summary = _execute(
+            ws,
+            ["classify"],
+            workers=workers,
+            scheduler=scheduler,
+            patients=patient,
+            force=["classify"] if force else None,
+        )
+    _exit_for(summary)
 
 
 # --------------------------------------------------------------------------- deid

@@ -21,8 +21,6 @@ def _deid_stage() -> Stage:
 
 
 PLANNED: dict[str, tuple[str, int]] = {
-    "classify": ("find the four pretreatment sequences; apply the inclusion rule", 5),
-    "convert": ("convert the selected series to NIfTI", 5),
     "preprocess": ("co-register, register to SRI24, resample 1 mm, skull strip", 6),
     "segment": ("import annotations and fuse them into one label map", 7),
     "features": ("count and measure lesions; join clinical data", 7),
@@ -33,9 +31,11 @@ COHORT_STAGES = {"report", "export"}
 
 
 def default_pipeline() -> Pipeline:
+    from brainmets.classify.stage import STAGE as CLASSIFY
+    from brainmets.convert.stage import STAGE as CONVERT
     from brainmets.ingest import STAGE as INGEST
 
-    stages = [INGEST, _deid_stage()]
+    stages = [INGEST, _deid_stage(), CLASSIFY, CONVERT]
     for name, (summary, issue) in PLANNED.items():
         scope = "cohort" if name in COHORT_STAGES else "patient"
         stages.append(Stage(name, None, scope=scope, summary=summary, issue=issue))
