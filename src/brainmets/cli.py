@@ -508,6 +508,12 @@ def status(
     console.print(table)
     if pipeline.missing():
         console.print("[dim]* not implemented yet[/]")
+    if patients:
+        n_excl = sum(1 for p in patients if p["status"] == "excluded")
+        console.print(
+            f"patients: {len(patients)} found, {len(patients) - n_excl} included so far, "
+            f"{n_excl} excluded"
+        )
     if files:
         console.print("input files: " + ", ".join(f"{f['n']} {f['status']}" for f in files))
     errors = [r for r in runs.values() if r.status in ("failed", "interrupted")]
