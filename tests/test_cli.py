@@ -27,6 +27,8 @@ COMMANDS = [
     "demo",
     "demo-data",
     "stages",
+    "receive",
+    "compare",
 ]
 
 

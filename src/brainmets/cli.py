@@ -239,7 +239,6 @@ for _name, _example in [
     ("convert", "brainmets convert -w ~/bm-workspace --patient BM-K7Q2ZP4M"),
     ("preprocess", "brainmets preprocess -w ~/bm-workspace --workers 4"),
     ("segment", "brainmets segment -w ~/bm-workspace"),
-    ("features", "brainmets features -w ~/bm-workspace"),
     ("report", "brainmets report -w ~/bm-workspace"),
     ("export", "brainmets export -w ~/bm-workspace"),
 ]:
@@ -306,6 +305,81 @@ def classify(
             force=["classify"] if force else None,
         )
     _exit_for(summary)
+
+
+# ----------------------------------------------------------------------- features
+@app.command("features")
+def features(
+    workspace: WorkspaceOpt = Path("."),
+    patient: PatientOpt = None,
+    force: ForceOpt = False,
+    workers: WorkersOpt = 0,
+    scheduler: SchedulerOpt = "",
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+    collection: Annotated[
+        Path | None,
+        typer.Option(
+            "--collection",
+            help="Recompute the features of a published collection folder "
+            "(BraTS-MET-XXXXX-000/...) instead of the workspace.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Workbook to write (with --collection).")
+    ] = Path("features.xlsx"),
+    clinical: Annotated[
+        Path | None,
+        typer.Option("--clinical", help="Clinical sheet keyed by BraTS_MET_ID (--collection)."),
+    ] = None,
+) -> None:
+    """Run the 'features' stage: count and measure lesions; or recompute a published collection.
+
+    Examples:
+
+      brainmets features -w ~/bm-workspace
+
+      brainmets features --collection /data/Pretreat-MetsToBrain-Masks -o recomputed.xlsx
+    """
+    if collection is not None:
+        from brainmets.features.cli import run_collection
+
+        with _handled():
+            rc = run_collection(collection, output, clinical=clinical, workers=workers or None)
+        raise typer.Exit(rc)
+    with _handled():
+        ws = _open(workspace, verbose, quiet)
+        summary = _execute(
+            ws,
+            ["features"],
+            workers=workers,
+            scheduler=scheduler,
+            patients=patient,
+            force=["features"] if force else None,
+        )
+    _exit_for(summary)
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="First workbook (.xlsx, sheet Data).")],
+    b: Annotated[Path, typer.Argument(help="Second workbook.")],
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Absolute tolerance for numbers.")
+    ] = 1e-6,
+    column: Annotated[
+        list[str] | None, typer.Option("--column", "-c", help="Only these columns.")
+    ] = None,
+) -> None:
+    """Per-patient differences between two dataset workbooks (exit 0 identical, 1 different).
+
+    Example:  brainmets compare published_clin.xlsx recomputed.xlsx -c ET_num -c ET_vol
+    """
+    from brainmets.features.cli import run_compare
+
+    with _handled():
+        rc = run_compare(a, b, tolerance=tolerance, columns=column)
+    raise typer.Exit(rc)
 
 
 # --------------------------------------------------------------------------- deid

@@ -1,0 +1,259 @@
+"""The ``segment`` pipeline stage: import one patient's annotations and fuse them into
+``<ID>-seg.nii.gz`` (``uint8``, labels 0-3) on the preprocessed (SRI24) grid.
+
+Inputs:
+
+* the annotation folder, ``annotations_dir`` (relative to the workspace or absolute) with
+  ``{patient}`` (the pseudonymous ID) or ``{mrn}`` (the folder is named by the hospital ID:
+  it is found by computing the pseudonym of every folder name beside it with the workspace
+  key, so no mapping table is needed and the MRN is never written anywhere);
+* the preprocess outputs when recorded: the reference grid (role ``reference_role``, default
+  ``t1c``) and the template-to-native transforms (roles ``transform_role``, default
+  ``transform_{sequence}``: the ITK files ``<ID>-<seq>-to-sri24.txt``; else ``transforms``,
+  ``<ID>-transforms.json``; see :mod:`brainmets.segment.transform`). Without them the SRI24
+  ``t1_brain.nii.gz`` grid is used, and native masks need a ``transforms.json`` (or a
+  synthetic ``truth.json``) in the annotation folder.
+
+Outputs: ``seg`` (``<ID>-seg.nii.gz``) and ``report`` (``segment.json``: format, every mask
+and how it was placed, per-lesion voxel counts, every conflict and how it was resolved).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from brainmets.atlas import atlas_file
+from brainmets.config import Config
+from brainmets.fsutil import atomic_write_text
+from brainmets.lesions.labelmap import save_label_map
+from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.segment.fusion import FusionRules
+from brainmets.segment.importer import (
+    DEFAULT_LABEL_MAP_NAMES,
+    DEFAULT_REGION_SEQUENCE,
+    ImportOptions,
+    annotation_transforms,
+    import_annotations,
+    reference_grid,
+)
+from brainmets.segment.sources import DEFAULT_PATTERNS, AnnotationError
+from brainmets.segment.transform import Transform, read_transform, transforms_from_case_json
+
+VERSION = "1"
+DEFAULTS: dict[str, Any] = {
+    "annotations_dir": "annotations/{patient}",
+    "format": "auto",
+    "mask_patterns": {k: list(v) for k, v in DEFAULT_PATTERNS.items()},
+    "region_sequence": dict(DEFAULT_REGION_SEQUENCE),
+    "label_map_names": list(DEFAULT_LABEL_MAP_NAMES),
+    "label_mapping": "brats-mets",
+    "mask_space": "auto",
+    "atlas_alignment": "auto",
+    "mask_threshold": 0.5,
+    "mask_interpolation": "nearest",
+    "rtstruct_pixel_mm": 0.5,
+    "transform_source": "auto",
+    "transform_role": "transform_{sequence}",
+    "transforms_file": "transforms.json",
+    "reference": "auto",
+    "reference_role": "t1c",
+    "necrosis_outside_core": "keep",
+    "core_outside_whole": "keep",
+    "overlap_priority": [1, 3, 2],
+}
+TRANSFORM_SOURCES = ("auto", "preprocess", "annotations")
+REFERENCES = ("auto", "preprocess", "atlas")
+
+
+def options_from_params(params: dict[str, Any]) -> ImportOptions:
+    """:class:`ImportOptions` from the stage parameters."""
+    return ImportOptions(
+        format=str(params["format"]),
+        mask_patterns={
+            k: [v] if isinstance(v, str) else list(v) for k, v in params["mask_patterns"].items()
+        },
+        region_sequence=dict(params["region_sequence"]),
+        label_map_names=tuple(params["label_map_names"]),
+        label_mapping=params["label_mapping"],
+        mask_space=str(params["mask_space"]),
+        atlas_alignment=str(params["atlas_alignment"]),
+        mask_threshold=float(params["mask_threshold"]),
+        mask_interpolation=str(params["mask_interpolation"]),
+        rtstruct_pixel_mm=float(params["rtstruct_pixel_mm"]),
+        rules=FusionRules.from_mapping(params),
+    )
+
+
+def resolve_annotation_dir(root: Path, pattern: str, patient: str, key: bytes | None) -> Path:
+    """The patient's annotation folder from ``pattern`` (see the module docstring)."""
+    if "{mrn}" in pattern:
+        if key is None:
+            raise AnnotationError("annotations_dir uses {mrn} but the workspace key is unavailable")
+        from brainmets.deid.pseudonym import patient_pseudonym
+
+        head, _, tail = pattern.partition("{mrn}")
+        parent = Path(head.format(patient=patient))
+        parent = parent if parent.is_absolute() else root / parent
+        if not parent.is_dir():
+            raise AnnotationError(f"annotation folder {parent} does not exist")
+        for entry in sorted(parent.iterdir()):
+            if entry.is_dir() and patient_pseudonym(key, entry.name) == patient:
+                rest = tail.lstrip("/").format(patient=patient)
+                return entry / rest if rest else entry
+        raise AnnotationError(
+            f"no folder in {parent} belongs to {patient} (folder names are compared as MRNs "
+            "through the workspace key)"
+        )
+    p = Path(pattern.format(patient=patient))
+    return p if p.is_absolute() else root / p
+
+
+def _key(ctx: StageContext) -> bytes | None:
+    from brainmets.workspace import read_key
+
+    try:
+        return read_key(Config(root=ctx.root, data=ctx.config).key_file)
+    except Exception:
+        return None
+
+
+def _transforms(
+    ctx: StageContext, folder: Path, params: dict[str, Any]
+) -> tuple[dict[str, Transform], str]:
+    source = params["transform_source"]
+    if source not in TRANSFORM_SOURCES:
+        raise ValueError(f"transform_source must be one of {TRANSFORM_SOURCES}")
+    pre: dict[str, Transform] = {}
+    recorded = ctx.inputs.get("preprocess", {})
+    for seq in sorted(set(params["region_sequence"].values())):
+        role = str(params["transform_role"]).format(sequence=seq)
+        if role in recorded:
+            pre[seq] = read_transform(ctx.input("preprocess", role))
+    if "transforms" in recorded:  # the case's transforms.json fills what the roles lack
+        for seq, t in transforms_from_case_json(ctx.input("preprocess", "transforms")).items():
+            pre.setdefault(seq, t)
+    if source == "preprocess" or (source == "auto" and pre):
+        if not pre:
+            raise AnnotationError(
+                f"no preprocess transform recorded for {ctx.patient_id} (roles "
+                f"'{params['transform_role']}'); run `brainmets preprocess` first"
+            )
+        return pre, "preprocess"
+    return annotation_transforms(folder, str(params["transforms_file"])), "annotations"
+
+
+def _reference(ctx: StageContext, params: dict[str, Any]) -> tuple[Path, str]:
+    mode = params["reference"]
+    if mode not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}")
+    role = str(params["reference_role"])
+    if mode in ("auto", "preprocess") and role in ctx.inputs.get("preprocess", {}):
+        return ctx.input("preprocess", role), f"preprocess/{role}"
+    if mode == "preprocess":
+        raise AnnotationError(
+            f"the preprocess output '{role}' of {ctx.patient_id} is not recorded; run "
+            "`brainmets preprocess` first (or set [stages.segment] reference = 'atlas')"
+        )
+    atlas_dir = Config(root=ctx.root, data=ctx.config).atlas_dir
+    return atlas_file("t1_brain.nii.gz", atlas_dir), "atlas t1_brain.nii.gz"
+
+
+def run_segment(ctx: StageContext) -> StageResult:
+    params = ctx.params
+    options = options_from_params(params)
+    folder = resolve_annotation_dir(
+        ctx.root, str(params["annotations_dir"]), ctx.patient_id, _key(ctx)
+    )
+    ref_path, ref_desc = _reference(ctx, params)
+    if ref_desc.startswith("atlas"):
+        ctx.info("no preprocessed reference recorded: writing on the SRI24 t1_brain grid")
+    shape, affine, header = reference_grid(ref_path)
+    try:
+        transforms, t_source = _transforms(ctx, folder, params)
+        result = import_annotations(
+            folder, shape, affine, options, transforms, ctx.patient_id, log=ctx.warning
+        )
+    except ValueError as exc:  # AnnotationError, LabelMapError, TransformError
+        if "{mrn}" not in str(params["annotations_dir"]):
+            raise
+        # the folder is named by the hospital ID: keep it out of logs and the catalog
+        raise type(exc)(
+            str(exc).replace(str(folder), f"<annotations of {ctx.patient_id}>")
+        ) from None
+    for c in result.fusion.conflicts:
+        ctx.warning(
+            f"lesion {c.lesion}: {c.kind} ({c.voxels} voxels): {c.resolution}",
+            lesion=c.lesion,
+            kind=c.kind,
+        )
+    seg = save_label_map(
+        ctx.out_dir / f"{ctx.patient_id}-seg.nii.gz", result.labels, affine, header
+    )
+    report = {
+        "patient": ctx.patient_id,
+        "reference_grid": ref_desc,
+        "transforms": t_source,
+        **result.report(),
+    }
+    rep = atomic_write_text(ctx.out_dir / "segment.json", json.dumps(report, indent=1))
+    vox = report["voxels"]
+    return StageResult(
+        outputs={"seg": seg, "report": rep},
+        metrics={
+            "format": result.format,
+            "masks": len(result.sources),
+            "conflicts": len(result.fusion.conflicts),
+            **{f"{k}_voxels": v for k, v in vox.items()},
+        },
+        tools=_tools(),
+    )
+
+
+def _tools() -> dict[str, str]:
+    import highdicom
+    import nibabel
+    import scipy
+
+    return {
+        "nibabel": nibabel.__version__,
+        "scipy": scipy.__version__,
+        "highdicom": highdicom.__version__,
+    }
+
+
+def _fingerprint_inputs(ws: Any, cat: Any, patient: str) -> Any:
+    """The annotation files (names relative to the folder, sizes, mtimes): a changed
+    annotation re-runs the stage."""
+    params = ws.config.stage_params("segment", DEFAULTS)
+    try:
+        key = ws.key()
+    except Exception:
+        key = None
+    try:
+        folder = resolve_annotation_dir(ws.root, str(params["annotations_dir"]), patient, key)
+    except AnnotationError as exc:
+        return {"missing": str(exc)}
+    if not folder.is_dir():
+        return {"missing": "annotation folder"}
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append((os.path.relpath(p, folder), st.st_size, st.st_mtime_ns))
+    return out
+
+
+STAGE = Stage(
+    name="segment",
+    func=run_segment,
+    scope="patient",
+    version=VERSION,
+    defaults=DEFAULTS,
+    summary="import annotations and fuse them into one label map",
+    issue=7,
+    fingerprint_inputs=_fingerprint_inputs,
+    tools=_tools,
+)

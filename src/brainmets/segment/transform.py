@@ -1,0 +1,335 @@
+"""World-to-world transforms and label-preserving (nearest-neighbour) resampling.
+
+This is the interface between preprocessing and segmentation import. A transform says where
+a point of the **template** (SRI24, the target grid) lies in the **native** image the mask
+was drawn on (its scanner/world coordinates): ``native_world = T @ template_world``. That is
+the direction resampling needs (pull: for every target voxel, look up the source voxel), and
+the direction of an ITK/SimpleITK registration transform with the template as fixed image.
+
+Accepted forms (:func:`read_transform`):
+
+* ``.json``: ``{"matrix": [[4 x 4]], "convention": "RAS" | "LPS",
+  "direction": "template_to_native" | "native_to_template"}`` (defaults RAS,
+  template_to_native);
+* ``.txt`` / ``.mat`` / ``.npy`` with a plain 4x4 matrix (RAS, template_to_native);
+* ITK transform files (``.tfm``, ``.h5``; LPS, fixed = template) read with SimpleITK, including
+  non-linear ones (resampled through SimpleITK).
+
+RAS is the NIfTI/nibabel world convention, LPS the DICOM/ITK one; they differ by
+``diag(-1, -1, 1)`` and :class:`WorldTransform` converts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+#: diag(-1, -1, 1, 1): RAS <-> LPS (its own inverse)
+FLIP_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+CONVENTIONS = ("RAS", "LPS")
+DIRECTIONS = ("template_to_native", "native_to_template")
+
+
+class TransformError(ValueError):
+    """A transform file or matrix is unusable."""
+
+
+@dataclass(frozen=True)
+class WorldTransform:
+    """A 4x4 affine mapping template world (RAS mm) to native world (RAS mm)."""
+
+    matrix: np.ndarray
+    source: str = ""
+
+    @classmethod
+    def identity(cls) -> WorldTransform:
+        return cls(np.eye(4), "identity")
+
+    @classmethod
+    def from_matrix(
+        cls,
+        matrix: Any,
+        convention: str = "RAS",
+        direction: str = "template_to_native",
+        source: str = "",
+    ) -> WorldTransform:
+        """Build from a 4x4 matrix given in ``convention`` and ``direction``."""
+        m = np.asarray(matrix, dtype=float)
+        if m.shape == (3, 4):
+            m = np.vstack([m, [0.0, 0.0, 0.0, 1.0]])
+        if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+            raise TransformError(
+                f"{source or 'transform'}: expected a finite 4x4 matrix, got {m.shape}"
+            )
+        if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6):
+            raise TransformError(f"{source or 'transform'}: last row must be [0, 0, 0, 1]")
+        if abs(np.linalg.det(m[:3, :3])) < 1e-9:
+            raise TransformError(f"{source or 'transform'}: the matrix is singular")
+        conv = convention.upper()
+        if conv not in CONVENTIONS:
+            raise TransformError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
+        if direction not in DIRECTIONS:
+            raise TransformError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        if conv == "LPS":
+            m = FLIP_LPS @ m @ FLIP_LPS
+        if direction == "native_to_template":
+            m = np.linalg.inv(m)
+        return cls(m, source)
+
+    def inverse(self) -> WorldTransform:
+        return WorldTransform(np.linalg.inv(self.matrix), f"inverse of {self.source}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "matrix": np.round(self.matrix, 9).tolist(),
+            "convention": "RAS",
+            "direction": "template_to_native",
+        }
+
+
+@dataclass(frozen=True)
+class ItkTransform:
+    """A SimpleITK transform (LPS; maps template/fixed points to native/moving points)."""
+
+    transform: Any
+    source: str = ""
+
+
+Transform = WorldTransform | ItkTransform
+
+
+def transform_from_json(obj: dict[str, Any], source: str = "") -> WorldTransform:
+    """A :class:`WorldTransform` from the JSON form (see the module docstring)."""
+    if "matrix" not in obj:
+        raise TransformError(f"{source}: a transform needs a 'matrix' (4x4)")
+    return WorldTransform.from_matrix(
+        obj["matrix"],
+        str(obj.get("convention", "RAS")),
+        str(obj.get("direction", "template_to_native")),
+        source,
+    )
+
+
+def read_transform(path: str | os.PathLike[str]) -> Transform:
+    """Read a transform file (JSON, plain 4x4 text/npy, or ITK via SimpleITK)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TransformError(f"{path}: transform file not found")
+    name = path.name.lower()
+    try:
+        if name.endswith(".json"):
+            return transform_from_json(json.loads(path.read_text()), str(path))
+        if name.endswith(".npy"):
+            return WorldTransform.from_matrix(np.load(path), source=str(path))
+        if name.endswith((".tfm", ".h5", ".hdf5")) or (
+            name.endswith(".txt") and path.read_text(errors="replace").startswith("#Insight")
+        ):
+            return _read_itk(path)
+        if name.endswith((".txt", ".mat", ".xfm")):
+            return WorldTransform.from_matrix(np.loadtxt(path), source=str(path))
+    except TransformError:
+        raise
+    except Exception as exc:
+        raise TransformError(
+            f"{path}: cannot read transform ({type(exc).__name__}: {exc})"
+        ) from exc
+    raise TransformError(
+        f"{path}: unknown transform format (use .json, .txt/.mat/.npy 4x4, or ITK .tfm/.h5)"
+    )
+
+
+def _read_itk(path: Path) -> Transform:
+    """An ITK transform file: a linear one (affine, rigid, similarity...) becomes a
+    :class:`WorldTransform` (LPS, fixed = template -> moving = native); anything else (a
+    composite or displacement-field transform) stays an :class:`ItkTransform`."""
+    import SimpleITK as sitk
+
+    tx = sitk.ReadTransform(str(path))
+    if all(hasattr(tx, a) for a in ("GetMatrix", "GetTranslation", "GetCenter")):
+        lin = np.asarray(tx.GetMatrix(), float).reshape(3, 3)
+        centre = np.asarray(tx.GetCenter(), float)
+        m = np.eye(4)
+        m[:3, :3] = lin
+        m[:3, 3] = np.asarray(tx.GetTranslation(), float) + centre - lin @ centre
+        return WorldTransform.from_matrix(m, "LPS", "template_to_native", str(path))
+    return ItkTransform(tx, str(path))
+
+
+def transforms_from_case_json(path: str | os.PathLike[str]) -> dict[str, WorldTransform]:
+    """The per-sequence transforms of a preprocess ``<ID>-transforms.json``
+    (``brainmets.preprocess.transforms/1``: ``atlas_to[sequence]``, RAS, atlas world ->
+    native world), keyed by the collection's sequence names (t1n, t1c, t2w, t2f)."""
+    path = Path(path)
+    obj = json.loads(path.read_text())
+    if not str(obj.get("format", "")).startswith("brainmets.preprocess.transforms/"):
+        raise TransformError(f"{path}: not a preprocess transforms file")
+    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
+    return {
+        names.get(k, k): WorldTransform.from_matrix(
+            v, "RAS", "template_to_native", f"{path.name}:{k}"
+        )
+        for k, v in obj.get("atlas_to", {}).items()
+    }
+
+
+# --------------------------------------------------------------------- resampling
+def _target_box(
+    src_box: tuple[slice, ...], m_inv: np.ndarray, target_shape: tuple[int, ...]
+) -> tuple[slice, ...] | None:
+    """Target-grid box that can receive the source voxels in ``src_box``."""
+    lo = np.array([s.start for s in src_box], float) - 0.5
+    hi = np.array([s.stop for s in src_box], float) - 0.5
+    corners = np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+    mapped = corners @ m_inv[:3, :3].T + m_inv[:3, 3]
+    a = np.floor(mapped.min(axis=0)).astype(int) - 1
+    b = np.ceil(mapped.max(axis=0)).astype(int) + 2
+    a = np.clip(a, 0, target_shape)
+    b = np.clip(b, 0, target_shape)
+    if np.any(b <= a):
+        return None
+    return tuple(slice(int(x), int(y)) for x, y in zip(a, b, strict=True))
+
+
+def resample_nearest(
+    data: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    transform: Transform | None = None,
+) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    """Resample integer labels from their grid onto a target grid, nearest neighbour through
+    world coordinates (``transform`` maps target world to source world; ``None`` = same
+    world). Returns ``(box, values)``: the target-grid box that can hold non-zero values and
+    the resampled values there (``(None, empty)`` when nothing lands on the target grid).
+    """
+    return _resample(np.asarray(data), affine, target_shape, target_affine, transform, 0)
+
+
+def resample_mask(
+    mask: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    transform: Transform | None = None,
+    method: str = "nearest",
+) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    """Resample one binary mask: ``"nearest"`` (:func:`resample_nearest`) or ``"linear"``
+    (trilinear interpolation of the 0/1 mask, kept where >= 0.5: between the thick slices of a
+    2D acquisition the mask is interpolated instead of copied from the nearest slice). Both
+    keep a binary mask binary; returns ``(box, bool values)``."""
+    m = np.asarray(mask).astype(bool)
+    if method == "nearest":
+        box, vals = _resample(m.astype(np.uint8), affine, target_shape, target_affine, transform, 0)
+        return box, vals.astype(bool)
+    if method != "linear":
+        raise ValueError(f"mask resampling method must be 'nearest' or 'linear', not {method!r}")
+    box, vals = _resample(m.astype(np.float32), affine, target_shape, target_affine, transform, 1)
+    if box is None:
+        return None, np.zeros((0, 0, 0), bool)
+    keep = vals >= 0.5
+    from brainmets.lesions.analysis import nonzero_box
+
+    inner = nonzero_box(keep)
+    if inner is None:
+        return None, np.zeros((0, 0, 0), bool)
+    box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner, strict=True))
+    return box, keep[inner]
+
+
+def _resample(
+    data: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    transform: Transform | None,
+    order: int,
+) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    from brainmets.lesions.analysis import nonzero_box
+
+    empty = np.zeros((0, 0, 0), data.dtype)
+    if isinstance(transform, ItkTransform):
+        full = _resample_sitk(data, affine, target_shape, target_affine, transform, order)
+        box = nonzero_box(full)
+        return (box, full[box]) if box is not None else (None, empty)
+    t = np.eye(4) if transform is None else transform.matrix
+    # target voxel -> source voxel
+    m = np.linalg.inv(np.asarray(affine, float)) @ t @ np.asarray(target_affine, float)
+    src_box = nonzero_box(data)
+    if src_box is None:
+        return None, empty
+    box = _target_box(src_box, np.linalg.inv(m), target_shape)
+    if box is None:
+        return None, empty
+    lo = np.array([s.start for s in box], float)
+    out_shape = tuple(s.stop - s.start for s in box)
+    # order 0: nearest neighbour (rounds the source coordinate); order 1: trilinear
+    vals = ndimage.affine_transform(
+        data,
+        m[:3, :3],
+        offset=m[:3, :3] @ lo + m[:3, 3],
+        output_shape=out_shape,
+        order=order,
+        mode="constant",
+        cval=0,
+        prefilter=False,
+    )
+    inner = nonzero_box(vals)
+    if inner is None:
+        return None, empty
+    box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner, strict=True))
+    return box, vals[inner]
+
+
+def resample_full(
+    data: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    transform: Transform | None = None,
+) -> np.ndarray:
+    """:func:`resample_nearest` onto the whole target grid."""
+    box, vals = resample_nearest(data, affine, target_shape, target_affine, transform)
+    out = np.zeros(target_shape, dtype=np.asarray(data).dtype)
+    if box is not None:
+        out[box] = vals
+    return out
+
+
+def _to_sitk(data: np.ndarray, affine: np.ndarray) -> Any:
+    import SimpleITK as sitk
+
+    lps = FLIP_LPS @ np.asarray(affine, float)
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    direction = lps[:3, :3] / spacing
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
+        raise TransformError("SimpleITK resampling needs an orthogonal (unsheared) grid")
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(data, (2, 1, 0))))
+    img.SetSpacing([float(s) for s in spacing])
+    img.SetOrigin([float(v) for v in lps[:3, 3]])
+    img.SetDirection([float(v) for v in direction.ravel()])
+    return img
+
+
+def _resample_sitk(
+    data: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    transform: ItkTransform,
+    order: int = 0,
+) -> np.ndarray:
+    import SimpleITK as sitk
+
+    src = _to_sitk(data, affine)
+    ref = _to_sitk(np.zeros(target_shape, dtype=np.uint8), target_affine)
+    interp = sitk.sitkNearestNeighbor if order == 0 else sitk.sitkLinear
+    out = sitk.Resample(src, ref, transform.transform, interp, 0, src.GetPixelID())
+    return np.transpose(sitk.GetArrayFromImage(out), (2, 1, 0))
