@@ -30,7 +30,8 @@ install: $(VENV)/.installed-demo
 install-dev: $(VENV)/.installed-dev
 install-demo: $(VENV)/.installed-demo
 
-# System tools used by some tests (DICOM network peers dcmtk and Orthanc, DICOM validator). Best effort:
+# System tools used by some tests (DICOM network peers dcmtk and Orthanc, DICOM validator,
+# headless Chromium for the report). Best effort:
 # installed with apt-get when missing and possible; the tests that need them say so and skip
 # otherwise.
 system-deps:
@@ -38,6 +39,7 @@ system-deps:
 	command -v storescu >/dev/null 2>&1 || missing="$$missing dcmtk"; \
 	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
 	command -v Orthanc >/dev/null 2>&1 || missing="$$missing orthanc"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing"; \

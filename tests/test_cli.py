@@ -29,6 +29,7 @@ COMMANDS = [
     "stages",
     "receive",
     "compare",
+    "validate",
 ]
 
 

@@ -240,7 +240,6 @@ for _name, _example in [
     ("preprocess", "brainmets preprocess -w ~/bm-workspace --workers 4"),
     ("segment", "brainmets segment -w ~/bm-workspace"),
     ("report", "brainmets report -w ~/bm-workspace"),
-    ("export", "brainmets export -w ~/bm-workspace"),
 ]:
     _stage_command(_name, _example)
 
@@ -380,6 +379,51 @@ def compare(
     with _handled():
         rc = run_compare(a, b, tolerance=tolerance, columns=column)
     raise typer.Exit(rc)
+
+
+# ------------------------------------------------------------------ export/validate
+@app.command()
+def export(
+    workspace: WorkspaceOpt = Path("."),
+    layout: Annotated[
+        str, typer.Option("--layout", help="collection (default), nnunet or dicom-seg.")
+    ] = "",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Destination (default WS/exports/<layout>).")
+    ] = None,
+    ids: Annotated[str, typer.Option("--ids", help="Patient IDs: pseudonym or brats.")] = "",
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the dataset in a layout with MANIFEST.sha256, then validate it.
+
+    Examples:
+
+      brainmets export -w ~/bm-workspace
+
+      brainmets export -w ~/bm-workspace --layout nnunet --ids brats
+    """
+    from brainmets.export.cli import run_export
+
+    with _handled():
+        ws = _open(workspace, verbose, quiet)
+        rc = run_export(ws.root, layout or None, out, console=err, ids=ids or None)  # locks
+    raise typer.Exit(rc)
+
+
+@app.command()
+def validate(
+    directory: Annotated[
+        Path, typer.Argument(help="Dataset folder (collection layout or nnU-Net raw dataset).")
+    ],
+) -> None:
+    """Check a dataset: files, grids 240x240x155 1 mm, labels, checksums, workbook rows.
+
+    Example:  brainmets validate ~/bm-workspace/exports/collection
+    """
+    from brainmets.export.cli import run_validate
+
+    raise typer.Exit(run_validate(directory, console))
 
 
 # --------------------------------------------------------------------------- deid
@@ -794,8 +838,11 @@ def demo(
         )
         setup_logging(err, ws.config.path("logs") / "brainmets.jsonl", 0)
         with ws.lock():
-            if ws.config.add_source(cohort / "dicom"):
-                ws.config.save()
+            ws.config.add_source(cohort / "dicom")
+            # the synthetic annotators' masks and the clinical sheet that come with the cohort
+            ws.config.set_stage_param("segment", "annotations_dir", str(cohort / "truth" / "{mrn}"))
+            ws.config.set_stage_param("report", "clinical_sheet", str(cohort / "clinical.xlsx"))
+            ws.config.save()
         console.rule("3. pipeline")
         summary = _execute(ws, None, workers=workers)
     console.rule("4. status")
@@ -825,6 +872,11 @@ def demo(
         f"[bold]demo finished[/]: {len(done)} of {len(pipeline.stages)} stages implemented "
         f"({', '.join(done)}); workspace {ws_dir}"
     )
+    if pipeline.get("report").implemented:
+        from brainmets.report import report_path
+
+        rp = report_path(ws_dir)
+        console.print(f"[bold]report[/]: {rp}" if rp else "[yellow]no report was written[/]")
     _exit_for(summary, allow_missing=True)
     if not leak_free:
         raise typer.Exit(EXIT_FAILED)

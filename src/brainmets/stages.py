@@ -28,8 +28,6 @@ ORDER = (
 #: stages not implemented yet: name -> (summary, issue)
 PLANNED: dict[str, tuple[str, int]] = {
     "preprocess": ("co-register, register to SRI24, resample 1 mm, skull strip", 6),
-    "report": ("dataset descriptor: cohort, Table 1, figures", 8),
-    "export": ("write the dataset layouts with checksums", 8),
 }
 COHORT_STAGES = {"ingest", "report", "export"}
 
@@ -38,11 +36,13 @@ def _implemented() -> dict[str, Stage]:
     from brainmets.classify.stage import STAGE as CLASSIFY
     from brainmets.convert.stage import STAGE as CONVERT
     from brainmets.deid.stage import STAGE as DEID
+    from brainmets.export.stage import STAGE as EXPORT
     from brainmets.features.stage import STAGE as FEATURES
     from brainmets.ingest import STAGE as INGEST
+    from brainmets.report.stage import STAGE as REPORT
     from brainmets.segment.stage import STAGE as SEGMENT
 
-    stages = [INGEST, DEID, CLASSIFY, CONVERT, SEGMENT, FEATURES]
+    stages = [INGEST, DEID, CLASSIFY, CONVERT, SEGMENT, FEATURES, REPORT, EXPORT]
     return {s.name: s for s in stages}
 
 

@@ -1,0 +1,276 @@
+"""Assembling the dataset descriptor from a cohort: sections, tables, figures.
+
+:func:`build_document` is used by the ``report`` stage (the workspace's report, patients by
+pseudonym) and by the ``export`` stage (the copy inside an export: patients by their export
+IDs, patients who are not included never named).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import brainmets
+from brainmets.report.cohort import Cohort, PatientRecord
+from brainmets.report.figures import (
+    LABEL_COLOURS,
+    lesion_volume_histogram,
+    lesions_per_patient_histogram,
+    patient_figure,
+)
+from brainmets.report.render import Document, Figure, Section
+from brainmets.report.tables import (
+    Table,
+    clinical_characteristics,
+    cohort_flow,
+    exclusion_reasons,
+    exclusions,
+    lesion_summary,
+    per_patient,
+    qc_table,
+    sample_patients,
+    scanners,
+    table1,
+)
+
+#: report stage parameters and their defaults (``[stages.report]``)
+DEFAULTS: dict[str, Any] = {
+    # the hospital's clinical sheet (CSV/XLSX keyed by MRN; relative to the workspace or
+    # absolute); "" = none. MRNs are mapped to pseudonyms with the workspace key.
+    "clinical_sheet": "",
+    # patients that get a figure: at most this many (0 = all), chosen by figure_selection
+    "figure_patients": 12,
+    "figure_selection": "random",  # random (seeded), first (by ID), largest (core volume)
+    "figure_seed": 0,
+    "figure_dpi": 90,
+    # patient -> review status of the QC flags (e.g. "accepted", "corrected"); a flagged
+    # patient without one is "pending"
+    "qc_review": {},
+    # stages a patient must have finished to be included ([] = the pipeline's patient stages)
+    "required_stages": [],
+    # the stage whose success means "all four pretreatment sequences"
+    "sequence_stage": "classify",
+    "title": "Brain metastases dataset: descriptor",
+}
+
+
+@dataclass
+class Clinical:
+    """Validated clinical rows of the workspace's patients, keyed by pseudonym, and a summary
+    of the sheet's problems (row, column, message; values withheld)."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[tuple[int, str, str, str]] = field(default_factory=list)  # row, col, sev, msg
+    source: str = ""
+
+
+def sheet_path(root: Path, value: str | os.PathLike[str]) -> Path | None:
+    """The configured clinical sheet, resolved against the workspace root, or None."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def load_workspace_clinical(
+    root: Path, sheet: str | os.PathLike[str], patients: list[str]
+) -> Clinical:
+    """Read, validate and pseudonymise the clinical sheet (see :mod:`brainmets.features`)."""
+    from brainmets.features.stage import workspace_clinical
+
+    path = sheet_path(root, sheet)
+    if path is None:
+        return Clinical()
+    table = workspace_clinical(root, path, patients)
+    return Clinical(
+        rows={k: dict(v) for k, v in table.rows.items()},
+        problems=[(p.row, p.column, p.severity, p.message) for p in table.problems],
+        source=path.name,
+    )
+
+
+def _largest_centroid(p: PatientRecord) -> tuple[float, float, float] | None:
+    lesions = p.lesions
+    if not lesions:
+        return None
+    les = min(lesions, key=lambda x: (int(x.get("lesion") or 10**9), -float(x.get("voxels") or 0)))
+    try:
+        return (float(les["centroid_x"]), float(les["centroid_y"]), float(les["centroid_z"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def figure_name(display_id: str) -> str:
+    return "patient_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in display_id)
+
+
+def build_document(
+    cohort: Cohort,
+    params: Mapping[str, Any],
+    clinical: Clinical | None = None,
+    ids: Mapping[str, str] | None = None,
+    anonymous_exclusions: bool = False,
+    now: dt.datetime | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Document:
+    """The descriptor of ``cohort``.
+
+    Args:
+        params: the report parameters (:data:`DEFAULTS` merged with the configuration).
+        clinical: the validated clinical rows (None: no sheet configured).
+        ids: pseudonym -> the ID to show (the export's IDs); default the pseudonym.
+        anonymous_exclusions: list patients who are not included without their ID, and the
+            clinical sheet's problems as counts only (the export's copy).
+    """
+    p = {**DEFAULTS, **dict(params)}
+    show = (lambda x: str(ids.get(x, x))) if ids else (lambda x: x)
+    now = now or dt.datetime.now(dt.UTC)
+    included = cohort.included
+    lesions = lesion_summary(cohort)
+    total_lesions = lesions.lookup("Lesions (tumour-core components, labels 1+3)")
+    sections: list[Section] = [
+        Section(
+            "Summary",
+            [
+                f"{len(cohort.found)} patients found, {len(cohort.with_sequences)} with all four "
+                f"pretreatment sequences, {len(included)} included; {total_lesions} lesions "
+                f"({lesions.lookup('Enhancing lesions (components of label 3, ET_num)')} "
+                "enhancing components).",
+                "Images: T1 (t1n), T1 post-contrast (t1c), T2 (t2w), FLAIR (t2f), co-registered, "
+                "registered to the SRI24 atlas, 240 x 240 x 155 at 1 mm, skull stripped. Labels: "
+                "1 necrosis (non-enhancing tumour core), 2 peritumoral edema, 3 enhancing "
+                "tumour; regions ET = {3}, TC = {1, 3}, WT = {1, 2, 3}.",
+            ],
+        ),
+        Section(
+            "Cohort",
+            tables=[
+                cohort_flow(cohort),
+                exclusion_reasons(cohort),
+                exclusions(cohort, anonymous=anonymous_exclusions),
+            ],
+        ),
+    ]
+    clin_tables: list[Table] = [
+        clinical_characteristics(cohort, clinical.rows if clinical is not None else None)
+    ]
+    if clinical is not None and clinical.problems:
+        errors = sum(1 for x in clinical.problems if x[2] == "error")
+        warnings = len(clinical.problems) - errors
+        if anonymous_exclusions:
+            rows: list[list[Any]] = [["errors", errors], ["warnings", warnings]]
+            clin_tables.append(
+                Table("clinical_problems", "Clinical sheet problems", ["Severity", "Count"], rows)
+            )
+        else:
+            clin_tables.append(
+                Table(
+                    "clinical_problems",
+                    "Clinical sheet problems",
+                    ["Sheet row", "Column", "Severity", "Message"],
+                    [list(x) for x in clinical.problems],
+                    note=(
+                        f"{clinical.source}: {errors} error(s) (cell left empty) and "
+                        f"{warnings} warning(s); cell values are not shown."
+                    ),
+                )
+            )
+    sections.append(Section("Patient characteristics", tables=clin_tables))
+    sections.append(Section("Scanners", tables=[scanners(cohort)]))
+    sections.append(Section("Acquisition parameters (Table 1)", tables=[table1(cohort)]))
+
+    with_features = [x for x in included if x.features is not None]
+    vols = [float(les.get("volume_cm3") or 0) for x in with_features for les in x.lesions]
+    counts = [len(x.lesions) for x in with_features]
+    dpi = int(p["figure_dpi"])
+    sections.append(
+        Section(
+            "Lesions",
+            tables=[lesions, per_patient(cohort, ids)],
+            figures=[
+                Figure(
+                    "lesion_volume_histogram",
+                    "Lesion (tumour-core) volumes of the included patients.",
+                    lesion_volume_histogram(vols, dpi=dpi + 10),
+                ),
+                Figure(
+                    "lesions_per_patient_histogram",
+                    "Number of lesions per included patient.",
+                    lesions_per_patient_histogram(counts, dpi=dpi + 10),
+                ),
+            ],
+        )
+    )
+
+    sampled = sample_patients(
+        [x for x in included if x.seg is not None and x.images()],
+        int(p["figure_patients"]),
+        str(p["figure_selection"]),
+        int(p["figure_seed"]),
+    )
+    figs: list[Figure] = []
+    for x in sampled:
+        did = show(x.id)
+        seg = x.seg
+        assert seg is not None
+        figs.append(
+            Figure(
+                figure_name(did),
+                f"{did}: T1, T1 post-contrast, T2, FLAIR on the axial slice through the largest "
+                "lesion; FLAIR with the label map (edema green, enhancing blue, necrosis red).",
+                patient_figure(
+                    {k: v for k, v in x.images().items()},
+                    seg,
+                    did,
+                    _largest_centroid(x),
+                    dpi=dpi,
+                ),
+            )
+        )
+        if log:
+            log(f"figure of {did}")
+    colours = ", ".join(
+        f"{lab} {name} ({colour})"
+        for (lab, (name, _)), colour in zip(
+            LABEL_COLOURS.items(), ("red", "green", "blue"), strict=True
+        )
+    )
+    sections.append(
+        Section(
+            "Patient figures",
+            [
+                f"{len(figs)} of {len(included)} included patients "
+                + (
+                    "(all)."
+                    if len(figs) == len(included)
+                    else f"(selection: {p['figure_selection']}, seed {p['figure_seed']})."
+                ),
+                "Radiological convention: the patient's right is on the left of each panel "
+                f"(marked R), anterior up. Labels: {colours}.",
+            ],
+            figures=figs,
+        )
+    )
+    sections.append(Section("Quality control", tables=[qc_table(cohort, p["qc_review"], ids)]))
+    subtitle = (
+        f"Generated {now.strftime('%Y-%m-%d %H:%M UTC')} by brainmets {brainmets.__version__} "
+        f"from the workspace catalog; {len(included)} patients."
+    )
+    return Document(str(p["title"]), subtitle, sections)
+
+
+def report_metrics(cohort: Cohort, doc: Document) -> dict[str, Any]:
+    """Small numbers recorded with the stage run (and checked against the catalog in tests)."""
+    lesions = next(t for t in doc.tables if t.name == "lesions")
+    return {
+        "patients_found": len(cohort.found),
+        "patients_with_sequences": len(cohort.with_sequences),
+        "patients_included": len(cohort.included),
+        "lesions": lesions.lookup("Lesions (tumour-core components, labels 1+3)"),
+        "patient_figures": sum(1 for f in doc.figures if f.name.startswith("patient_")),
+    }

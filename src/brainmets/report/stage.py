@@ -1,0 +1,91 @@
+"""The ``report`` pipeline stage (cohort scope): the dataset descriptor.
+
+Reads the catalog (read-only) and the recorded outputs of every patient, and writes into
+``data/derivatives/_cohort/report/``: ``report.html`` (self-contained: CSS inline, figures
+embedded), ``report.md`` (figures in ``figures/``), ``tables/*.csv`` and ``figures/*.png``.
+Parameters: :data:`brainmets.report.build.DEFAULTS`. See ``docs/report_export.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.report.build import (
+    DEFAULTS,
+    Clinical,
+    build_document,
+    load_workspace_clinical,
+    report_metrics,
+    sheet_path,
+)
+from brainmets.report.cohort import Cohort, open_cohort
+from brainmets.report.render import write_document
+
+VERSION = "1"
+
+
+def cohort_for(root: Path, config: dict[str, Any], params: dict[str, Any]) -> Cohort:
+    """The workspace's cohort with the report's inclusion parameters."""
+    return open_cohort(
+        root,
+        config,
+        list(params.get("required_stages") or []),
+        str(params.get("sequence_stage") or "classify"),
+    )
+
+
+def clinical_for(root: Path, params: dict[str, Any], cohort: Cohort) -> Clinical | None:
+    """The configured clinical sheet, validated and keyed by pseudonym (None: not configured)."""
+    if sheet_path(root, params.get("clinical_sheet") or "") is None:
+        return None
+    return load_workspace_clinical(root, params["clinical_sheet"], [p.id for p in cohort.found])
+
+
+def run_report(ctx: StageContext) -> StageResult:
+    params = {**DEFAULTS, **ctx.params}
+    cohort = cohort_for(ctx.root, ctx.config, params)
+    clinical = clinical_for(ctx.root, params, cohort)
+    if clinical is not None and clinical.problems:
+        errors = sum(1 for x in clinical.problems if x[2] == "error")
+        ctx.warning(
+            f"clinical sheet {clinical.source}: {errors} error(s), "
+            f"{len(clinical.problems) - errors} warning(s) (see the report)"
+        )
+    doc = build_document(cohort, params, clinical)
+    written = write_document(doc, ctx.out_dir)
+    ctx.info(f"report: {written['html']}")
+    return StageResult(outputs=written, metrics=report_metrics(cohort, doc), tools=_tools())
+
+
+def _tools() -> dict[str, str]:
+    import matplotlib
+
+    return {"matplotlib": matplotlib.__version__}
+
+
+def _fingerprint_inputs(ws: Any, cat: Any, patient: str) -> Any:
+    """The clinical sheet is read from outside the workspace: its size and mtime."""
+    params = ws.config.stage_params("report", DEFAULTS)
+    path = sheet_path(ws.root, params.get("clinical_sheet") or "")
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return {"clinical_sheet": str(path), "missing": True}
+    return {"clinical_sheet": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+STAGE = Stage(
+    name="report",
+    func=run_report,
+    scope="cohort",
+    version=VERSION,
+    defaults=DEFAULTS,
+    summary="dataset descriptor: cohort flow, Table 1, scanners, lesions, figures, QC",
+    issue=8,
+    fingerprint_inputs=_fingerprint_inputs,
+    tools=_tools,
+)

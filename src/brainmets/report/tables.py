@@ -1,0 +1,567 @@
+"""The descriptor's tables, computed from a :class:`~brainmets.report.cohort.Cohort`.
+
+Each function returns a :class:`Table` (title, columns, rows of text or numbers, note) that
+the renderers write as HTML, Markdown and CSV. Percentages use the included patients (or, for
+lesion counts, the lesions) as denominator and one decimal, as in the reference paper;
+"median (min-max)" keeps up to two decimals.
+
+Units: the indexed DICOM header stores times in milliseconds and lengths in millimetres; the
+dcm2niix BIDS sidecars store ``EchoTime``/``RepetitionTime``/``InversionTime`` in **seconds**.
+Table 1 reads the DICOM header of the selected series and falls back to the sidecar only for a
+value the header lacks (seconds x 1000).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from brainmets.report.cohort import Cohort, PatientRecord, reason_category
+
+#: Table 1 sequences: classify class -> column title (the reference paper's two sequences)
+TABLE1_SEQUENCES: dict[str, str] = {"flair": "FLAIR", "t1c": "T1 post-contrast"}
+#: field strength rows always shown (the reference paper's)
+FIELD_STRENGTHS: tuple[float, ...] = (1.0, 1.5, 3.0)
+PRIMARY_NAMES: dict[int, str] = {
+    1: "Breast",
+    2: "Gastrointestinal",
+    3: "Small cell lung cancer",
+    4: "Melanoma",
+    5: "Non-small cell lung cancer",
+    6: "Renal cell carcinoma",
+    7: "Other",
+}
+SEX_NAMES: dict[int, str] = {0: "Male", 1: "Female"}
+NA = "N/A"
+
+_VENDORS: tuple[tuple[str, str], ...] = (
+    ("siemens", "Siemens"),
+    ("ge ", "GE"),
+    ("ge medical", "GE"),
+    ("gehc", "GE"),
+    ("ge healthcare", "GE"),
+    ("general electric", "GE"),
+    ("philips", "Philips"),
+    ("hitachi", "Hitachi"),
+    ("fujifilm", "Fujifilm"),
+    ("toshiba", "Canon (Toshiba)"),
+    ("canon", "Canon (Toshiba)"),
+    ("esaote", "Esaote"),
+    ("united imaging", "United Imaging"),
+    ("uih", "United Imaging"),
+)
+
+
+@dataclass
+class Table:
+    """A table of the report (also written as ``<name>.csv``)."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    note: str = ""
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+    def lookup(self, first: str, column: str | int = 1) -> Any:
+        """The cell of the first row whose first cell is ``first`` (``column``: name or index)."""
+        i = self.columns.index(column) if isinstance(column, str) else column
+        for r in self.rows:
+            if r[0] == first:
+                return r[i]
+        raise KeyError(f"{self.name}: no row {first!r}")
+
+
+# ------------------------------------------------------------------------ formatting
+def fmt_num(v: float | int | None, decimals: int = 2) -> str:
+    """A number with at most ``decimals`` decimals, trailing zeros dropped; N/A for None."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return NA
+    text = f"{float(v):.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def n_pct(n: int, total: int) -> str:
+    """``n (x.x%)`` (the reference paper's form)."""
+    return f"{n} ({100.0 * n / total:.1f}%)" if total else f"{n} (-)"
+
+
+def median_range(values: Iterable[float | None], decimals: int = 2) -> str:
+    """``median (min-max)`` of the values present, N/A when none is."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return NA
+    med = statistics.median(vals)
+    return (
+        f"{fmt_num(med, decimals)} ({fmt_num(min(vals), decimals)}-{fmt_num(max(vals), decimals)})"
+    )
+
+
+def _display(ids: Mapping[str, str] | None) -> Callable[[str], str]:
+    return (lambda p: str(ids.get(p, p))) if ids else (lambda p: p)
+
+
+# -------------------------------------------------------------------- cohort flow
+def cohort_flow(cohort: Cohort) -> Table:
+    """Patients found -> with all four pretreatment sequences -> included."""
+    found = len(cohort.found)
+    seq = len(cohort.with_sequences)
+    inc = len(cohort.included)
+    return Table(
+        "cohort_flow",
+        "Cohort flow",
+        ["Step", "Patients", "Not carried to the next step"],
+        [
+            ["Patients found", found, found - seq],
+            ["With all four pretreatment sequences (T1, T1c, T2, FLAIR)", seq, seq - inc],
+            ["Included in the dataset (every stage complete)", inc, ""],
+        ],
+        note=(
+            f"Inclusion requires the stages {', '.join(cohort.required_stages)}; every patient "
+            "who is not included is listed with the reason below."
+        ),
+    )
+
+
+def exclusion_reasons(cohort: Cohort) -> Table:
+    """Reasons for not being included, counted by category."""
+    counts = Counter((_step(cohort, p), reason_category(p.reason)) for p in cohort.not_included)
+    rows = [[step, cat, n] for (step, cat), n in sorted(counts.items())]
+    return Table(
+        "exclusion_reasons",
+        "Exclusions by reason",
+        ["Lost at", "Reason", "Patients"],
+        rows,
+        note="" if rows else "No patient was excluded.",
+    )
+
+
+def _step(cohort: Cohort, p: PatientRecord) -> str:
+    return "sequences" if not p.has_sequences else "processing"
+
+
+def exclusions(cohort: Cohort, anonymous: bool = False) -> Table:
+    """Every patient who is not included, with the stage and the full reason.
+
+    ``anonymous``: leave the patient column out (the export's copy of the report never names
+    a patient who is not in the dataset).
+    """
+    cols = ["Lost at", "Stage", "Reason"]
+    rows: list[list[Any]] = []
+    for p in cohort.not_included:
+        row = [_step(cohort, p), p.stopped_stage or "", p.reason or ""]
+        rows.append(row if anonymous else [p.id, *row])
+    return Table(
+        "exclusions",
+        "Patients not included",
+        cols if anonymous else ["Patient", *cols],
+        rows,
+        note="" if rows else "Every patient found is included.",
+    )
+
+
+# ----------------------------------------------------------------------- clinical
+def clinical_characteristics(
+    cohort: Cohort, clinical: Mapping[str, Mapping[str, Any]] | None
+) -> Table:
+    """Primary tumour (n, %), sex (n, %), age (median, range) of the included patients."""
+    included = cohort.included
+    total = len(included)
+    rows: list[list[Any]] = []
+    if clinical is None:
+        return Table(
+            "clinical",
+            "Patient characteristics",
+            ["Characteristic", "Value"],
+            rows,
+            note="No clinical sheet is configured ([stages.report] clinical_sheet).",
+        )
+    recs = [clinical.get(p.id) or {} for p in included]
+    missing_rows = sum(1 for p in included if p.id not in clinical)
+
+    def coded(column: str, names: Mapping[int, str], label: str) -> None:
+        counts = Counter(r.get(column) for r in recs)
+        rows.append([label, ""])
+        for code, name in names.items():
+            rows.append([f"  {name}", n_pct(counts.get(code, 0), total)])
+        if counts.get(None):
+            rows.append([f"  {NA}", n_pct(counts[None], total)])
+
+    coded("Primary", PRIMARY_NAMES, "Primary tumour origin, n (%)")
+    coded("Sex", SEX_NAMES, "Sex, n (%)")
+    ages = [r.get("Age") for r in recs]
+    rows.append(["Age (years), median (range)", median_range(ages, 1)])
+    n_age = sum(1 for a in ages if a is None)
+    if n_age:
+        rows.append([f"  Age {NA}", n_pct(n_age, total)])
+    note = f"{total} included patients."
+    if missing_rows:
+        note += f" {missing_rows} included patient(s) have no row in the clinical sheet."
+    return Table("clinical", "Patient characteristics", ["Characteristic", "Value"], rows, note)
+
+
+# ----------------------------------------------------------------------- scanners
+def normalise_field_strength(v: Any) -> float | None:
+    """Field strength in tesla (a value above 20 is taken as gauss, as some old headers)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(x) or x <= 0:
+        return None
+    return x / 10000.0 if x > 20 else x
+
+
+def field_strength_label(v: Any) -> str:
+    """``1 T``, ``1.5 T``, ``3 T`` (within 0.2 T, e.g. Siemens' 2.89 T), else ``<x> T``."""
+    x = normalise_field_strength(v)
+    if x is None:
+        return NA
+    for nominal in FIELD_STRENGTHS:
+        if abs(x - nominal) <= 0.2:
+            return f"{fmt_num(nominal, 1)} T"
+    return f"{fmt_num(x, 2)} T"
+
+
+def vendor_name(manufacturer: Any) -> str:
+    """The vendor from a DICOM Manufacturer value (``SIEMENS`` -> ``Siemens``...)."""
+    if manufacturer is None or not str(manufacturer).strip():
+        return NA
+    text = " ".join(str(manufacturer).lower().split()) + " "
+    for key, name in _VENDORS:
+        if text.startswith(key) or f" {key.strip()} " in f" {text}":
+            return name
+    return str(manufacturer).strip()
+
+
+def scanner_of(p: PatientRecord) -> dict[str, Any]:
+    """Field strength, vendor and model of the scanner of the patient's selected study
+    (header of the T1c series, else of another selected series, else the sidecar)."""
+    for cls in ("t1c", "flair", "t1", "t2"):
+        h = p.selected.get(cls) or {}
+        s = p.sidecars.get(cls) or {}
+        fs = h.get("field_strength")
+        if fs is None:
+            fs = s.get("MagneticFieldStrength")
+        man = h.get("manufacturer") or s.get("Manufacturer")
+        if fs is not None or man:
+            return {
+                "field_strength": normalise_field_strength(fs),
+                "vendor": vendor_name(man),
+                "model": h.get("model") or s.get("ManufacturersModelName"),
+            }
+    return {"field_strength": None, "vendor": NA, "model": None}
+
+
+def scanners(cohort: Cohort) -> Table:
+    """Field strength (1 T, 1.5 T, 3 T: n, %) and vendor (n, %) of the included patients."""
+    included = cohort.included
+    total = len(included)
+    info = [scanner_of(p) for p in included]
+    fs = Counter(field_strength_label(i["field_strength"]) for i in info)
+    vendors = Counter(i["vendor"] for i in info)
+    rows: list[list[Any]] = [["Field strength, n (%)", ""]]
+    labels = [f"{fmt_num(x, 1)} T" for x in FIELD_STRENGTHS]
+    others = sorted(k for k in fs if k not in labels and k != NA)
+    for label in [*labels, *others]:
+        rows.append([f"  {label}", n_pct(fs.get(label, 0), total)])
+    if fs.get(NA):
+        rows.append([f"  {NA}", n_pct(fs[NA], total)])
+    rows.append(["Vendor, n (%)", ""])
+    for name, n in sorted(vendors.items(), key=lambda kv: (kv[0] == NA, -kv[1], kv[0])):
+        rows.append([f"  {name}", n_pct(n, total)])
+    return Table(
+        "scanners",
+        "Scanners",
+        ["Scanner", "Patients"],
+        rows,
+        note="Scanner of the selected pretreatment study (header of its T1 post-contrast series).",
+    )
+
+
+# ------------------------------------------------------------------------- Table 1
+@dataclass(frozen=True)
+class Acquisition:
+    """Acquisition parameters of one selected series (ms, mm) and where each came from."""
+
+    acquisition: str  # "2D", "3D" or N/A
+    echo_time_ms: float | None
+    repetition_time_ms: float | None
+    slice_thickness_mm: float | None
+    slice_spacing_mm: float | None
+    sources: tuple[tuple[str, str], ...] = ()  # (parameter, "dicom" | "sidecar")
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def acquisition_of(p: PatientRecord, cls: str) -> Acquisition:
+    """The Table 1 parameters of the patient's selected series of class ``cls``.
+
+    DICOM header first (TE/TR in ms); the BIDS sidecar (TE/TR in seconds, converted to ms)
+    only for a value the header lacks.
+    """
+    h = p.selected.get(cls) or {}
+    s = p.sidecars.get(cls) or {}
+    sources: list[tuple[str, str]] = []
+
+    def pick(name: str, dicom_key: str, sidecar_key: str, scale: float = 1.0) -> float | None:
+        v = _num(h.get(dicom_key))
+        if v is not None:
+            sources.append((name, "dicom"))
+            return v
+        v = _num(s.get(sidecar_key))
+        if v is not None:
+            sources.append((name, "sidecar"))
+            return v * scale
+        return None
+
+    te = pick("echo_time", "echo_time", "EchoTime", 1000.0)
+    tr = pick("repetition_time", "repetition_time", "RepetitionTime", 1000.0)
+    thick = pick("slice_thickness", "slice_thickness", "SliceThickness")
+    spacing = pick("slice_spacing", "spacing_between_slices", "SpacingBetweenSlices")
+    acq_raw = h.get("mr_acquisition_type") or s.get("MRAcquisitionType")
+    acq = str(acq_raw).strip().upper() if acq_raw else ""
+    return Acquisition(
+        acquisition=acq if acq in ("2D", "3D") else NA,
+        echo_time_ms=te,
+        repetition_time_ms=tr,
+        slice_thickness_mm=thick,
+        slice_spacing_mm=spacing,
+        sources=tuple(sources),
+    )
+
+
+TABLE1_ROWS: tuple[tuple[str, str], ...] = (
+    ("Echo time (ms)", "echo_time_ms"),
+    ("Repetition time (ms)", "repetition_time_ms"),
+    ("Slice thickness (mm)", "slice_thickness_mm"),
+    ("Slice spacing (mm)", "slice_spacing_mm"),
+)
+
+
+def table1(cohort: Cohort, sequences: Mapping[str, str] = TABLE1_SEQUENCES) -> Table:
+    """Table 1 of the reference paper: per sequence, acquisition 2D / 3D / N/A (n, %) and
+    median (range) of echo time, repetition time, slice thickness and slice spacing."""
+    included = cohort.included
+    total = len(included)
+    acqs = {cls: [acquisition_of(p, cls) for p in included] for cls in sequences}
+    rows: list[list[Any]] = [["Acquisition, n (%)", *["" for _ in sequences]]]
+    for kind in ("2D", "3D", NA):
+        rows.append(
+            [
+                f"  {kind}",
+                *[n_pct(sum(a.acquisition == kind for a in acqs[c]), total) for c in sequences],
+            ]
+        )
+    for label, attr in TABLE1_ROWS:
+        rows.append(
+            [
+                f"{label}, median (range)",
+                *[median_range(getattr(a, attr) for a in acqs[c]) for c in sequences],
+            ]
+        )
+    missing = []
+    for cls, title in sequences.items():
+        for label, attr in TABLE1_ROWS:
+            n = sum(getattr(a, attr) is None for a in acqs[cls])
+            if n:
+                missing.append(f"{title} {label.split(' (')[0].lower()}: {n} absent")
+    side = sum(1 for c in sequences for a in acqs[c] for _, src in a.sources if src == "sidecar")
+    note = (
+        f"{total} included patients; values of the selected pretreatment series from their DICOM "
+        "headers (times in ms)"
+        + (f", {side} value(s) from the BIDS sidecars (seconds converted to ms)" if side else "")
+        + ". N/A: the value is absent from every series."
+        + (" Absent values: " + "; ".join(missing) + "." if missing else "")
+    )
+    return Table(
+        "table1", "Table 1. Acquisition parameters", ["Parameter", *sequences.values()], rows, note
+    )
+
+
+# -------------------------------------------------------------------------- lesions
+def lesion_summary(cohort: Cohort) -> Table:
+    """Lesion totals of the included patients (from the recorded features)."""
+    included = [p for p in cohort.included if p.features is not None]
+    total_p = len(included)
+    lesions = [les for p in included for les in p.lesions]
+    total_l = len(lesions)
+    feats = [p.features or {} for p in included]
+
+    def f(key: str) -> list[float]:
+        return [float(x[key]) for x in feats if x.get(key) is not None]
+
+    n_les = [len(p.lesions) for p in included]
+    rows: list[list[Any]] = [
+        ["Patients with a label map", total_p],
+        ["Patients with at least one lesion", n_pct(sum(1 for n in n_les if n), total_p)],
+        ["Lesions (tumour-core components, labels 1+3)", total_l],
+        ["Enhancing lesions (components of label 3, ET_num)", int(sum(f("ET_num")))],
+        [
+            "Sub-centimetre lesions (core < 10 mm)",
+            n_pct(sum(1 for les in lesions if les.get("subcentimetre")), total_l),
+        ],
+        [
+            "Lesions with necrosis",
+            n_pct(sum(1 for les in lesions if les.get("has_necrosis")), total_l),
+        ],
+        ["Patients with necrosis", n_pct(sum(1 for v in f("Nec_vol") if v > 0), total_p)],
+        ["Lesions with edema", n_pct(sum(1 for les in lesions if les.get("has_edema")), total_l)],
+        [
+            "Infratentorial lesions",
+            n_pct(sum(1 for les in lesions if les.get("infratentorial")), total_l),
+        ],
+        [
+            "Patients with infratentorial involvement",
+            n_pct(sum(1 for x in feats if x.get("Infratentorial") == 1), total_p),
+        ],
+        ["Lesions per patient, median (range)", median_range(n_les, 1)],
+        [
+            "Lesion core volume (cm^3), median (range)",
+            median_range((les.get("volume_cm3") for les in lesions), 3),
+        ],
+        ["Enhancing volume per patient (cm^3), median (range)", median_range(f("ET_vol"), 3)],
+        ["Necrosis volume per patient (cm^3), median (range)", median_range(f("Nec_vol"), 3)],
+        ["Edema volume per patient (cm^3), median (range)", median_range(f("Edema_vol"), 3)],
+    ]
+    return Table(
+        "lesions",
+        "Lesions",
+        ["Measure", "Value"],
+        rows,
+        note=(
+            "Lesion = connected component of the tumour core (necrosis + enhancing), counted by "
+            "the features stage with its recorded parameters; percentages of lesions use all "
+            "lesions, of patients the included patients with a label map."
+        ),
+    )
+
+
+def per_patient(cohort: Cohort, ids: Mapping[str, str] | None = None) -> Table:
+    """One row per included patient: scanner, acquisition, lesion features, QC flags."""
+    show = _display(ids)
+    cols = [
+        "Patient",
+        "Field strength",
+        "Vendor",
+        "FLAIR",
+        "T1c",
+        "Lesions",
+        "ET_num",
+        "Nec_num",
+        "Edema_num",
+        "ET_vol",
+        "Nec_vol",
+        "Edema_vol",
+        "Infratentorial",
+        "QC flags",
+    ]
+    rows = []
+    for p in cohort.included:
+        sc = scanner_of(p)
+        f = p.features or {}
+        rows.append(
+            [
+                show(p.id),
+                field_strength_label(sc["field_strength"]),
+                sc["vendor"],
+                acquisition_of(p, "flair").acquisition,
+                acquisition_of(p, "t1c").acquisition,
+                len(p.lesions),
+                f.get("ET_num", ""),
+                f.get("Nec_num", ""),
+                f.get("Edema_num", ""),
+                f.get("ET_vol", ""),
+                f.get("Nec_vol", ""),
+                f.get("Edema_vol", ""),
+                f.get("Infratentorial", ""),
+                " ".join(p.qc_flags),
+            ]
+        )
+    return Table("patients", "Included patients", cols, rows)
+
+
+# ------------------------------------------------------------------------------ QC
+def qc_table(
+    cohort: Cohort,
+    review: Mapping[str, str] | None = None,
+    ids: Mapping[str, str] | None = None,
+) -> Table:
+    """Preprocessing QC values and flags of the included patients, with the review status
+    (``[stages.report] qc_review``: patient -> status; else *pending* when flagged)."""
+    show = _display(ids)
+    review = dict(review or {})
+    rows = []
+    for p in cohort.included:
+        qc = p.qc
+        flags = p.qc_flags
+        status = review.get(p.id) or ("pending" if flags else "not needed")
+        rows.append(
+            [
+                show(p.id),
+                qc.get("skull_stripper", ""),
+                fmt_num(_num(qc.get("brain_volume_cm3")), 1) if qc else "",
+                fmt_num(_num(qc.get("mask_template_dice")), 3) if qc else "",
+                fmt_num(_num(qc.get("similarity_t1c")), 3) if qc else "",
+                ", ".join(flags) if flags else "none",
+                status,
+            ]
+        )
+    n_flag = sum(1 for p in cohort.included if p.qc_flags)
+    pending = sum(1 for r in rows if r[-1] == "pending")
+    return Table(
+        "qc",
+        "Quality control",
+        [
+            "Patient",
+            "Skull stripper",
+            "Brain volume (cm^3)",
+            "Mask Dice vs template",
+            "T1c similarity (NMI)",
+            "Flags",
+            "Review",
+        ],
+        rows,
+        note=(
+            f"{n_flag} included patient(s) flagged by preprocessing QC, {pending} pending review "
+            "(flags and thresholds: docs/preprocessing.md)."
+        ),
+    )
+
+
+def sample_patients(
+    patients: Sequence[PatientRecord], n: int, selection: str = "random", seed: int = 0
+) -> list[PatientRecord]:
+    """The patients that get a figure: all when ``n`` <= 0 or there are at most ``n``; else
+    ``first`` (by ID), ``largest`` (total tumour-core volume) or a seeded ``random`` sample
+    (sorted by ID)."""
+    pts = sorted(patients, key=lambda p: p.id)
+    if n <= 0 or len(pts) <= n:
+        return pts
+    if selection == "first":
+        return pts[:n]
+    if selection == "largest":
+
+        def core(p: PatientRecord) -> float:
+            f = p.features or {}
+            return float(f.get("ET_vol") or 0) + float(f.get("Nec_vol") or 0)
+
+        return sorted(sorted(pts, key=core, reverse=True)[:n], key=lambda p: p.id)
+    if selection != "random":
+        raise ValueError(f"figure_selection must be random, first or largest, not {selection!r}")
+    import random
+
+    return sorted(random.Random(seed).sample(pts, n), key=lambda p: p.id)

@@ -1,0 +1,179 @@
+"""The demo cohort end to end: the synthetic cohort through the real pipeline (ingest ...
+preprocess ... report, export); the report renders in headless Chromium, its numbers agree
+with the catalog, and the export passes ``validate``.
+
+Builds 3 synthetic patients (one without FLAIR) and runs every stage: several minutes on two
+cores. Set ``BRAINMETS_DEMO_WORKSPACE`` to the ``workspace`` folder of an existing
+``brainmets demo`` run (pipeline complete) to check that one instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from brainmets.catalog import COHORT
+from brainmets.report import report_path
+
+pytestmark = pytest.mark.slow
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
+)
+
+
+@pytest.fixture(scope="module")
+def demo_ws(tmp_path_factory: pytest.TempPathFactory, sri24_atlas: Path) -> Path:
+    given = os.environ.get("BRAINMETS_DEMO_WORKSPACE")
+    if given:
+        return Path(given)
+    synth = pytest.importorskip("brainmets.synth")
+    from brainmets.pipeline import InlineExecutor, Runner
+    from brainmets.workspace import Workspace
+
+    base = tmp_path_factory.mktemp("demo")
+    synth.generate_cohort(base / "cohort", 3, seed=0, workers=2)
+    ws = Workspace.init(base / "workspace")
+    ws.config.add_source(base / "cohort" / "dicom")
+    ws.config.data["runner"]["pipeline"] = "rx_workspace:full_pipeline"
+    ws.config.set_stage_param("segment", "annotations_dir", str(base / "cohort/truth/{mrn}"))
+    ws.config.set_stage_param("report", "clinical_sheet", str(base / "cohort/clinical.xlsx"))
+    ws.save_config()
+    from rx_workspace import full_pipeline
+
+    ws = Workspace.open(ws.root)
+    with ws.lock():
+        Runner(ws, full_pipeline(), InlineExecutor(), progress=False).run()
+    return ws.root
+
+
+def _table(root: Path, name: str) -> list[list[str]]:
+    path = root / "data/derivatives/_cohort/report/tables" / f"{name}.csv"
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def _cell(rows: list[list[str]], first: str, col: int = 1) -> str:
+    return next(r[col] for r in rows if r[0] == first)
+
+
+def test_report_numbers_agree_with_the_catalog(demo_ws: Path) -> None:
+    con = sqlite3.connect(f"file:{demo_ws / 'catalog.sqlite'}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    try:
+        assert (
+            con.execute(
+                "SELECT status FROM stage_runs WHERE patient_id=? AND stage='report'", (COHORT,)
+            ).fetchone()[0]
+            == "done"
+        )
+        found = con.execute("SELECT COUNT(*) FROM patients").fetchone()[0]
+        seq = con.execute(
+            "SELECT COUNT(*) FROM stage_runs WHERE stage='classify' AND status='done'"
+        ).fetchone()[0]
+        included = [
+            r[0]
+            for r in con.execute(
+                "SELECT p.id FROM patients p JOIN stage_runs r ON r.patient_id=p.id"
+                " WHERE r.stage='features' AND r.status='done' AND p.status='active'"
+                " ORDER BY p.id"
+            )
+        ]
+        reasons = [
+            r[0]
+            for r in con.execute("SELECT excluded_reason FROM patients WHERE status='excluded'")
+        ]
+        hdr: dict[tuple[str, str], dict] = {}
+        for r in con.execute("SELECT patient_id, header_json FROM series"):
+            doc = json.loads(r["header_json"] or "{}")
+            if doc.get("selected_as"):
+                hdr[(r["patient_id"], doc["selected_as"])] = doc["header"]
+        feats = {
+            r["patient_id"]: json.loads((demo_ws / r["path"]).read_text())
+            for r in con.execute(
+                "SELECT patient_id, path FROM stage_outputs"
+                " WHERE stage='features' AND role='features'"
+            )
+        }
+    finally:
+        con.close()
+    assert included, "no patient went through the whole pipeline"
+    flow = _table(demo_ws, "cohort_flow")
+    assert [int(r[1]) for r in flow[1:]] == [found, seq, len(included)]
+    excl = _table(demo_ws, "exclusions")
+    assert sorted(r[3] for r in excl[1:] if r[1] == "sequences") == sorted(reasons)
+
+    t1 = _table(demo_ws, "table1")
+    n = len(included)
+    for col, cls in ((1, "flair"), (2, "t1c")):
+        kinds = [hdr[(p, cls)].get("mr_acquisition_type") for p in included]
+        for kind in ("2D", "3D"):
+            k = sum(1 for x in kinds if x == kind)
+            assert _cell(t1, kind, col) == f"{k} ({100 * k / n:.1f}%)"
+        tes = sorted(hdr[(p, cls)]["echo_time"] for p in included)
+        m = len(tes) // 2
+        med = tes[m] if len(tes) % 2 else (tes[m - 1] + tes[m]) / 2
+        got = _cell(t1, "Echo time (ms), median (range)", col)
+        nums = [float(x) for x in re.findall(r"[\d.]+", got)]
+        assert nums == pytest.approx([med, tes[0], tes[-1]], abs=0.006)
+
+    sc = _table(demo_ws, "scanners")
+    strengths = [hdr[(p, "t1c")]["field_strength"] for p in included]
+    for label, value in (("1 T", 1.0), ("1.5 T", 1.5), ("3 T", 3.0)):
+        k = sum(1 for s in strengths if abs(float(s) - value) <= 0.2)
+        assert _cell(sc, label).startswith(f"{k} (")
+
+    les = _table(demo_ws, "lesions")
+    total = sum(len(feats[p]["lesions"]) for p in included)
+    assert int(_cell(les, "Lesions (tumour-core components, labels 1+3)")) == total
+    et = sum(feats[p]["features"]["ET_num"] for p in included)
+    assert int(_cell(les, "Enhancing lesions (components of label 3, ET_num)")) == et
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)"
+)
+def test_demo_report_opens_in_chromium(demo_ws: Path, tmp_path: Path) -> None:
+    html = report_path(demo_ws)
+    assert html is not None
+    res = subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    dom = res.stdout
+    assert '<table id="table1">' in dom and '<table id="cohort_flow">' in dom
+    n_img = len(re.findall(r'<img [^>]*src="data:image/png;base64,', dom))
+    assert n_img == len(list((html.parent / "figures").glob("*.png"))) >= 3
+
+
+def test_demo_export_validates(demo_ws: Path, tmp_path: Path) -> None:
+    from brainmets.export.cli import run_export
+    from brainmets.export.validate import validate
+
+    out = tmp_path / "collection"
+    assert run_export(demo_ws, "collection", out) == 0
+    rep = validate(out)
+    assert rep.ok and not rep.warnings, [str(p) for p in rep.problems]
+    assert rep.patients >= 1

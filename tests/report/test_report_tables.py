@@ -1,0 +1,165 @@
+"""The report's tables as pure functions: formatting, units, Table 1 form, scanners, reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from brainmets.catalog import StageRun
+from brainmets.report.cohort import Cohort, PatientRecord, reason_category
+from brainmets.report.render import Document, Section, render_html, render_markdown, table_csv
+from brainmets.report.tables import (
+    NA,
+    acquisition_of,
+    cohort_flow,
+    field_strength_label,
+    fmt_num,
+    median_range,
+    n_pct,
+    sample_patients,
+    scanners,
+    table1,
+    vendor_name,
+)
+
+
+def _run(stage: str, status: str = "done", error: str | None = None) -> StageRun:
+    return StageRun("x", stage, status, None, None, None, None, error, {}, {}, {}, {}, 1)
+
+
+def _patient(pid: str, selected: dict, sidecars: dict | None = None) -> PatientRecord:
+    return PatientRecord(
+        id=pid,
+        runs={"classify": _run("classify")},
+        has_sequences=True,
+        included=True,
+        selected=selected,
+        sidecars=sidecars or {},
+    )
+
+
+def test_formatting() -> None:
+    assert fmt_num(120.0) == "120" and fmt_num(2.98) == "2.98" and fmt_num(0.1234, 3) == "0.123"
+    assert fmt_num(None) == NA
+    assert n_pct(1, 3) == "1 (33.3%)" and n_pct(0, 0) == "0 (-)"
+    assert median_range([3, 1, 2, None]) == "2 (1-3)"
+    assert median_range([None, None]) == NA
+
+
+def test_acquisition_units_header_first_then_sidecar_seconds() -> None:
+    p = _patient(
+        "P1",
+        {"flair": {"echo_time": 120.5, "repetition_time": None, "mr_acquisition_type": "2d"}},
+        {"flair": {"EchoTime": 0.999, "RepetitionTime": 9.0, "SliceThickness": 5}},
+    )
+    a = acquisition_of(p, "flair")
+    assert a.echo_time_ms == 120.5  # DICOM header, ms: the sidecar is not used
+    assert a.repetition_time_ms == pytest.approx(9000.0)  # sidecar seconds -> ms
+    assert a.slice_thickness_mm == 5 and a.slice_spacing_mm is None
+    assert a.acquisition == "2D"
+    assert dict(a.sources) == {
+        "echo_time": "dicom",
+        "repetition_time": "sidecar",
+        "slice_thickness": "sidecar",
+    }
+    assert acquisition_of(p, "t1c").acquisition == NA
+
+
+def test_table1_form() -> None:
+    pts = [
+        _patient("P1", {"flair": {"mr_acquisition_type": "2D", "echo_time": 100.0}}),
+        _patient("P2", {"flair": {"mr_acquisition_type": "3D", "echo_time": 300.0}}),
+        _patient("P3", {"flair": {}}),
+    ]
+    t = table1(Cohort(Path("."), pts, ["classify"]))
+    assert t.columns == ["Parameter", "FLAIR", "T1 post-contrast"]
+    assert [r[0].strip() for r in t.rows] == [
+        "Acquisition, n (%)",
+        "2D",
+        "3D",
+        "N/A",
+        "Echo time (ms), median (range)",
+        "Repetition time (ms), median (range)",
+        "Slice thickness (mm), median (range)",
+        "Slice spacing (mm), median (range)",
+    ]
+    assert t.lookup("  2D", "FLAIR") == "1 (33.3%)"
+    assert t.lookup("  N/A", "FLAIR") == "1 (33.3%)"
+    assert t.lookup("Echo time (ms), median (range)", "FLAIR") == "200 (100-300)"
+    assert t.lookup("Repetition time (ms), median (range)", "FLAIR") == NA
+    assert t.lookup("  N/A", "T1 post-contrast") == "3 (100.0%)"
+    assert "flair echo time: 1 absent" in t.note.lower()
+
+
+def test_scanners() -> None:
+    assert field_strength_label(2.89362) == "3 T"
+    assert field_strength_label(1.494) == "1.5 T"
+    assert field_strength_label(15000) == "1.5 T"  # gauss in old headers
+    assert field_strength_label(0.35) == "0.35 T"
+    assert field_strength_label(None) == NA
+    assert vendor_name("SIEMENS") == "Siemens"
+    assert vendor_name("GE MEDICAL SYSTEMS") == "GE"
+    assert vendor_name("Philips Medical Systems") == "Philips"
+    assert vendor_name("TOSHIBA_MEC") == "Canon (Toshiba)"
+    assert vendor_name("Acme MR") == "Acme MR"
+    assert vendor_name(None) == NA
+    pts = [
+        _patient("P1", {"t1c": {"field_strength": 3.0, "manufacturer": "SIEMENS"}}),
+        _patient("P2", {"t1c": {"field_strength": 1.5, "manufacturer": "GE MEDICAL SYSTEMS"}}),
+        _patient("P3", {}, {"t1c": {"MagneticFieldStrength": 3, "Manufacturer": "Siemens"}}),
+    ]
+    t = scanners(Cohort(Path("."), pts, ["classify"]))
+    assert t.lookup("  1 T") == "0 (0.0%)"
+    assert t.lookup("  1.5 T") == "1 (33.3%)"
+    assert t.lookup("  3 T") == "2 (66.7%)"
+    assert t.lookup("  Siemens") == "2 (66.7%)"
+
+
+def test_reason_category() -> None:
+    assert (
+        reason_category("classify: no study with all of t1, t1c, t2, flair: study X lacks flair")
+        == "classify: missing flair"
+    )
+    assert (
+        reason_category("classify: study 1 lacks t2 and flair; study 2 lacks t1c")
+        == "classify: missing t2, flair, t1c"
+    )
+    assert reason_category("preprocess failed: RegistrationFailed: NMI low") == (
+        "preprocess failed: RegistrationFailed"
+    )
+    assert reason_category("not processed by segment") == "not processed by segment"
+
+
+def test_cohort_flow_counts() -> None:
+    a = _patient("A", {})
+    b = PatientRecord(id="B", has_sequences=True, included=False, reason="x failed: E")
+    c = PatientRecord(id="C", has_sequences=False, included=False, reason="classify: lacks t1")
+    t = cohort_flow(Cohort(Path("."), [a, b, c], ["classify", "x"]))
+    assert [r[1] for r in t.rows] == [3, 2, 1]
+    assert [r[2] for r in t.rows] == [1, 1, ""]
+
+
+def test_sampling_is_deterministic() -> None:
+    pts = [_patient(f"P{i:02d}", {}) for i in range(20)]
+    a = sample_patients(pts, 5, "random", seed=3)
+    assert a == sample_patients(list(reversed(pts)), 5, "random", seed=3)
+    assert len(a) == 5 and [p.id for p in a] == sorted(p.id for p in a)
+    assert [p.id for p in sample_patients(pts, 2, "first")] == ["P00", "P01"]
+    assert len(sample_patients(pts, 0)) == 20
+    with pytest.raises(ValueError):
+        sample_patients(pts, 2, "best")
+
+
+def test_renderers_escape_and_embed() -> None:
+    from brainmets.report.render import Figure
+    from brainmets.report.tables import Table
+
+    t = Table("t", "A <b> table", ["x|y", "n"], [["<script>", 1], ["  indented", 2.5]], "n & m")
+    doc = Document("T", "sub", [Section("S", ["p <i>"], [t], [Figure("f", "cap", b"\x89PNG")])])
+    html = render_html(doc)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert 'src="data:image/png;base64,iVBORw==' in html
+    md = render_markdown(doc)
+    assert "x\\|y" in md and "![cap](figures/f.png)" in md
+    assert table_csv(t).splitlines() == ["x|y,n", "<script>,1", "indented,2.5"]
