@@ -237,7 +237,6 @@ def _stage_command(name: str, example: str) -> None:
 
 for _name, _example in [
     ("convert", "brainmets convert -w ~/bm-workspace --patient BM-K7Q2ZP4M"),
-    ("preprocess", "brainmets preprocess -w ~/bm-workspace --workers 4"),
     ("segment", "brainmets segment -w ~/bm-workspace"),
     ("report", "brainmets report -w ~/bm-workspace"),
 ]:
@@ -302,6 +301,80 @@ def classify(
             scheduler=scheduler,
             patients=patient,
             force=["classify"] if force else None,
+        )
+    _exit_for(summary)
+
+
+# --------------------------------------------------------------------- preprocess
+@app.command()
+def preprocess(
+    workspace: WorkspaceOpt = Path("."),
+    patient: PatientOpt = None,
+    force: ForceOpt = False,
+    workers: WorkersOpt = 0,
+    scheduler: SchedulerOpt = "",
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+    t1: Annotated[Path | None, typer.Option("--t1", help="Standalone: T1 NIfTI.")] = None,
+    t1c: Annotated[Path | None, typer.Option("--t1c", help="Standalone: T1 post-contrast.")] = None,
+    t2: Annotated[Path | None, typer.Option("--t2", help="Standalone: T2 NIfTI.")] = None,
+    flair: Annotated[Path | None, typer.Option("--flair", help="Standalone: FLAIR NIfTI.")] = None,
+    seg: Annotated[
+        list[Path] | None, typer.Option("--seg", help="Standalone: label maps to carry along.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Standalone: output folder.")] = None,
+    case_id: Annotated[str | None, typer.Option("--case-id", help="Standalone: case ID.")] = None,
+    to_native: Annotated[
+        Path | None, typer.Option("--to-native", help="Map this SRI24-space image back.")
+    ] = None,
+    transforms: Annotated[
+        Path | None, typer.Option("--transforms", help="With --to-native: <ID>-transforms.json.")
+    ] = None,
+    space: Annotated[str, typer.Option(help="With --to-native: t1c, t1, t2 or flair.")] = "t1c",
+) -> None:
+    """Co-register, register to SRI24, resample once to 1 mm 240x240x155, skull strip.
+
+    Examples:
+
+      brainmets preprocess -w ~/bm-workspace            (the workspace stage)
+
+      brainmets preprocess --t1 a.nii.gz --t1c b.nii.gz --t2 c.nii.gz --flair d.nii.gz --out c1
+
+      brainmets preprocess --to-native c1/c1-seg.nii.gz --transforms c1/c1-transforms.json
+      --out seg_native.nii.gz
+    """
+    from brainmets.preprocess.cli import run_standalone, run_to_native
+
+    with _handled():
+        if to_native is not None:
+            if transforms is None or out is None:
+                raise ValueError("--to-native needs --transforms and --out")
+            raise typer.Exit(run_to_native(to_native, transforms, out, space))
+        if any(x is not None for x in (t1, t1c, t2, flair, out)):
+            missing = [
+                n
+                for n, v in (
+                    ("--t1", t1),
+                    ("--t1c", t1c),
+                    ("--t2", t2),
+                    ("--flair", flair),
+                    ("--out", out),
+                )
+                if v is None
+            ]
+            if missing:
+                raise ValueError(f"standalone mode needs {', '.join(missing)}")
+            raise typer.Exit(
+                run_standalone(t1, t1c, t2, flair, out, segs=seg or [], case_id=case_id)  # type: ignore[arg-type]
+            )
+        ws = _open(workspace, verbose, quiet)
+        summary = _execute(
+            ws,
+            ["preprocess"],
+            workers=workers,
+            scheduler=scheduler,
+            patients=patient,
+            force=["preprocess"] if force else None,
         )
     _exit_for(summary)
 

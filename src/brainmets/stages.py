@@ -26,9 +26,7 @@ ORDER = (
 )
 
 #: stages not implemented yet: name -> (summary, issue)
-PLANNED: dict[str, tuple[str, int]] = {
-    "preprocess": ("co-register, register to SRI24, resample 1 mm, skull strip", 6),
-}
+PLANNED: dict[str, tuple[str, int]] = {}
 COHORT_STAGES = {"ingest", "report", "export"}
 
 
@@ -39,10 +37,11 @@ def _implemented() -> dict[str, Stage]:
     from brainmets.export.stage import STAGE as EXPORT
     from brainmets.features.stage import STAGE as FEATURES
     from brainmets.ingest import STAGE as INGEST
+    from brainmets.preprocess.stage import STAGE as PREPROCESS
     from brainmets.report.stage import STAGE as REPORT
     from brainmets.segment.stage import STAGE as SEGMENT
 
-    stages = [INGEST, DEID, CLASSIFY, CONVERT, SEGMENT, FEATURES, REPORT, EXPORT]
+    stages = [INGEST, DEID, CLASSIFY, CONVERT, PREPROCESS, SEGMENT, FEATURES, REPORT, EXPORT]
     return {s.name: s for s in stages}
 
 

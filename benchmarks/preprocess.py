@@ -1,0 +1,224 @@
+"""Benchmark of the preprocess step: seconds per patient (registration / resampling / skull
+stripping) and accuracy, next to brainles-preprocessing doing the same work in the same run.
+
+    python benchmarks/preprocess.py --cohort /tmp/synth --patients 3 \
+        [--peer-python /tmp/peer-venv/bin/python] [--tcga] [--skull-stripper auto] \
+        [--atlas-registration rigid] [--json results.json]
+
+Cases: synthetic patients (``brainmets.synth``; generated into ``--cohort`` when it holds
+none, converted with dcm2niix) with their true transforms, and optionally the real TCGA case
+of the shared test data (brain-mask Dice against its T1c mask). Accuracy: mean displacement
+of brain voxels (mm, see ``brainmets.preprocess.evaluation``); for the synthetic cases also
+whether every tumour voxel lies inside the brain mask.
+
+The peer runs in its own virtual environment (never a project dependency):
+``python -m venv /tmp/peer-venv && /tmp/peer-venv/bin/pip install torch==2.13.0
+brainles-preprocessing picsl-greedy``. It is given the SRI24 template as a file (no
+download), its greedy registrator (the BraTS recipe, as ours) and no brain extractor (its
+default, HD-BET, downloads weights at run time); its N4 is off, as it is by default, and so
+is its optional second registration in atlas space ("atlas correction"), which the BraTS
+recipe does not have. Its wall time includes reading and writing its files, as ours does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brainmets.atlas import atlas_file
+from brainmets.preprocess import CaseTransforms, PreprocessOptions, map_to_atlas, preprocess_case
+from brainmets.preprocess.evaluation import (
+    brain_points,
+    registration_errors,
+    synthetic_inputs,
+    synthetic_truth,
+)
+from brainmets.preprocess.qc import dice
+from brainmets.preprocess.transforms import resample_labels
+from brainmets.shared import testdata_dir
+
+PEER_SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+from brainles_preprocessing.modality import Modality, CenterModality
+from brainles_preprocessing.preprocessor import AtlasCentricPreprocessor
+from brainles_preprocessing.registration import GreedyRegistrator
+import brainles_preprocessing.registration.greedy.greedy as _g
+# 0.6.14's greedy registrator calls str methods on the Path objects it is given
+_g.check_and_add_suffix = lambda f, s: str(f) if str(f).endswith(s) else str(f) + s
+inputs, out, atlas = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+center = CenterModality("t1c", inputs["t1c"], raw_skull_output_path=out / "t1c.nii.gz",
+                        atlas_correction=False)
+moving = [Modality(s, inputs[s], raw_skull_output_path=out / f"{s}.nii.gz",
+                   atlas_correction=False) for s in ("t1", "t2", "flair")]
+pre = AtlasCentricPreprocessor(center, moving, registrator=GreedyRegistrator(),
+                               atlas_image_path=atlas, use_gpu=False)
+t = time.perf_counter()
+pre.run(save_dir_coregistration=out / "coreg", save_dir_atlas_registration=out / "atlas",
+        save_dir_transformations=out / "tx")
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+
+def run_peer(python: str, inputs: dict[str, Path], out: Path, atlas: Path) -> dict:
+    """Run brainles-preprocessing on one case; seconds and its transforms (RAS matrices)."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [
+            python,
+            "-c",
+            PEER_SCRIPT,
+            json.dumps({k: str(v) for k, v in inputs.items()}),
+            str(out),
+            str(atlas),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()[-800:], "wall_s": wall}
+    mats = {p.stem: np.loadtxt(p) for p in out.rglob("*.mat")}
+    return {"wall_s": wall, "matrices": mats}
+
+
+def peer_transforms(peer: dict, ours: CaseTransforms) -> CaseTransforms | None:
+    """The peer's matrices in our convention. It writes greedy .mat files (fixed -> moving,
+    RAS): ``M_atlas__t1c`` (SRI24 -> T1c) and ``M_co__t1c__<seq>`` (T1c -> seq)."""
+    mats = peer.get("matrices") or {}
+    if "M_atlas__t1c" not in mats:
+        return None
+    tr = CaseTransforms(ours.case_id, ours.atlas_grid, atlas_registration="rigid")
+    tr.atlas_to["t1c"] = mats["M_atlas__t1c"]
+    tr.t1c_to["t1c"] = np.eye(4)
+    for s in ("t1", "t2", "flair"):
+        m = mats.get(f"M_co__t1c__{s}")
+        if m is None:
+            return None
+        tr.t1c_to[s] = m
+        tr.atlas_to[s] = m @ tr.atlas_to["t1c"]
+    return tr
+
+
+def ensure_cohort(cohort: Path, n: int, seed: int) -> list[str]:
+    truth = cohort / "truth.json"
+    if not truth.exists():
+        from brainmets.synth import generate_cohort
+
+        generate_cohort(cohort, n, seed=seed, workers=1)
+    rec = json.loads(truth.read_text())
+    return [p["mrn"] for p in rec["patients"] if p["expected_included"]][:n]
+
+
+def tumour_outside(cohort: Path, mrn: str, tr: CaseTransforms, mask: np.ndarray) -> list[int]:
+    lab = nib.load(str(cohort / "truth" / mrn / "label_map_sri24.nii.gz"))
+    true_c = synthetic_truth(cohort, mrn)["t1c"]
+    m = np.linalg.inv(true_c) @ tr.atlas_to["t1c"]
+    mapped = resample_labels(np.asarray(lab.dataobj), lab.affine, tr.atlas_grid, m, "nearest")
+    return [int((mapped > 0).sum()), int(((mapped > 0) & ~mask).sum())]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "bm-synth")
+    ap.add_argument("--patients", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tcga", action="store_true", help="also the real TCGA case")
+    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", ""))
+    ap.add_argument("--skull-stripper", default="auto")
+    ap.add_argument("--atlas-registration", default="rigid")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bm-prep-bench")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    opts = PreprocessOptions(
+        skull_stripper=args.skull_stripper, atlas_registration=args.atlas_registration
+    )
+    brain_tmpl = atlas_file("t1_brain.nii.gz")
+    head_tmpl = atlas_file("t1_head.nii.gz")
+    pts = brain_points(brain_tmpl)
+    cases: list[tuple[str, dict[str, Path], str | None]] = []
+    if args.patients > 0:
+        for mrn in ensure_cohort(args.cohort, args.patients, args.seed):
+            cases.append((mrn, synthetic_inputs(args.cohort, mrn, args.out / "nifti" / mrn), mrn))
+    if args.tcga:
+        d = testdata_dir() / "nifti" / "tcga_fg_6692_bratstoolkit" / "native"
+        cases.append(
+            (
+                "TCGA-FG-6692",
+                {
+                    "t1": next(d.glob("T1_AX*")),
+                    "t1c": next(d.glob("*POST_GAD*")),
+                    "t2": next(d.glob("*T2_AX*")),
+                    "flair": next(d.glob("*FLAIR*")),
+                },
+                None,
+            )
+        )
+    rows = []
+    for cid, inputs, mrn in cases:
+        row: dict = {"case": cid}
+        t0 = time.perf_counter()
+        res = preprocess_case(inputs, args.out / "ours" / cid, cid, opts)
+        row["ours_total_s"] = round(time.perf_counter() - t0, 1)
+        tm = res.timings
+        row["ours_registration_s"] = round(tm["registration_s"], 1)
+        row["ours_resampling_s"] = round(tm["resampling_s"], 1)
+        row["ours_skull_stripping_s"] = round(tm["skull_stripping_s"], 1)
+        row["skull_stripper"] = res.qc["skull_stripper"]
+        mask = np.asarray(nib.load(str(res.outputs["mask"])).dataobj) > 0
+        assert res.transforms is not None
+        if mrn:
+            truth = synthetic_truth(args.cohort, mrn)
+            errs = registration_errors(res.transforms, truth, pts)
+            row["ours_error_mm"] = round(errs["atlas_mean"], 3)
+            row["ours_coreg_mm"] = round(
+                float(np.mean([errs[f"coreg_{s}"] for s in ("t1", "t2", "flair")])), 3
+            )
+            row["tumour_voxels_outside_mask"] = tumour_outside(
+                args.cohort, mrn, res.transforms, mask
+            )
+        else:
+            ref = (
+                np.asarray(
+                    map_to_atlas(
+                        next(Path(inputs["t1c"]).parent.glob("bet_*mask*")),
+                        res.transforms,
+                        "t1c",
+                        kind="mask",
+                    ).dataobj
+                )
+                > 0
+            )
+            row["mask_dice"] = round(dice(mask, ref), 4)
+        if args.peer_python:
+            peer = run_peer(args.peer_python, inputs, args.out / "peer" / cid, head_tmpl)
+            if "error" in peer:
+                row["peer_error"] = peer["error"]
+            else:
+                row["peer_total_s"] = round(peer["wall_s"], 1)
+                ptr = peer_transforms(peer, res.transforms)
+                if ptr is not None and mrn:
+                    perr = registration_errors(ptr, synthetic_truth(args.cohort, mrn), pts)
+                    row["peer_error_mm"] = round(perr["atlas_mean"], 3)
+                    row["peer_coreg_mm"] = round(
+                        float(np.mean([perr[f"coreg_{s}"] for s in ("t1", "t2", "flair")])), 3
+                    )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,562 @@
+"""The preprocessing of one case, BraTS convention (shared by the pipeline stage and the
+standalone command).
+
+1. Read and check the four images (T1, T1c, T2, FLAIR); reorient each to RAS (array order
+   only; world positions unchanged).
+2. Already-preprocessed input (240 x 240 x 155, 1 mm, skull stripped, on the SRI24 template
+   by world coordinates or by array index) is passed through without registration.
+3. Register the T1c to the SRI24 T1 template (rigid by default, or affine), with NMI,
+   three resolution levels (100x50x10 iterations) initialised on the image centres; register
+   T1, T2 and FLAIR to the T1c the same way (rigid). N4 bias correction is applied to copies
+   used only to estimate the transforms. Each result must reach a plausible similarity,
+   else the registration is retried from another start and then refused.
+4. Resample every image once, with its composed transform, onto the template's grid
+   (240 x 240 x 155, 1 mm, header of ``t1_brain.nii.gz``), linear (or cubic).
+5. Extract the brain in atlas space (see :mod:`brainmets.preprocess.skullstrip`) and apply
+   the mask to all four images.
+6. QC values, outputs in the reference collection's naming, transforms for ``--to-native``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from brainmets.atlas import AtlasError, atlas_file
+from brainmets.fsutil import atomic_path, atomic_write_text
+from brainmets.preprocess.errors import PreprocessError, RegistrationFailed
+from brainmets.preprocess.images import (
+    OUTPUT_SUFFIX,
+    SEQUENCE_NAMES,
+    SEQUENCES,
+    Grid,
+    Volume,
+    check_volume,
+    load_volume,
+    reorient,
+    save_nifti,
+)
+from brainmets.preprocess.qc import case_qc, dice
+from brainmets.preprocess.registration import (
+    RegistrationOptions,
+    RegistrationResult,
+    default_backend,
+    n4_array,
+    register,
+    resample_array,
+    rotation_angle_deg,
+    scales,
+)
+from brainmets.preprocess.skullstrip import extract_brain
+from brainmets.preprocess.transforms import (
+    CaseTransforms,
+    compose,
+    itk_transform_text,
+    map_to_atlas,
+)
+
+#: NMI a registration must reach on its fixed grid (see docs/preprocessing.md for how these
+#: were set: correct registrations of the real and synthetic cases reach >= 1.11 (atlas)
+#: and >= 1.13 (co-registration); 15-40 mm shifts or 20-90 degree rotations give 1.03-1.09)
+MIN_ATLAS_NMI = 1.09
+MIN_COREG_NMI = 1.07
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """Parameters of the preprocessing step (also the stage's defaults).
+
+    Attributes:
+        atlas_registration: ``"rigid"`` (6 dof, BraTS) or ``"affine"`` (12 dof) for T1c ->
+            SRI24; co-registration to the T1c is always rigid.
+        skull_stripper: ``"auto"``, ``"deepbet"`` or ``"atlas"`` (see skullstrip module).
+        iterations: iterations per resolution level (coarse to fine).
+        metric: registration metric (``"NMI"``; greedy also knows ``"MI"``, ``"NCC 2x2x2"``).
+        backend: ``"auto"`` (greedy when installed), ``"greedy"`` or ``"sitk"``.
+        n4_for_registration: bias-correct the copies used to estimate transforms.
+        atlas_target: ``"auto"`` (template with skull unless the input is skull stripped),
+            ``"head"`` or ``"brain"``.
+        interpolation: ``"linear"`` or ``"cubic"`` (B-spline, clipped to the input range).
+        label_interpolation: ``"linear"`` (per-label linear + argmax) or ``"nearest"``.
+        output_dtype: ``"int16"`` (as the reference collection; rounded, scaled only when the
+            values do not fit) or ``"float32"``.
+        strip_sequences: the T1-weighted images the skull stripper looks at.
+        protect_lesions: add abnormal tissue at the brain's edge back into the mask.
+        detect_preprocessed: pass already-preprocessed SRI24 input through.
+        threads: threads for registration (0: all cores).
+        seed: random seed of the registration's sampling (deterministic results).
+    """
+
+    atlas_registration: str = "rigid"
+    skull_stripper: str = "auto"
+    iterations: tuple[int, ...] = (100, 50, 10)
+    metric: str = "NMI"
+    backend: str = "auto"
+    n4_for_registration: bool = True
+    atlas_target: str = "auto"
+    interpolation: str = "linear"
+    label_interpolation: str = "linear"
+    output_dtype: str = "int16"
+    strip_sequences: tuple[str, ...] = ("t1c",)
+    protect_lesions: bool = True
+    detect_preprocessed: bool = True
+    threads: int = 0
+    seed: int = 1
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> PreprocessOptions:
+        """Options from stage/CLI parameters (unknown keys refused, lists made tuples)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"unknown preprocess parameter(s): {sorted(unknown)}")
+        kw: dict[str, Any] = {}
+        for k, v in params.items():
+            if k in ("iterations", "strip_sequences") and isinstance(v, str):
+                v = [x for x in v.replace(",", "x").split("x") if x]
+                v = [int(x) for x in v] if k == "iterations" else v
+            kw[k] = tuple(v) if isinstance(v, list | tuple) else v
+        opts = cls(**kw)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        choices = {
+            "atlas_registration": ("rigid", "affine"),
+            "backend": ("auto", "greedy", "sitk"),
+            "atlas_target": ("auto", "head", "brain"),
+            "interpolation": ("linear", "cubic"),
+            "label_interpolation": ("linear", "nearest"),
+            "output_dtype": ("int16", "float32"),
+            "skull_stripper": ("auto", "deepbet", "atlas"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if not self.iterations or any(int(i) < 0 for i in self.iterations):
+            raise ValueError(f"iterations must be non-negative integers, not {self.iterations}")
+
+    def to_params(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class CaseResult:
+    """What :func:`preprocess_case` wrote and measured."""
+
+    case_id: str
+    outputs: dict[str, Path] = field(default_factory=dict)
+    qc: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    transforms: CaseTransforms | None = None
+    tools: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AtlasImages:
+    """The SRI24 images the step needs."""
+
+    brain: Volume
+    head: Volume | None
+
+    @classmethod
+    def load(cls, atlas_dir: str | os.PathLike[str] | None = None) -> AtlasImages:
+        brain = load_volume(atlas_file("t1_brain.nii.gz", atlas_dir), "template")
+        try:
+            head: Volume | None = load_volume(atlas_file("t1_head.nii.gz", atlas_dir), "template")
+        except AtlasError:
+            head = None
+        return cls(brain, head)
+
+    @property
+    def grid(self) -> Grid:
+        return self.brain.grid
+
+
+Logger = Callable[[str], None]
+
+
+def _nolog(message: str) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------ inputs
+def load_inputs(
+    paths: Mapping[str, str | os.PathLike[str] | None], case_id: str
+) -> dict[str, Volume]:
+    """Read and check the four sequences; errors name the patient and every bad file."""
+    missing = [s for s in SEQUENCES if not paths.get(s)]
+    if missing:
+        names = ", ".join(SEQUENCE_NAMES[s] for s in missing)
+        raise PreprocessError(f"missing sequence(s): {names}", patient=case_id)
+    vols: dict[str, Volume] = {}
+    for seq in SEQUENCES:
+        vol = load_volume(paths[seq], seq, case_id)  # type: ignore[arg-type]
+        check_volume(vol, case_id)
+        vols[seq] = vol
+    return vols
+
+
+def _skull_stripped(vol: Volume) -> bool:
+    """Background exactly zero around a brain-sized object (typical of released files)."""
+    d = vol.data
+    nz = d != 0
+    frac = nz.mean()
+    vol_cm3 = nz.sum() * float(np.prod(vol.spacing)) / 1000.0
+    return bool(frac < 0.5 and 700.0 < vol_cm3 < 2500.0)
+
+
+def detect_preprocessed(
+    vols: Mapping[str, Volume], atlas: AtlasImages
+) -> tuple[str, dict[str, np.ndarray]] | None:
+    """If every image is already skull stripped on the SRI24 grid, how it lines up.
+
+    Returns ``("world", maps)`` when the headers put the images on the template (array
+    order may differ: it is fixed by an exact permutation), ``("index", maps)`` when the
+    arrays line up with the template voxel by voxel but the headers do not (as in some
+    released BraTS files), else None. ``maps``: sequence -> atlas voxel -> input voxel.
+    """
+    grid = atlas.grid
+    tmask = atlas.brain.data > 0
+    maps: dict[str, np.ndarray] = {}
+    modes: set[str] = set()
+    for seq, vol in vols.items():
+        if tuple(vol.data.shape) != tuple(grid.shape) and sorted(vol.data.shape) != sorted(
+            grid.shape
+        ):
+            return None
+        if not np.allclose(vol.spacing, 1.0, atol=1e-3) or not _skull_stripped(vol):
+            return None
+        nz = vol.data != 0
+        by_world = np.linalg.inv(vol.affine) @ grid.affine
+        best: tuple[float, str, np.ndarray] = (0.0, "", np.eye(4))
+        if np.allclose(by_world, np.round(by_world), atol=1e-3):
+            warped = resample_array(nz.astype(np.float32), vol.affine, grid, np.eye(4), 0) > 0
+            best = max(best, (dice(warped, tmask), "world", np.round(by_world)), key=lambda x: x[0])
+        if tuple(vol.data.shape) == tuple(grid.shape):
+            best = max(best, (dice(nz, tmask), "index", np.eye(4)), key=lambda x: x[0])
+        if best[0] < 0.8:
+            return None
+        maps[seq] = best[2]
+        modes.add(best[1])
+    if len(modes) != 1:
+        return None
+    return modes.pop(), maps
+
+
+# ------------------------------------------------------------------------------ steps
+def _checked(
+    result: RegistrationResult,
+    minimum: float,
+    retry: Callable[[], RegistrationResult] | None,
+    what: str,
+    case_id: str,
+    file: Path | None,
+    log: Logger,
+) -> RegistrationResult:
+    attempts = [f"centres: NMI {result.similarity:.4f}"]
+    if result.similarity < minimum and retry is not None:
+        log(f"{what}: NMI {result.similarity:.4f} < {minimum}; retrying with a random search")
+        second = retry()
+        attempts.append(f"search: NMI {second.similarity:.4f}")
+        if second.similarity > result.similarity:
+            second.seconds += result.seconds
+            result = second
+    result.attempts = attempts
+    if result.similarity < minimum:
+        raise RegistrationFailed(
+            f"{what} failed: similarity (NMI) {result.similarity:.3f} is below the plausible "
+            f"minimum {minimum} — is this a head scan of the right sequence?",
+            patient=case_id,
+            file=file,
+        )
+    return result
+
+
+def _write_image(path: Path, data: np.ndarray, grid: Grid, dtype: str, header: Any) -> str:
+    """Write an output image; returns the dtype actually written."""
+    if dtype == "float32":
+        with atomic_path(path) as tmp:
+            save_nifti(tmp, data, grid.affine, np.float32, header)
+        return "float32"
+    rounded = np.rint(data)
+    if rounded.min() >= -32768 and rounded.max() <= 32767:
+        with atomic_path(path) as tmp:
+            save_nifti(tmp, rounded, grid.affine, np.int16, header)
+        return "int16"
+    # does not fit: let nibabel choose a scale slope for int16 storage
+    img = nib.Nifti1Image(np.asarray(data, np.float32), grid.affine)
+    img.header.set_qform(grid.affine, code=1)
+    img.header.set_sform(grid.affine, code=1)
+    img.set_data_dtype(np.int16)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return "int16-scaled"
+
+
+def preprocess_case(
+    inputs: Mapping[str, str | os.PathLike[str] | None],
+    out_dir: str | os.PathLike[str],
+    case_id: str,
+    options: PreprocessOptions | None = None,
+    atlas_dir: str | os.PathLike[str] | None = None,
+    segs: Sequence[str | os.PathLike[str]] = (),
+    seg_space: str = "auto",
+    log: Logger | None = None,
+) -> CaseResult:
+    """Preprocess one case (inputs: ``t1``, ``t1c``, ``t2``, ``flair`` NIfTI paths) into
+    ``out_dir``: ``<ID>-t1n/t1c/t2w/t2f.nii.gz``, ``<ID>-mask.nii.gz``,
+    ``<ID>-transforms.json`` (+ ITK ``<ID>-<seq>-to-sri24.txt``), ``<ID>-qc.json``, and
+    ``<ID>-seg.nii.gz`` (or ``<ID>-seg-<name>.nii.gz``) for label maps in ``segs``.
+
+    ``seg_space``: the native sequence the label maps were drawn on (``"auto"``: the
+    sequence whose grid the map shares, else the T1c).
+    """
+    opts = options or PreprocessOptions()
+    opts.validate()
+    log = log or _nolog
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = CaseResult(case_id)
+    t_all = time.perf_counter()
+
+    t0 = time.perf_counter()
+    atlas = AtlasImages.load(atlas_dir)
+    vols = load_inputs(inputs, case_id)
+    native_grids = {s: v.grid for s, v in vols.items()}
+    ras = {s: reorient(v, "RAS") for s, v in vols.items()}
+    grid = atlas.grid
+    res.timings["load_s"] = time.perf_counter() - t0
+
+    backend = default_backend() if opts.backend == "auto" else opts.backend
+    res.tools["registration"] = backend
+    tr = CaseTransforms(
+        case_id=case_id,
+        atlas_grid=grid,
+        native_grids=native_grids,
+        inputs={s: str(Path(p)) for s, p in inputs.items() if p},
+        atlas_registration=opts.atlas_registration,
+    )
+    reg_nmi: dict[str, float] = {}
+    found = detect_preprocessed(vols, atlas) if opts.detect_preprocessed else None
+
+    # ------------------------------------------------------------ registration
+    t0 = time.perf_counter()
+    if found is not None:
+        mode, maps = found
+        tr.passthrough = mode
+        log(f"input already in SRI24 space (aligned by {mode}): passed through unregistered")
+        for s, vol in vols.items():
+            if mode == "world":
+                tr.atlas_to[s] = np.eye(4)
+            else:
+                # index alignment: atlas world -> atlas voxel -> same input voxel -> world
+                tr.atlas_to[s] = vol.affine @ maps[s] @ np.linalg.inv(grid.affine)
+                tr.details.setdefault("index_map", {})[s] = maps[s].tolist()
+            tr.t1c_to[s] = tr.atlas_to[s] @ np.linalg.inv(tr.atlas_to["t1c"])
+    else:
+        stripped_input = _skull_stripped(ras["t1c"])
+        use_head = atlas.head is not None and (
+            opts.atlas_target == "head" or (opts.atlas_target == "auto" and not stripped_input)
+        )
+        target = atlas.head if use_head and atlas.head is not None else atlas.brain
+        tr.details["atlas_target"] = "t1_head" if use_head else "t1_brain"
+        dof = 6 if opts.atlas_registration == "rigid" else 12
+        base = RegistrationOptions(
+            dof=dof,
+            metric=opts.metric,
+            iterations=tuple(int(i) for i in opts.iterations),
+            init="centers",
+            backend=backend,
+            threads=opts.threads,
+            seed=opts.seed,
+        )
+        fixed = (target.data, target.affine)
+        # bias-corrected copies, only to estimate the transforms (the template needs none)
+        est: dict[str, np.ndarray] = {}
+        t_n4 = time.perf_counter()
+        for s in SEQUENCES:
+            v = ras[s]
+            est[s] = n4_array(v.data, v.affine) if opts.n4_for_registration else v.data
+        res.timings["n4_s"] = time.perf_counter() - t_n4
+        t1c = (est["t1c"], ras["t1c"].affine)
+        log(f"registering T1c to SRI24 ({opts.atlas_registration}, {backend})")
+
+        def atlas_reg(init: str = "centers") -> RegistrationResult:
+            o = RegistrationOptions(**{**asdict(base), "init": init})
+            return register(fixed, t1c, o)
+
+        r = _checked(
+            atlas_reg(),
+            MIN_ATLAS_NMI,
+            lambda: atlas_reg("search"),
+            "registration of the T1c to the SRI24 template",
+            case_id,
+            vols["t1c"].path,
+            log,
+        )
+        tr.atlas_to["t1c"] = r.matrix
+        tr.t1c_to["t1c"] = np.eye(4)
+        reg_nmi["t1c_to_atlas"] = r.similarity
+        res.timings["register_t1c_s"] = r.seconds
+        tr.details["atlas_rotation_deg"] = round(rotation_angle_deg(r.matrix), 3)
+        tr.details["atlas_scales"] = np.round(scales(r.matrix), 4).tolist()
+        rigid = RegistrationOptions(**{**asdict(base), "dof": 6})
+        for s in ("t1", "t2", "flair"):
+            log(f"registering {SEQUENCE_NAMES[s]} to T1c")
+            mov = (est[s], ras[s].affine)
+
+            def coreg(init: str = "centers", mov: tuple = mov) -> RegistrationResult:
+                o = RegistrationOptions(**{**asdict(rigid), "init": init})
+                return register(t1c, mov, o)
+
+            rs = _checked(
+                coreg(),
+                MIN_COREG_NMI,
+                lambda coreg=coreg: coreg("search"),
+                f"registration of the {SEQUENCE_NAMES[s]} to the T1c",
+                case_id,
+                vols[s].path,
+                log,
+            )
+            tr.t1c_to[s] = rs.matrix
+            tr.atlas_to[s] = compose(rs.matrix, tr.atlas_to["t1c"])
+            reg_nmi[f"{s}_to_t1c"] = rs.similarity
+            res.timings[f"register_{s}_s"] = rs.seconds
+    res.timings["registration_s"] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------ resampling
+    t0 = time.perf_counter()
+    order = 3 if opts.interpolation == "cubic" else 1
+    atlas_imgs: dict[str, np.ndarray] = {}
+    for s in SEQUENCES:
+        v = ras[s]
+        if found is not None and found[0] == "index":
+            img = np.asarray(vols[s].data, np.float32)
+        else:
+            img = resample_array(v.data, v.affine, grid, tr.atlas_to[s], order=order)
+        if order > 1 or float(v.data.min()) >= 0:
+            img = np.clip(img, float(v.data.min()), float(v.data.max()))
+        atlas_imgs[s] = img
+    res.timings["resampling_s"] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------ skull stripping
+    t0 = time.perf_counter()
+    if found is not None:
+        mask = np.zeros(grid.shape, dtype=bool)
+        for img in atlas_imgs.values():
+            mask |= img != 0
+        extractor, note = "none", "input already skull stripped"
+        extra: dict[str, float] = {}
+    else:
+        head = (atlas.head.data, atlas.head.affine) if atlas.head is not None else None
+        ex = extract_brain(
+            atlas_imgs,
+            grid,
+            opts.skull_stripper,
+            head,
+            (atlas.brain.data, atlas.brain.affine),
+            tuple(opts.strip_sequences),
+            opts.protect_lesions,
+            opts.threads,
+            log,
+        )
+        mask, extractor, note, extra = ex.mask, ex.extractor, ex.note, ex.details
+        for s in SEQUENCES:
+            atlas_imgs[s] = np.where(mask, atlas_imgs[s], 0.0).astype(np.float32)
+    res.timings["skull_stripping_s"] = time.perf_counter() - t0
+    res.tools["skull_stripper"] = extractor
+
+    # ------------------------------------------------------------ QC + outputs
+    t0 = time.perf_counter()
+    voxel_cm3 = float(abs(np.linalg.det(grid.affine[:3, :3]))) / 1000.0
+    qc = case_qc(atlas_imgs, mask, atlas.brain.data, voxel_cm3, reg_nmi)
+    qc["skull_stripper"] = extractor
+    qc["skull_stripper_note"] = note
+    qc.update({k: round(v, 3) for k, v in extra.items()})
+    qc["passthrough"] = tr.passthrough or None
+    qc["atlas_registration"] = opts.atlas_registration
+    qc["registration_backend"] = backend if found is None else None
+    for k in ("atlas_rotation_deg", "atlas_scales", "atlas_target"):
+        if k in tr.details:
+            qc[k] = tr.details[k]
+    scale = tr.details.get("atlas_scales")
+    if scale and not all(0.8 <= float(x) <= 1.25 for x in scale):
+        qc["flags"].append("atlas_scale_implausible")
+
+    header = nib.load(str(atlas_file("t1_brain.nii.gz", atlas_dir))).header
+    written_dtype = {}
+    for s in SEQUENCES:
+        p = out / f"{case_id}-{OUTPUT_SUFFIX[s]}.nii.gz"
+        written_dtype[s] = _write_image(p, atlas_imgs[s], grid, opts.output_dtype, header)
+        res.outputs[OUTPUT_SUFFIX[s]] = p
+    qc["output_dtype"] = written_dtype
+    mpath = out / f"{case_id}-mask.nii.gz"
+    with atomic_path(mpath) as tmp:
+        save_nifti(tmp, mask.astype(np.uint8), grid.affine, np.uint8, header)
+    res.outputs["mask"] = mpath
+    tpath = out / f"{case_id}-transforms.json"
+    tr.save(tpath)
+    res.outputs["transforms"] = tpath
+    for s in SEQUENCES:
+        p = out / f"{case_id}-{OUTPUT_SUFFIX[s]}-to-sri24.txt"
+        atomic_write_text(p, itk_transform_text(tr.atlas_to[s]))
+        res.outputs[f"transform_{OUTPUT_SUFFIX[s]}"] = p
+    for i, seg in enumerate(segs):
+        seg_path = Path(seg)
+        space = _seg_space(seg_path, native_grids, seg_space)
+        try:
+            img = map_to_atlas(
+                seg_path, tr, space, kind="label", label_method=opts.label_interpolation
+            )
+        except (ValueError, OSError) as exc:
+            raise PreprocessError(
+                f"cannot map label map: {exc}", patient=case_id, file=seg_path
+            ) from exc
+        name = "seg" if len(segs) == 1 else f"seg-{_stem(seg_path)}"
+        p = out / f"{case_id}-{name}.nii.gz"
+        with atomic_path(p) as tmp:
+            nib.save(img, str(tmp))
+        res.outputs[name if len(segs) > 1 else "seg"] = p
+        qc.setdefault("segs", {})[str(seg_path)] = {"space": space, "output": p.name, "index": i}
+    res.timings["write_s"] = time.perf_counter() - t0
+    res.timings["total_s"] = time.perf_counter() - t_all
+    qc["timings_s"] = {k: round(v, 2) for k, v in res.timings.items()}
+    qpath = out / f"{case_id}-qc.json"
+    atomic_write_text(qpath, json.dumps(qc, indent=1, sort_keys=True))
+    res.outputs["qc"] = qpath
+    res.qc = qc
+    res.transforms = tr
+    return res
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for suf in (".nii.gz", ".nii"):
+        if name.endswith(suf):
+            return name[: -len(suf)]
+    return p.stem
+
+
+def _seg_space(seg: Path, native_grids: Mapping[str, Grid], requested: str) -> str:
+    if requested != "auto":
+        if requested not in native_grids:
+            raise PreprocessError(f"unknown seg space {requested!r}", file=seg)
+        return requested
+    try:
+        img = nib.load(str(seg))
+    except Exception as exc:
+        raise PreprocessError(f"cannot read label map ({exc})", file=seg) from exc
+    g = Grid(tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, float))  # type: ignore[arg-type]
+    for s in ("t1c", "flair", "t1", "t2"):
+        if s in native_grids and g.same_as(native_grids[s]):
+            return s
+    return "t1c"

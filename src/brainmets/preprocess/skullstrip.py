@@ -1,0 +1,354 @@
+"""Brain extraction in SRI24 space.
+
+Two extractors, chosen by name (stage parameter ``skull_stripper``):
+
+* ``deepbet`` (learned): the deepbet network (Fisch et al. 2024, MIT licence), whose weights
+  ship inside its PyPI wheel (``pip install brainmets[skullstrip]``; needs PyTorch, runs on
+  the CPU in a few seconds). Input: the T1-weighted image(s) in atlas space.
+* ``atlas`` (classical, no deep-learning framework): the SRI24 template with skull is
+  registered to the case (affine, then deformable with Greedy; SimpleITK when Greedy is not
+  installed: affine only), the template's brain mask is carried over, and the boundary is
+  refined with the case's intensities (dark bone/air removed in a band around the edge).
+
+``auto`` takes ``deepbet`` when it can be imported, else ``atlas``, and says which ran.
+Whatever the extractor, the mask is post-processed the same way: largest connected
+component, holes filled, and lesion protection — tissue outside the mask that is abnormal
+(FLAIR/T2 or T1c hyperintense) and continuous with abnormal tissue inside it is added back,
+so tumour or oedema at the brain surface is never cut away.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from brainmets.preprocess.images import Grid, to_sitk
+from brainmets.preprocess.registration import greedy_available, quiet_native_output
+
+EXTRACTORS = ("auto", "deepbet", "atlas")
+#: lesion protection never adds voxels farther than this (mm) from the registered template
+#: brain: the skull and scalp lie beyond (rigid registration leaves head-size differences
+#: of a few mm at the brain's edge)
+LIMIT_MM = 6
+
+
+@dataclass
+class ExtractionResult:
+    """A brain mask and how it was made."""
+
+    mask: np.ndarray
+    extractor: str
+    seconds: float
+    note: str = ""
+    details: dict[str, float] = field(default_factory=dict)
+
+
+def deepbet_available() -> bool:
+    try:
+        import deepbet  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_extractor(name: str) -> tuple[str, str]:
+    """(extractor that will run, explanation) for a requested name."""
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown skull stripper {name!r}; use one of {EXTRACTORS}")
+    if name == "auto":
+        if deepbet_available():
+            return "deepbet", "auto: deepbet (learned) is installed"
+        return "atlas", (
+            "auto: deepbet is not installed (pip install 'brainmets[skullstrip]'), using the "
+            "classical atlas-based extractor"
+        )
+    if name == "deepbet" and not deepbet_available():
+        raise RuntimeError(
+            "skull_stripper='deepbet' needs the optional packages torch and deepbet: "
+            "pip install 'brainmets[skullstrip]' (or choose skull_stripper='atlas')"
+        )
+    return name, f"{name} requested"
+
+
+# --------------------------------------------------------------------------- deepbet
+_DEEPBET: object | None = None
+
+
+def _deepbet_model() -> object:
+    global _DEEPBET
+    if _DEEPBET is None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from deepbet import BrainExtraction
+
+            _DEEPBET = BrainExtraction(no_gpu=True)
+    return _DEEPBET
+
+
+def deepbet_mask(image: np.ndarray, grid: Grid, threshold: float = 0.5) -> np.ndarray:
+    """deepbet's brain mask of one T1-weighted image on ``grid`` (any orientation)."""
+    import nibabel as nib
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    bet = _deepbet_model()
+    img = nib.Nifti1Image(np.asarray(image, np.float32), grid.affine)
+    with torch.no_grad():
+        _, mask_img, _ = bet.run(img, threshold=threshold)  # type: ignore[attr-defined]
+    return np.asarray(mask_img.dataobj) > 0
+
+
+# --------------------------------------------------------------------------- atlas
+def atlas_mask(
+    subject: np.ndarray,
+    grid: Grid,
+    head_template: tuple[np.ndarray, np.ndarray],
+    brain_template: tuple[np.ndarray, np.ndarray],
+    deformable: bool = True,
+    threads: int | None = None,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Template brain mask carried onto ``subject`` (a T1-weighted image with skull on the
+    atlas ``grid``) by affine + deformable registration of the template head to it."""
+    from brainmets.preprocess.registration import (
+        RegistrationOptions,
+        n4_corrected,
+        register,
+        resample_array,
+    )
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # Work at 2 mm: the mask's boundary is refined at full resolution afterwards.
+    sub = (slice(None, None, 2),) * 3
+    aff2 = grid.affine.copy()
+    aff2[:3, :3] = aff2[:3, :3] * 2
+    subj2 = np.asarray(subject, np.float32)[sub]
+    head = ndimage.gaussian_filter(np.asarray(head_template[0], np.float32), 0.7)
+    grid2 = Grid(tuple(int(s) for s in subj2.shape), aff2)  # type: ignore[arg-type]
+    head2 = resample_array(head, head_template[1], grid2, np.eye(4))
+    brain_in = (np.asarray(brain_template[0]) > 0).astype(np.float32)
+    opts = RegistrationOptions(
+        dof=12,
+        metric="NMI",
+        iterations=(100, 50),
+        init="identity",
+        backend="greedy" if greedy_available() else "sitk",
+        threads=threads,
+    )
+    aff = register((subj2, aff2), (head2, aff2), opts, n4=(True, False)).matrix
+    timings["affine_s"] = time.perf_counter() - t0
+    if deformable and greedy_available():
+        t1 = time.perf_counter()
+        from picsl_greedy import Greedy3D
+
+        f_img = n4_corrected(to_sitk(subj2, aff2))
+        m_img = to_sitk(head2, aff2)
+        g = Greedy3D()
+        sink = io.StringIO()
+        # the bindings accept matrices only as files for -it / -r
+        tmp = tempfile.TemporaryDirectory(prefix="brainmets-greedy-")
+        mat = str(Path(tmp.name) / "affine.mat")
+        wfile = str(Path(tmp.name) / "warp.nii.gz")
+        np.savetxt(mat, aff)
+        cmd = (
+            f"-i fixed moving -it {mat} -m NCC 2x2x2 -n 60x30 -s 2.0vox 1.0vox "
+            f"-o {wfile} -V 0 -seed 1"
+        )
+        if threads:
+            cmd += f" -threads {int(threads)}"
+        try:
+            with quiet_native_output():
+                g.execute(cmd, out=sink, err=sink, fixed=f_img, moving=m_img)
+            g.execute(
+                f"-rf fixed -rm brain warped -r {wfile} {mat} -ri LINEAR -V 0",
+                out=sink,
+                err=sink,
+                fixed=to_sitk(np.asarray(subject, np.float32), grid.affine),
+                brain=to_sitk(brain_in, brain_template[1]),
+                warped=None,
+            )
+        finally:
+            tmp.cleanup()
+        from brainmets.preprocess.images import from_sitk
+
+        prob, _ = from_sitk(g["warped"])
+        timings["deformable_s"] = time.perf_counter() - t1
+    else:
+        prob = resample_array(brain_in, brain_template[1], grid, aff)
+    return np.asarray(prob) >= 0.5, timings
+
+
+def refine_with_intensities(
+    mask: np.ndarray, images: Mapping[str, np.ndarray], band_mm: int = 3
+) -> np.ndarray:
+    """Remove dark (bone/air) voxels in a band at the mask's edge: voxels darker than most
+    of the brain on every available T1/T2-weighted image."""
+    core = ndimage.binary_erosion(mask, iterations=5)
+    if core.sum() < 1000:
+        return mask
+    inner = ndimage.binary_erosion(mask, iterations=band_mm)
+    band = mask & ~inner
+    dark = np.ones(mask.shape, dtype=bool)
+    used = 0
+    for name in ("t1", "t1c", "t2"):
+        img = images.get(name)
+        if img is None:
+            continue
+        ref = np.percentile(img[core], 2)
+        dark &= img < 0.5 * ref
+        used += 1
+    if not used:
+        return mask
+    out = mask & ~(band & dark)
+    out = ndimage.binary_opening(out, iterations=1)
+    return out
+
+
+# --------------------------------------------------------------------------- common
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """3D hole filling, then slice-wise (axial) filling of enclosed gaps."""
+    out = ndimage.binary_fill_holes(mask)
+    for k in range(out.shape[2]):
+        out[:, :, k] = ndimage.binary_fill_holes(out[:, :, k])
+    return out
+
+
+def protect_lesions(
+    mask: np.ndarray,
+    images: Mapping[str, np.ndarray],
+    reach_mm: int = 10,
+    margin_mm: int = 5,
+    limit: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """Add abnormal tissue just outside ``mask`` that continues abnormal tissue inside it.
+
+    Abnormal: FLAIR (else T2) or T1c (enhancement) brighter than the brain's median plus
+    three interquartile ranges, and not that bright on the pre-contrast T1 (which would be
+    fat, not tumour). Seeds are abnormal regions at least
+    3 mm inside the mask (>= 50 voxels); they grow through abnormal voxels only, at most
+    ``reach_mm`` mm, so the dark skull stops them before the scalp. Where the grown lesion
+    comes within ``margin_mm`` of the mask's edge, the voxels outside the mask within that
+    margin (not dark like bone or air) are added for its partial-volume rim. ``limit``
+    (e.g. the registered template brain, dilated) bounds everything added, so thick-slice
+    partial volume across the skull cannot lead into the scalp.
+    Returns the new mask and the number of voxels added.
+    """
+    inner = ndimage.binary_erosion(mask, iterations=3)
+    if inner.sum() < 1000:
+        return mask, 0
+
+    def high(img: np.ndarray) -> float:
+        """Median + 3 interquartile ranges of the brain: robust to large lesions."""
+        q25, q50, q75 = np.percentile(img[inner], [25, 50, 75])
+        return float(q50 + 3.0 * (q75 - q25))
+
+    abnormal = np.zeros(mask.shape, dtype=bool)
+    fl = images.get("flair", images.get("t2"))
+    if fl is not None:
+        abnormal |= fl > high(fl)
+    t1c = images.get("t1c")
+    if t1c is not None:
+        abnormal |= t1c > high(t1c)
+    t1 = images.get("t1")
+    if t1 is not None:
+        abnormal &= ~(t1 > high(t1))
+    lab, n = ndimage.label(abnormal & inner)
+    if n == 0:
+        return mask, 0
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    region = (sizes >= 50)[lab]
+    allowed_zone = ndimage.binary_dilation(mask, iterations=reach_mm)
+    if limit is not None:
+        allowed_zone &= limit
+    allowed = abnormal & allowed_zone
+    for _ in range(reach_mm + 3):
+        grown = ndimage.binary_dilation(region) & allowed
+        if np.array_equal(grown | region, region):
+            break
+        region |= grown
+    # the lesion's rim is partial-volumed (not bright enough to count as abnormal): where
+    # the lesion comes within ``margin_mm`` of the mask's edge, add the voxels outside the
+    # mask within that distance of it, growing only through voxels that are not dark (so
+    # never across bone or air)
+    if margin_mm > 0 and region.any():
+        passable = allowed_zone.copy()
+        ref = images.get("t1c", images.get("t1", fl))
+        if ref is not None:
+            passable &= ref >= 0.5 * np.percentile(ref[inner], 5)
+        for _ in range(margin_mm):
+            region |= ndimage.binary_dilation(region) & passable
+    add = region & ~mask
+    added = int(add.sum())
+    if not added:
+        return mask, 0
+    return fill_holes(mask | add), added
+
+
+def extract_brain(
+    images: Mapping[str, np.ndarray],
+    grid: Grid,
+    extractor: str = "auto",
+    head_template: tuple[np.ndarray, np.ndarray] | None = None,
+    brain_template: tuple[np.ndarray, np.ndarray] | None = None,
+    input_sequences: tuple[str, ...] = ("t1", "t1c"),
+    protect: bool = True,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExtractionResult:
+    """Brain mask on the atlas ``grid`` from the co-registered images (keys t1, t1c, t2,
+    flair; with skull). ``input_sequences``: the T1-weighted images the extractor looks at
+    (the first available is used by the atlas extractor; deepbet takes the union of its
+    masks over them)."""
+    name, why = resolve_extractor(extractor)
+    if log:
+        log(f"skull stripping with {name} ({why})")
+    t0 = time.perf_counter()
+    details: dict[str, float] = {}
+    seqs = [s for s in input_sequences if s in images] or [next(iter(images))]
+    if name == "deepbet":
+        mask = np.zeros(grid.shape, dtype=bool)
+        for s in seqs:
+            mask |= deepbet_mask(images[s], grid)
+    else:
+        if brain_template is None:
+            raise ValueError("the atlas extractor needs the SRI24 brain template")
+        head = head_template or brain_template
+        mask, details = atlas_mask(images[seqs[0]], grid, head, brain_template, threads=threads)
+        mask = refine_with_intensities(mask, images)
+    mask = fill_holes(largest_component(mask))
+    added = 0
+    if protect:
+        limit = None
+        if brain_template is not None:
+            from brainmets.preprocess.registration import resample_array
+
+            tb = resample_array(
+                (np.asarray(brain_template[0]) > 0).astype(np.float32),
+                brain_template[1],
+                grid,
+                np.eye(4),
+            )
+            limit = ndimage.binary_dilation(tb > 0.5, iterations=LIMIT_MM)
+        mask, added = protect_lesions(mask, images, limit=limit)
+    details["lesion_protection_voxels"] = float(added)
+    return ExtractionResult(mask, name, time.perf_counter() - t0, why, details)
