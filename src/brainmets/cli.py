@@ -121,6 +121,33 @@ def _execute(
     return summary
 
 
+def _run_one_stage(
+    name: str,
+    workspace: Path,
+    *,
+    patient: list[str] | None,
+    force: bool,
+    workers: int,
+    scheduler: str,
+    verbose: int,
+    quiet: bool,
+) -> RunSummary:
+    """Open the workspace and run one stage (exit 2 when it is not implemented yet)."""
+    ws = _open(workspace, verbose, quiet)
+    stage = _pipeline(ws).get(name)
+    if not stage.implemented:
+        err.print(f"[yellow]{stage.not_implemented_message()}[/]")
+        raise typer.Exit(EXIT_USAGE)
+    return _execute(
+        ws,
+        [name],
+        workers=workers,
+        scheduler=scheduler,
+        patients=patient,
+        force=[name] if force else None,
+    )
+
+
 def _print_summary(summary: RunSummary, pipeline: Pipeline) -> None:
     table = Table(title=f"run {summary.run_id}", show_edge=False)
     table.add_column("stage")
@@ -213,18 +240,15 @@ def _stage_command(name: str, example: str) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         with _handled():
-            ws = _open(workspace, verbose, quiet)
-            stage = _pipeline(ws).get(name)
-            if not stage.implemented:
-                err.print(f"[yellow]{stage.not_implemented_message()}[/]")
-                raise typer.Exit(EXIT_USAGE)
-            summary = _execute(
-                ws,
-                [name],
+            summary = _run_one_stage(
+                name,
+                workspace,
+                patient=patient,
+                force=force,
                 workers=workers,
                 scheduler=scheduler,
-                patients=patient,
-                force=[name] if force else None,
+                verbose=verbose,
+                quiet=quiet,
             )
         _exit_for(summary)
 
@@ -293,14 +317,15 @@ def classify(
                 uid, cls = parse_assignment(item)
                 set_override(workspace, uid, cls)
                 console.print(f"override {uid} = {cls.lower()}", highlight=False)
-        ws = _open(workspace, verbose, quiet)
-        summary = _execute(
-            ws,
-            ["classify"],
+        summary = _run_one_stage(
+            "classify",
+            workspace,
+            patient=patient,
+            force=force,
             workers=workers,
             scheduler=scheduler,
-            patients=patient,
-            force=["classify"] if force else None,
+            verbose=verbose,
+            quiet=quiet,
         )
     _exit_for(summary)
 
@@ -367,14 +392,15 @@ def preprocess(
             raise typer.Exit(
                 run_standalone(t1, t1c, t2, flair, out, segs=seg or [], case_id=case_id)  # type: ignore[arg-type]
             )
-        ws = _open(workspace, verbose, quiet)
-        summary = _execute(
-            ws,
-            ["preprocess"],
+        summary = _run_one_stage(
+            "preprocess",
+            workspace,
+            patient=patient,
+            force=force,
             workers=workers,
             scheduler=scheduler,
-            patients=patient,
-            force=["preprocess"] if force else None,
+            verbose=verbose,
+            quiet=quiet,
         )
     _exit_for(summary)
 
@@ -420,14 +446,15 @@ def features(
             rc = run_collection(collection, output, clinical=clinical, workers=workers or None)
         raise typer.Exit(rc)
     with _handled():
-        ws = _open(workspace, verbose, quiet)
-        summary = _execute(
-            ws,
-            ["features"],
+        summary = _run_one_stage(
+            "features",
+            workspace,
+            patient=patient,
+            force=force,
             workers=workers,
             scheduler=scheduler,
-            patients=patient,
-            force=["features"] if force else None,
+            verbose=verbose,
+            quiet=quiet,
         )
     _exit_for(summary)
 
@@ -550,18 +577,15 @@ def deid(
             )
         if args:
             raise ValueError("expected no argument, IN OUT, or verify IN OUT")
-        ws = _open(workspace, verbose, quiet)
-        stage = _pipeline(ws).get("deid")
-        if not stage.implemented:
-            err.print(f"[yellow]{stage.not_implemented_message()}[/]")
-            raise typer.Exit(EXIT_USAGE)
-        summary = _execute(
-            ws,
-            ["deid"],
+        summary = _run_one_stage(
+            "deid",
+            workspace,
+            patient=patient,
+            force=force,
             workers=workers,
             scheduler=scheduler,
-            patients=patient,
-            force=["deid"] if force else None,
+            verbose=verbose,
+            quiet=quiet,
         )
     _exit_for(summary)
 
