@@ -41,9 +41,9 @@ from brainmets.preprocess.evaluation import (
     registration_errors,
     synthetic_inputs,
     synthetic_truth,
+    tumour_outside_mask,
 )
 from brainmets.preprocess.qc import dice
-from brainmets.preprocess.transforms import resample_labels
 from brainmets.shared import testdata_dir
 
 PEER_SCRIPT = r"""
@@ -120,14 +120,6 @@ def ensure_cohort(cohort: Path, n: int, seed: int) -> list[str]:
     return [p["mrn"] for p in rec["patients"] if p["expected_included"]][:n]
 
 
-def tumour_outside(cohort: Path, mrn: str, tr: CaseTransforms, mask: np.ndarray) -> list[int]:
-    lab = nib.load(str(cohort / "truth" / mrn / "label_map_sri24.nii.gz"))
-    true_c = synthetic_truth(cohort, mrn)["t1c"]
-    m = np.linalg.inv(true_c) @ tr.atlas_to["t1c"]
-    mapped = resample_labels(np.asarray(lab.dataobj), lab.affine, tr.atlas_grid, m, "nearest")
-    return [int((mapped > 0).sum()), int(((mapped > 0) & ~mask).sum())]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "bm-synth")
@@ -184,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             row["ours_coreg_mm"] = round(
                 float(np.mean([errs[f"coreg_{s}"] for s in ("t1", "t2", "flair")])), 3
             )
-            row["tumour_voxels_outside_mask"] = tumour_outside(
-                args.cohort, mrn, res.transforms, mask
+            row["tumour_voxels_outside_mask"] = list(
+                tumour_outside_mask(args.cohort, mrn, res.transforms, mask)
             )
         else:
             ref = (

@@ -6,10 +6,14 @@ Kept out of ``conftest.py``: several test folders have their own ``conftest.py``
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from brainmets.workspace import Workspace
 
@@ -36,3 +40,37 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def _generator_hash() -> str:
+    import brainmets.synth as synth
+
+    h = hashlib.sha256()
+    for p in sorted(Path(synth.__file__).parent.glob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_synthetic_cohort(request: pytest.FixtureRequest, n_patients: int, seed: int) -> Path:
+    """A synthetic cohort (``brainmets.synth``) kept in pytest's cache directory, keyed by
+    the generator's source so later runs reuse it (``BRAINMETS_SYNTH_COHORT``: use that
+    folder instead). Skips when no anatomy is available to generate one."""
+    given = os.environ.get("BRAINMETS_SYNTH_COHORT")
+    if given:
+        return Path(given)
+    synth = pytest.importorskip("brainmets.synth")
+    key = f"bm-synth-{n_patients}-{seed}-"
+    out = request.config.cache.mkdir(key + _generator_hash())
+    if not (out / "truth.json").is_file():
+        for stale in out.parent.glob(key + "*"):  # cohorts of older generator versions
+            if stale != out and not stale.name.endswith(".partial"):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            synth.generate_cohort(tmp, n_patients, seed, workers=2)
+        except Exception as exc:  # e.g. neither SRI24 nor MNI152 anatomy available
+            pytest.skip(f"synthetic cohort could not be generated ({type(exc).__name__}: {exc})")
+        shutil.rmtree(out)
+        tmp.rename(out)
+    return out

@@ -18,17 +18,15 @@ cache directory, keyed by the generator's source, so that later runs reuse it. S
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import os
-import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from bm_testutil import cached_synthetic_cohort
 from brainmets.classify.classifier import classify_study
 from brainmets.classify.header import index_series, read_headers
 from brainmets.pipeline import InlineExecutor, Pipeline, Runner
@@ -39,35 +37,9 @@ KIND = {"T1": "t1", "T1c": "t1c", "T2": "t2", "FLAIR": "flair"}
 N_PATIENTS, SEED = 3, 11  # patients 0-2 are forced: complete, follow-up + SUB/MPR, no FLAIR
 
 
-def _generator_hash() -> str:
-    import brainmets.synth as synth
-
-    h = hashlib.sha256()
-    for p in sorted(Path(synth.__file__).parent.glob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 @pytest.fixture(scope="module")
 def cohort(request: pytest.FixtureRequest) -> Path:
-    given = os.environ.get("BRAINMETS_SYNTH_COHORT")
-    if given:
-        return Path(given)
-    synth = pytest.importorskip("brainmets.synth")
-    out = request.config.cache.mkdir(f"bm-synth-{N_PATIENTS}-{SEED}-{_generator_hash()}")
-    if not (out / "truth.json").is_file():
-        for stale in out.parent.glob("bm-synth-*"):  # cohorts of older generator versions
-            if stale != out:
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = out.with_name(out.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            synth.generate_cohort(tmp, N_PATIENTS, SEED, workers=2)
-        except Exception as exc:  # e.g. neither SRI24 nor MNI152 anatomy available
-            pytest.skip(f"synthetic cohort could not be generated ({type(exc).__name__}: {exc})")
-        shutil.rmtree(out)
-        tmp.rename(out)
-    return out
+    return cached_synthetic_cohort(request, N_PATIENTS, SEED)
 
 
 @pytest.fixture(scope="module")

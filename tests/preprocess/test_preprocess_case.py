@@ -34,6 +34,40 @@ def test_lesion_protection_adds_cut_tumour_only() -> None:
     assert not mask[scalp].any()
 
 
+def test_lesion_protection_keeps_enhancing_anatomy_out() -> None:
+    """An enhancing tumour with oedema cut by the extractor is added back; an enhancing
+    vessel that is not FLAIR-bright (a venous sinus) running out of the brain is not, nor
+    is the fat of the scalp."""
+    shape = (64, 64, 64)
+    zz = np.indices(shape)
+    r = np.sqrt(((zz - 32) ** 2).sum(axis=0))
+    brain = r < 22
+    rng = np.random.default_rng(1)
+    t1 = np.where(brain, 100.0, 0.0) + rng.normal(0, 2, shape)
+    t1c = np.where(brain, 100.0, 0.0) + rng.normal(0, 2, shape)
+    flair = np.where(brain, 100.0, 0.0) + rng.normal(0, 2, shape)
+    rt = np.sqrt(((zz - np.array([32, 32, 48])[:, None, None, None]) ** 2).sum(axis=0))
+    tumour = (rt < 8) & brain
+    oedema = (rt < 11) & brain & ~tumour
+    t1c[tumour & (rt >= 5)] = 260.0  # enhancing rim
+    t1c[tumour & (rt < 5)] = 60.0  # necrosis
+    t1[tumour] = 90.0
+    flair[tumour] = 250.0
+    flair[oedema] = 200.0
+    vessel = (np.hypot(zz[0] - 32, zz[2] - 32) <= 2) & (zz[1] >= 4) & (zz[1] <= 22)
+    t1c[vessel] = 300.0
+    flair[vessel] = 60.0  # flow void
+    scalp = (r > 26) & (r < 29)
+    for img, v in ((t1, 500.0), (t1c, 480.0), (flair, 400.0)):
+        img[scalp] = v
+    cut = brain & (zz[2] < 50)
+    mask, added = protect_lesions(cut, {"t1": t1, "t1c": t1c, "flair": flair})
+    assert added > 0
+    assert mask[tumour].all() and mask[oedema].all()
+    assert not mask[vessel & ~brain].any()
+    assert not mask[scalp].any()
+
+
 @pytest.fixture(scope="module")
 def tcga_out(tmp_path_factory: pytest.TempPathFactory, tcga: dict[str, Path]) -> Path:
     out = tmp_path_factory.mktemp("tcga")

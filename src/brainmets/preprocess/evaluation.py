@@ -12,6 +12,10 @@ template's brain voxels:
   residual (scale included) as ``atlas_full_<seq>``.
 * ``coreg_<seq>``: the co-registration to the T1c (exactly rigid in the generator: head
   motion between series) vs the truth, over the same brain voxels in T1c space.
+
+:func:`tumour_outside_mask` carries the true SRI24 label map (tumour, necrosis, oedema)
+onto the preprocessed grid with the true T1c transform and the estimated one, and counts
+tumour voxels the brain mask leaves out (the skull stripping must leave out none).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from brainmets.preprocess.transforms import (
     apply,
     closest_rigid,
     mean_displacement,
+    resample_labels,
 )
 
 #: synthetic series kind -> input role
@@ -119,3 +124,24 @@ def registration_errors(
     out["atlas_mean"] = float(np.mean(atlas))
     out["atlas_max"] = float(np.max(atlas))
     return out
+
+
+def tumour_outside_mask(
+    cohort_dir: str | os.PathLike[str],
+    mrn: str,
+    transforms: CaseTransforms,
+    mask: np.ndarray,
+) -> tuple[int, int]:
+    """(tumour voxels, of which outside ``mask``) of one synthetic patient on the
+    preprocessed grid. The truth label map lives on the synthetic head's template grid;
+    an output voxel shows the anatomy at ``inv(true T1c) @ atlas_to["t1c"]`` of it."""
+    import nibabel as nib
+
+    lab = nib.load(str(Path(cohort_dir) / "truth" / mrn / "label_map_sri24.nii.gz"))
+    true_c = synthetic_truth(cohort_dir, mrn)["t1c"]
+    m = np.linalg.inv(true_c) @ transforms.atlas_to["t1c"]
+    mapped = resample_labels(
+        np.asarray(lab.dataobj), lab.affine, transforms.atlas_grid, m, "nearest"
+    )
+    tumour = mapped > 0
+    return int(tumour.sum()), int((tumour & ~np.asarray(mask, dtype=bool)).sum())

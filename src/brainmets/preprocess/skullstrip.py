@@ -224,12 +224,114 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return lab == int(np.argmax(sizes))
 
 
+def bounding_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...]:
+    """Slices of the smallest box holding ``mask``, widened by ``pad`` voxels (clipped to
+    the array); the whole array when ``mask`` is empty."""
+    if not mask.any():
+        return tuple(slice(0, n) for n in mask.shape)
+    out = []
+    for axis, n in enumerate(mask.shape):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        out.append(slice(max(int(hit[0]) - pad, 0), min(int(hit[-1]) + pad + 1, n)))
+    return tuple(out)
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """3D hole filling, then slice-wise (axial) filling of enclosed gaps."""
-    out = ndimage.binary_fill_holes(mask)
-    for k in range(out.shape[2]):
-        out[:, :, k] = ndimage.binary_fill_holes(out[:, :, k])
+    box = bounding_box(mask, 1)
+    sub = ndimage.binary_fill_holes(mask[box])
+    for k in range(sub.shape[2]):
+        if sub[:, :, k].any():
+            sub[:, :, k] = ndimage.binary_fill_holes(sub[:, :, k])
+    out = np.zeros(mask.shape, dtype=bool)
+    out[box] = sub
     return out
+
+
+def _within(mask: np.ndarray, steps: int) -> np.ndarray:
+    """Voxels at most ``steps`` face-neighbour steps from ``mask`` (= ``steps`` binary
+    dilations with the 6-neighbour cross, in one distance-transform pass)."""
+    if not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_cdt(~mask, metric="taxicab") <= steps
+
+
+def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
+    """Voxels more than ``steps`` face-neighbour steps inside ``mask`` (= ``steps`` binary
+    erosions with the 6-neighbour cross; beyond the array counts as outside)."""
+    if not mask.any():
+        return mask.copy()
+    padded = np.pad(mask, 1)
+    inner = (slice(1, -1),) * mask.ndim
+    return ndimage.distance_transform_cdt(padded, metric="taxicab")[inner] > steps
+
+
+def _quartiles(img: np.ndarray, where: np.ndarray) -> tuple[float, float, float]:
+    q25, q50, q75 = np.percentile(img[where], [25, 50, 75])
+    return float(q25), float(q50), float(q75)
+
+
+#: enhancement: (T1c / brain median of T1c) - (T1 / brain median of T1) above this (normal
+#: brain tissue stays within about +-0.2; enhancing tumour rims reach 0.7-1.5)
+ENHANCEMENT = 0.4
+#: opening (voxels) of the abnormal tissue before choosing seeds
+SEED_OPENING = 1
+#: share of a seed's voxels that must be FLAIR (T2) hyperintense
+SEED_FLAIR_FRACTION = 0.25
+#: FLAIR (or T2) hyperintensity: brain median + this many interquartile ranges
+FLAIR_IQR = 2.0
+#: T1 (fat) or T1c without a T1 (enhancement): brain median + this many interquartile ranges
+BRIGHT_IQR = 3.0
+
+
+def abnormal_tissue(
+    images: Mapping[str, np.ndarray], brain: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels that look like tumour or oedema, judged against this brain's own tissue
+    (``brain``: voxels well inside the brain mask, so robust statistics describe it).
+
+    * enhancement: the T1c brighter than the pre-contrast T1 after each is divided by its
+      brain median (a subtraction image; :data:`ENHANCEMENT`), or, without a T1, the T1c
+      brighter than median + 3 IQR;
+    * oedema/tumour: FLAIR (else T2) brighter than median + :data:`FLAIR_IQR` IQR, except
+      where the T1 is very bright too (fat, not oedema).
+
+    Returns (abnormal, FLAIR-hyperintense): the second tells lesions (FLAIR-bright: oedema,
+    tumour) from enhancing normal anatomy (venous sinuses, dura, choroid plexus).
+    """
+    out = np.zeros(brain.shape, dtype=bool)
+    bright = np.zeros(brain.shape, dtype=bool)
+    if brain.sum() < 1000:
+        return out, bright
+    # judged only where the images used have data: outside a series' field of view its
+    # resampled values are 0 (a subtraction would see enhancement there)
+    seen = {k: _eroded(np.asarray(v) != 0, 2) for k, v in images.items()}
+    t1 = images.get("t1")
+    t1c = images.get("t1c")
+    fat = None
+    if t1 is not None:
+        q25, q50, q75 = _quartiles(t1, brain)
+        fat = t1 > q50 + BRIGHT_IQR * (q75 - q25)
+    if t1c is not None:
+        _, m_c, _ = _quartiles(t1c, brain)
+        m_1 = _quartiles(t1, brain)[1] if t1 is not None else 0.0
+        if t1 is not None and m_c > 0 and m_1 > 0:
+            enh = t1c / m_c - t1 / m_1
+            q25, q50, q75 = _quartiles(enh, brain)
+            out |= (enh > max(ENHANCEMENT, q50 + 4.0 * (q75 - q25))) & seen["t1c"] & seen["t1"]
+        else:
+            q25, q50, q75 = _quartiles(t1c, brain)
+            out |= (t1c > q50 + BRIGHT_IQR * (q75 - q25)) & seen["t1c"]
+    fl_key = "flair" if "flair" in images else "t2"
+    fl = images.get(fl_key)
+    if fl is not None:
+        q25, q50, q75 = _quartiles(fl, brain)
+        high = (fl > q50 + FLAIR_IQR * (q75 - q25)) & seen[fl_key]
+        if fat is not None:
+            high &= ~fat
+        out |= high
+        bright = high
+    return out, bright
 
 
 def protect_lesions(
@@ -241,67 +343,77 @@ def protect_lesions(
 ) -> tuple[np.ndarray, int]:
     """Add abnormal tissue just outside ``mask`` that continues abnormal tissue inside it.
 
-    Abnormal: FLAIR (else T2) or T1c (enhancement) brighter than the brain's median plus
-    three interquartile ranges, and not that bright on the pre-contrast T1 (which would be
-    fat, not tumour). Seeds are abnormal regions at least
-    3 mm inside the mask (>= 50 voxels); they grow through abnormal voxels only, at most
-    ``reach_mm`` mm, so the dark skull stops them before the scalp. Where the grown lesion
-    comes within ``margin_mm`` of the mask's edge, the voxels outside the mask within that
-    margin (not dark like bone or air) are added for its partial-volume rim. ``limit``
-    (e.g. the registered template brain, dilated) bounds everything added, so thick-slice
-    partial volume across the skull cannot lead into the scalp.
+    Abnormal: see :func:`abnormal_tissue`. Seeds are abnormal regions at least 3 mm inside
+    the mask (>= 50 voxels); they grow through abnormal voxels only, at most ``reach_mm``
+    mm beyond the mask, so the dark skull stops them before the scalp. Where the grown
+    lesion reaches the mask's edge, the voxels outside the mask within ``margin_mm`` of it
+    that are not dark like bone or air are added too (the lesion's partial-volume rim).
+    ``limit`` (e.g. the registered template brain, dilated) bounds everything added, so
+    thick-slice partial volume across the skull cannot lead into the scalp.
     Returns the new mask and the number of voxels added.
     """
-    inner = ndimage.binary_erosion(mask, iterations=3)
+    mask = mask.astype(bool)
+    if mask.sum() < 1000:
+        return mask, 0
+    # work in the box that can change (the mask plus how far anything may be added)
+    box = bounding_box(mask, reach_mm + margin_mm + 2)
+    m = mask[box]
+    imgs = {k: np.asarray(v, np.float32)[box] for k, v in images.items()}
+    inner = _eroded(m, 3)
     if inner.sum() < 1000:
         return mask, 0
-
-    def high(img: np.ndarray) -> float:
-        """Median + 3 interquartile ranges of the brain: robust to large lesions."""
-        q25, q50, q75 = np.percentile(img[inner], [25, 50, 75])
-        return float(q50 + 3.0 * (q75 - q25))
-
-    abnormal = np.zeros(mask.shape, dtype=bool)
-    fl = images.get("flair", images.get("t2"))
-    if fl is not None:
-        abnormal |= fl > high(fl)
-    t1c = images.get("t1c")
-    if t1c is not None:
-        abnormal |= t1c > high(t1c)
-    t1 = images.get("t1")
-    if t1 is not None:
-        abnormal &= ~(t1 > high(t1))
-    lab, n = ndimage.label(abnormal & inner)
+    abnormal, flair_high = abnormal_tissue(imgs, inner)
+    # seeds: lesion-like blobs well inside the brain (the opening removes thin bright
+    # structures such as vessels), at least 50 voxels, of which a quarter FLAIR-bright
+    # (a metastasis and its oedema are; enhancing veins, sinuses and dura are not)
+    lab, n = ndimage.label(ndimage.binary_opening(abnormal & inner, iterations=SEED_OPENING))
     if n == 0:
         return mask, 0
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    region = (sizes >= 50)[lab]
-    allowed_zone = ndimage.binary_dilation(mask, iterations=reach_mm)
+    bright = np.bincount(lab.ravel(), weights=flair_high.ravel(), minlength=n + 1)
+    ok = (sizes >= 50) & (bright >= SEED_FLAIR_FRACTION * sizes)
+    ok[0] = False
+    seeds = ok[lab]
+    if not seeds.any():
+        return mask, 0
+    zone = _within(m, reach_mm)
     if limit is not None:
-        allowed_zone &= limit
-    allowed = abnormal & allowed_zone
+        zone &= limit[box]
+    # grow the seeds through abnormal tissue, a bounded number of steps (3 to the edge, then
+    # reach_mm beyond it), so growth cannot run along the enhancing dura around the brain
+    sub = bounding_box(seeds, reach_mm + 4)
+    grown = seeds[sub].copy()
+    allowed = (abnormal & zone)[sub] | grown
     for _ in range(reach_mm + 3):
-        grown = ndimage.binary_dilation(region) & allowed
-        if np.array_equal(grown | region, region):
+        nxt = ndimage.binary_dilation(grown) & allowed
+        if np.array_equal(nxt, grown):
             break
-        region |= grown
-    # the lesion's rim is partial-volumed (not bright enough to count as abnormal): where
-    # the lesion comes within ``margin_mm`` of the mask's edge, add the voxels outside the
-    # mask within that distance of it, growing only through voxels that are not dark (so
-    # never across bone or air)
-    if margin_mm > 0 and region.any():
-        passable = allowed_zone.copy()
-        ref = images.get("t1c", images.get("t1", fl))
-        if ref is not None:
-            passable &= ref >= 0.5 * np.percentile(ref[inner], 5)
-        for _ in range(margin_mm):
-            region |= ndimage.binary_dilation(region) & passable
-    add = region & ~mask
+        grown = nxt
+    region = np.zeros(m.shape, dtype=bool)
+    region[sub] = grown
+    # the lesion's partial-volume rim (not bright enough to count as abnormal): where the
+    # lesion comes within margin_mm of the edge, grow it margin_mm steps, outside the mask
+    # only through voxels that are not dark (never across bone or air)
+    if margin_mm > 0:
+        front = region & ~_eroded(m, margin_mm)
+        if front.any():
+            ref = imgs.get("t1c", imgs.get("t1", imgs.get("flair")))
+            passable = zone.copy()
+            if ref is not None:
+                passable &= (ref >= 0.5 * np.percentile(ref[inner], 5)) | m
+            sub = bounding_box(front, margin_mm + 1)
+            grown = front[sub].copy()
+            pas = passable[sub] | grown
+            for _ in range(margin_mm):
+                grown = ndimage.binary_dilation(grown) & pas
+            region[sub] |= grown
+    add = region & ~m
     added = int(add.sum())
     if not added:
         return mask, 0
-    return fill_holes(mask | add), added
+    out = mask.copy()
+    out[box] |= add
+    return fill_holes(out), added
 
 
 def extract_brain(
@@ -342,13 +454,10 @@ def extract_brain(
         if brain_template is not None:
             from brainmets.preprocess.registration import resample_array
 
-            tb = resample_array(
-                (np.asarray(brain_template[0]) > 0).astype(np.float32),
-                brain_template[1],
-                grid,
-                np.eye(4),
-            )
-            limit = ndimage.binary_dilation(tb > 0.5, iterations=LIMIT_MM)
+            tb = np.asarray(brain_template[0]) > 0
+            if not Grid(tb.shape, brain_template[1]).same_as(grid):  # type: ignore[arg-type]
+                tb = resample_array(tb.astype(np.float32), brain_template[1], grid, np.eye(4)) > 0.5
+            limit = _within(tb, LIMIT_MM)
         mask, added = protect_lesions(mask, images, limit=limit)
     details["lesion_protection_voxels"] = float(added)
     return ExtractionResult(mask, name, time.perf_counter() - t0, why, details)
