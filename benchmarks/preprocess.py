@@ -3,7 +3,7 @@ stripping) and accuracy, next to brainles-preprocessing doing the same work in t
 
     python benchmarks/preprocess.py --cohort /tmp/synth --patients 3 \
         [--peer-python /tmp/peer-venv/bin/python] [--tcga] [--skull-stripper auto] \
-        [--atlas-registration rigid] [--json results.json]
+        [--atlas-registration rigid] [--option KEY=VALUE ...] [--json results.json]
 
 Cases: synthetic patients (``brainmets.synth``; generated into ``--cohort`` when it holds
 none, converted with dcm2niix) with their true transforms, and optionally the real TCGA case
@@ -17,7 +17,9 @@ brainles-preprocessing picsl-greedy``. It is given the SRI24 template as a file 
 download), its greedy registrator (the BraTS recipe, as ours) and no brain extractor (its
 default, HD-BET, downloads weights at run time); its N4 is off, as it is by default, and so
 is its optional second registration in atlas space ("atlas correction"), which the BraTS
-recipe does not have. Its wall time includes reading and writing its files, as ours does.
+recipe does not have. Its time is its own ``preprocess`` call (reading and writing its
+files included, as ours; interpreter start-up and imports excluded, also for us except the
+first case's deepbet import). The summary prints ours / peer ratios (< 1: we are faster).
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ import numpy as np
 from brainmets.atlas import atlas_file
 from brainmets.preprocess import CaseTransforms, PreprocessOptions, map_to_atlas, preprocess_case
 from brainmets.preprocess.evaluation import (
+    TCGA_CASE,
     brain_points,
     registration_errors,
     synthetic_inputs,
     synthetic_truth,
+    tcga_inputs,
     tumour_outside_mask,
 )
 from brainmets.preprocess.qc import dice
-from brainmets.shared import testdata_dir
 
 PEER_SCRIPT = r"""
 import json, sys, time
@@ -89,7 +92,9 @@ def run_peer(python: str, inputs: dict[str, Path], out: Path, atlas: Path) -> di
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-800:], "wall_s": wall}
     mats = {p.stem: np.loadtxt(p) for p in out.rglob("*.mat")}
-    return {"wall_s": wall, "matrices": mats}
+    # its own timing of the preprocessing call (without interpreter start-up and imports)
+    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+    return {"wall_s": wall, "seconds": seconds, "matrices": mats}
 
 
 def peer_transforms(peer: dict, ours: CaseTransforms) -> CaseTransforms | None:
@@ -131,10 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--atlas-registration", default="rigid")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bm-prep-bench")
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
-    opts = PreprocessOptions(
-        skull_stripper=args.skull_stripper, atlas_registration=args.atlas_registration
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another preprocess parameter, e.g. n4_for_registration=false, fixed_image=reference",
     )
+    args = ap.parse_args(argv)
+    params: dict = {
+        "skull_stripper": args.skull_stripper,
+        "atlas_registration": args.atlas_registration,
+    }
+    for item in args.option:
+        key, _, value = item.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    opts = PreprocessOptions.from_params(params)
     brain_tmpl = atlas_file("t1_brain.nii.gz")
     head_tmpl = atlas_file("t1_head.nii.gz")
     pts = brain_points(brain_tmpl)
@@ -143,19 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         for mrn in ensure_cohort(args.cohort, args.patients, args.seed):
             cases.append((mrn, synthetic_inputs(args.cohort, mrn, args.out / "nifti" / mrn), mrn))
     if args.tcga:
-        d = testdata_dir() / "nifti" / "tcga_fg_6692_bratstoolkit" / "native"
-        cases.append(
-            (
-                "TCGA-FG-6692",
-                {
-                    "t1": next(d.glob("T1_AX*")),
-                    "t1c": next(d.glob("*POST_GAD*")),
-                    "t2": next(d.glob("*T2_AX*")),
-                    "flair": next(d.glob("*FLAIR*")),
-                },
-                None,
-            )
-        )
+        tcga = tcga_inputs()
+        ref_mask = tcga.pop("mask")
+        cases.append((TCGA_CASE, tcga, None))
     rows = []
     for cid, inputs, mrn in cases:
         row: dict = {"case": cid}
@@ -183,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = (
                 np.asarray(
                     map_to_atlas(
-                        next(Path(inputs["t1c"]).parent.glob("bet_*mask*")),
+                        ref_mask,
                         res.transforms,
                         "t1c",
                         kind="mask",
@@ -197,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in peer:
                 row["peer_error"] = peer["error"]
             else:
-                row["peer_total_s"] = round(peer["wall_s"], 1)
+                row["peer_total_s"] = round(peer["seconds"], 1)
+                row["peer_wall_s"] = round(peer["wall_s"], 1)
                 ptr = peer_transforms(peer, res.transforms)
                 if ptr is not None and mrn:
                     perr = registration_errors(ptr, synthetic_truth(args.cohort, mrn), pts)
@@ -205,11 +216,37 @@ def main(argv: list[str] | None = None) -> int:
                     row["peer_coreg_mm"] = round(
                         float(np.mean([perr[f"coreg_{s}"] for s in ("t1", "t2", "flair")])), 3
                     )
+        row["load_average"] = round(os.getloadavg()[0], 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    print_summary(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def print_summary(rows: list[dict]) -> None:
+    """One line per case: our times, the peer's, and the ratios (ours / peer; < 1 = faster)."""
+    print(
+        f"\n{'case':<14}{'ours total':>11}{'reg+res':>9}{'strip':>7}{'peer':>7}"
+        f"{'total/peer':>12}{'reg+res/peer':>14}{'err ours/peer mm':>18}{'tumour out':>12}"
+    )
+    for r in rows:
+        regres = r["ours_registration_s"] + r["ours_resampling_s"]
+        peer = r.get("peer_total_s")
+        ratio = f"{r['ours_total_s'] / peer:.2f}" if peer else "-"
+        ratio_rr = f"{regres / peer:.2f}" if peer else "-"
+        err = (
+            f"{r['ours_error_mm']:.2f}/{r['peer_error_mm']:.2f}"
+            if "peer_error_mm" in r
+            else (f"{r['ours_error_mm']:.2f}" if "ours_error_mm" in r else "-")
+        )
+        out = r.get("tumour_voxels_outside_mask")
+        print(
+            f"{r['case']:<14}{r['ours_total_s']:>11.1f}{regres:>9.1f}"
+            f"{r['ours_skull_stripping_s']:>7.1f}{(peer or float('nan')):>7.1f}{ratio:>12}"
+            f"{ratio_rr:>14}{err:>18}{(f'{out[1]}/{out[0]}' if out else '-'):>12}"
+        )
 
 
 if __name__ == "__main__":

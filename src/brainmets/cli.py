@@ -356,6 +356,14 @@ def preprocess(
         Path | None, typer.Option("--transforms", help="With --to-native: <ID>-transforms.json.")
     ] = None,
     space: Annotated[str, typer.Option(help="With --to-native: t1c, t1, t2 or flair.")] = "t1c",
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Standalone: a parameter KEY=VALUE (TOML value; see docs/preprocessing.md), "
+            "repeatable, e.g. --set skull_stripper=atlas",
+        ),
+    ] = None,
 ) -> None:
     """Co-register, register to SRI24, resample once to 1 mm 240x240x155, skull strip.
 
@@ -389,8 +397,9 @@ def preprocess(
             ]
             if missing:
                 raise ValueError(f"standalone mode needs {', '.join(missing)}")
+            params = _key_values(settings or [])
             raise typer.Exit(
-                run_standalone(t1, t1c, t2, flair, out, segs=seg or [], case_id=case_id)  # type: ignore[arg-type]
+                run_standalone(t1, t1c, t2, flair, out, segs=seg or [], case_id=case_id, **params)  # type: ignore[arg-type]
             )
         summary = _run_one_stage(
             "preprocess",
@@ -784,6 +793,25 @@ def config_show(workspace: WorkspaceOpt = Path(".")) -> None:
     console.print(ws.config.dumps(), highlight=False, markup=False)
 
 
+def _toml_value(value: str) -> Any:
+    """A TOML value (18, true, 'text', [1, 2]); a bare word is taken as a string."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def _key_values(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> parameters (values parsed by :func:`_toml_value`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, not {item!r}")
+        out[key.strip()] = _toml_value(value.strip())
+    return out
+
+
 @config_app.command("set")
 def config_set(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. stages.features.connectivity")],
@@ -796,10 +824,7 @@ def config_set(
     """
     with _handled():
         ws = Workspace.open(workspace)
-        try:
-            parsed = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed = value  # a bare word is taken as a string
+        parsed = _toml_value(value)
         parts = key.split(".")
         if parts[0] == "stages" and len(parts) == 3:
             stage = _pipeline(ws).get(parts[1])

@@ -32,17 +32,9 @@ def head_4mm(atlas_dir: Path) -> Volume:
 
 @pytest.fixture(scope="session")
 def tcga(testdata: Path) -> dict[str, Path]:
-    d = testdata / "nifti" / "tcga_fg_6692_bratstoolkit" / "native"
-    if not d.is_dir():
-        pytest.skip(f"{d} not found")
+    from brainmets.preprocess.evaluation import tcga_inputs
 
-    def one(pattern: str) -> Path:
-        return next(d.glob(pattern))
-
-    return {
-        "t1": one("T1_AX*"),
-        "t1c": one("*POST_GAD*"),
-        "t2": one("*T2_AX*"),
-        "flair": one("*FLAIR*"),
-        "mask": d / "bet_tcia_example_t1c_mask.nii.gz",
-    }
+    try:
+        return tcga_inputs(testdata)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))

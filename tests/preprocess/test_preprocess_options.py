@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,16 @@ def test_sitk_backend_recovers_a_rigid_motion(head_4mm: Volume) -> None:
     pts = apply(head_4mm.affine, idx.astype(float))
     err = np.linalg.norm(apply(res.matrix, pts) - apply(motion, pts), axis=1).mean()
     assert err < 2.0, err
+
+
+def test_standalone_set_parameters_are_checked(tmp_path: Path) -> None:
+    from bm_testutil import run_cli
+
+    f = tmp_path / "x.nii.gz"
+    files = ["--t1", str(f), "--t1c", str(f), "--t2", str(f), "--flair", str(f)]
+    r = run_cli("preprocess", *files, "--out", str(tmp_path / "o"), "--set", "bogus=1")
+    assert r.returncode == 2 and "bogus" in r.stderr + r.stdout
+    r = run_cli("preprocess", *files, "--out", str(tmp_path / "o"), "--set", "fixed_image=x")
+    assert r.returncode == 2 and "fixed_image" in r.stderr + r.stdout
+    r = run_cli("preprocess", *files, "--out", str(tmp_path / "o"), "--set", "novalue")
+    assert r.returncode != 0 and "KEY=VALUE" in r.stderr + r.stdout

@@ -113,7 +113,7 @@ def registration_errors(
         est = transforms.atlas_to[s]
         coreg_true = truth[s] @ np.linalg.inv(true_c)
         full = mean_displacement(est, truth[s], points)
-        if transforms.atlas_registration == "rigid":
+        if transforms.atlas_registration in ("rigid", "rigid-direct"):
             out[f"atlas_{s}"] = mean_displacement(est, coreg_true @ rigid_c, points)
             out[f"atlas_full_{s}"] = full
         else:
@@ -145,3 +145,30 @@ def tumour_outside_mask(
     )
     tumour = mapped > 0
     return int(tumour.sum()), int((tumour & ~np.asarray(mask, dtype=bool)).sum())
+
+
+#: the real case of the shared test data (one glioma patient, four sequences with skull)
+TCGA_CASE = "TCGA-FG-6692"
+
+
+def tcga_inputs(testdata: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Role -> file of ``nifti/tcga_fg_6692_bratstoolkit/native`` in the shared test data
+    (``t1``, ``t1c``, ``t2``, ``flair`` and ``mask``, the T1c brain mask provided with it).
+    Raises FileNotFoundError when the folder is absent."""
+    from brainmets.shared import testdata_dir
+
+    d = Path(testdata or testdata_dir()) / "nifti" / "tcga_fg_6692_bratstoolkit" / "native"
+    patterns = {
+        "t1": "T1_AX*",
+        "t1c": "*POST_GAD*",
+        "t2": "*T2_AX*",
+        "flair": "*FLAIR*",
+        "mask": "bet_*t1c_mask*",
+    }
+    out: dict[str, Path] = {}
+    for role, pattern in patterns.items():
+        hits = sorted(d.glob(pattern))
+        if not hits:
+            raise FileNotFoundError(f"{d}: no {role} file ({pattern})")
+        out[role] = hits[0]
+    return out

@@ -54,10 +54,12 @@ from brainmets.preprocess.registration import (
     resample_array,
     rotation_angle_deg,
     scales,
+    similarity_after,
 )
 from brainmets.preprocess.skullstrip import extract_brain
 from brainmets.preprocess.transforms import (
     CaseTransforms,
+    closest_rigid,
     compose,
     itk_transform_text,
     map_to_atlas,
@@ -75,19 +77,23 @@ class PreprocessOptions:
     """Parameters of the preprocessing step (also the stage's defaults).
 
     Attributes:
-        atlas_registration: ``"rigid"`` (6 dof, BraTS) or ``"affine"`` (12 dof) for T1c ->
-            SRI24; co-registration to the T1c is always rigid.
+        atlas_registration: T1c -> SRI24: ``"rigid"`` (BraTS-compatible output: the head
+            keeps its size; estimated as a 12-dof fit reduced to its closest rigid
+            transform over the template brain), ``"rigid-direct"`` (greedy ``-dof 6``, the
+            CaPTk command) or ``"affine"`` (12 dof kept). Co-registration to the T1c is
+            always rigid.
         skull_stripper: ``"auto"``, ``"deepbet"`` or ``"atlas"`` (see skullstrip module).
         iterations: iterations per resolution level (coarse to fine).
         metric: registration metric (``"NMI"``; greedy also knows ``"MI"``, ``"NCC 2x2x2"``).
         backend: ``"auto"`` (greedy when installed), ``"greedy"`` or ``"sitk"``.
         n4_for_registration: bias-correct the copies used to estimate transforms.
-        coreg_fixed: which image of a co-registration pair the metric is evaluated on:
-            ``"t1c"`` (CaPTk: T1, T2, FLAIR are moved onto the T1c) or ``"auto"`` (the
-            image with fewer voxels, usually the thick-slice series; the optimum is then
-            inverted, so the result is the same T1c -> sequence transform). ``"auto"`` is
-            2-3x faster with a high-resolution T1c and was more accurate on the synthetic
-            cohort (docs/preprocessing.md).
+        fixed_image: which image of each registration pair the metric is evaluated on:
+            ``"reference"`` (the CaPTk directions: T1c onto the template, T1, T2, FLAIR onto
+            the T1c) or ``"auto"`` (the image with fewer voxels, usually the thick-slice
+            series; the optimum is inverted, so the result is the same transform). ``"auto"``
+            is 2-3x faster with thick-slice series and was more accurate on the synthetic
+            cohort; with a T1c that covers only part of the head it also keeps the template
+            outside the T1c's field of view out of the metric (docs/preprocessing.md).
         atlas_target: ``"auto"`` (template with skull unless the input is skull stripped),
             ``"head"`` or ``"brain"``.
         interpolation: ``"linear"`` or ``"cubic"`` (B-spline, clipped to the input range).
@@ -107,7 +113,7 @@ class PreprocessOptions:
     metric: str = "NMI"
     backend: str = "auto"
     n4_for_registration: bool = True
-    coreg_fixed: str = "auto"
+    fixed_image: str = "auto"
     atlas_target: str = "auto"
     interpolation: str = "linear"
     label_interpolation: str = "linear"
@@ -137,10 +143,10 @@ class PreprocessOptions:
 
     def validate(self) -> None:
         choices = {
-            "atlas_registration": ("rigid", "affine"),
+            "atlas_registration": ("rigid", "rigid-direct", "affine"),
             "backend": ("auto", "greedy", "sitk"),
             "atlas_target": ("auto", "head", "brain"),
-            "coreg_fixed": ("auto", "t1c"),
+            "fixed_image": ("auto", "reference"),
             "interpolation": ("linear", "cubic"),
             "label_interpolation": ("linear", "nearest"),
             "output_dtype": ("int16", "float32"),
@@ -188,8 +194,21 @@ class AtlasImages:
     def grid(self) -> Grid:
         return self.brain.grid
 
+    def brain_points(self, step: int = 3) -> np.ndarray:
+        """World coordinates (RAS mm) of every ``step``-th voxel of the template brain."""
+        idx = np.argwhere(self.brain.data > 0)[::step].astype(float)
+        return idx @ self.brain.affine[:3, :3].T + self.brain.affine[:3, 3]
+
 
 Logger = Callable[[str], None]
+
+#: plausible head size relative to the SRI24 template, per axis (12-dof fit)
+SCALE_RANGE = (0.8, 1.25)
+
+
+def plausible_scales(values: Sequence[float] | np.ndarray) -> bool:
+    """True when every scale of a 12-dof atlas fit lies in :data:`SCALE_RANGE`."""
+    return all(SCALE_RANGE[0] <= float(x) <= SCALE_RANGE[1] for x in values)
 
 
 def _nolog(message: str) -> None:
@@ -377,7 +396,10 @@ def preprocess_case(
         )
         target = atlas.head if use_head and atlas.head is not None else atlas.brain
         tr.details["atlas_target"] = "t1_head" if use_head else "t1_brain"
-        dof = 6 if opts.atlas_registration == "rigid" else 12
+        # "rigid": a 12-dof fit, then its closest rigid transform over the template brain
+        # (a head larger or differently shaped than the template is centred on its brain
+        # instead of pulled towards one side of the skull); "rigid-direct": greedy -dof 6
+        dof = 6 if opts.atlas_registration == "rigid-direct" else 12
         base = RegistrationOptions(
             dof=dof,
             metric=opts.metric,
@@ -398,9 +420,34 @@ def preprocess_case(
         t1c = (est["t1c"], ras["t1c"].affine)
         log(f"registering T1c to SRI24 ({opts.atlas_registration}, {backend})")
 
+        swap_atlas = opts.fixed_image == "auto" and t1c[0].size < fixed[0].size
+        tr.details["fixed_image"] = {"t1c": "t1c" if swap_atlas else "template"}
+
+        def fit(o: RegistrationOptions) -> RegistrationResult:
+            if not swap_atlas:
+                return register(fixed, t1c, o)
+            r = register(t1c, fixed, o)
+            r.matrix = np.linalg.inv(r.matrix)
+            return r
+
         def atlas_reg(init: str = "centers") -> RegistrationResult:
             o = RegistrationOptions(**{**asdict(base), "init": init})
-            return register(fixed, t1c, o)
+            r = fit(o)
+            if opts.atlas_registration == "rigid":
+                if plausible_scales(scales(r.matrix)):
+                    r.affine = r.matrix
+                    r.matrix = closest_rigid(r.matrix, atlas.brain_points())
+                    r.dof = 6
+                else:  # a 12-dof fit gone astray: the direct 6-dof fit instead
+                    log(
+                        "12-dof fit implausible (scales "
+                        f"{np.round(scales(r.matrix), 3).tolist()}); fitting 6 dof directly"
+                    )
+                    tr.details["atlas_fallback"] = "rigid-direct"
+                    r = fit(RegistrationOptions(**{**asdict(o), "dof": 6}))
+            # plausibility always on the template's grid (where the thresholds were set)
+            r.similarity = similarity_after(fixed, t1c, r.matrix)
+            return r
 
         r = _checked(
             atlas_reg(),
@@ -416,7 +463,9 @@ def preprocess_case(
         reg_nmi["t1c_to_atlas"] = r.similarity
         res.timings["register_t1c_s"] = r.seconds
         tr.details["atlas_rotation_deg"] = round(rotation_angle_deg(r.matrix), 3)
-        tr.details["atlas_scales"] = np.round(scales(r.matrix), 4).tolist()
+        # head size and shape relative to the template (from the 12-dof fit when there is one)
+        fitted = r.affine if r.affine is not None else r.matrix
+        tr.details["atlas_scales"] = np.round(scales(fitted), 4).tolist()
         rigid = RegistrationOptions(**{**asdict(base), "dof": 6})
         for s in ("t1", "t2", "flair"):
             log(f"registering {SEQUENCE_NAMES[s]} to T1c")
@@ -424,8 +473,8 @@ def preprocess_case(
 
             # the metric runs on the fixed image's grid: with "auto" the smaller image
             # (usually the thick-slice series) is fixed and the optimum inverted
-            swap = opts.coreg_fixed == "auto" and est[s].size < est["t1c"].size
-            tr.details.setdefault("coreg_fixed", {})[s] = s if swap else "t1c"
+            swap = opts.fixed_image == "auto" and est[s].size < est["t1c"].size
+            tr.details.setdefault("fixed_image", {})[s] = s if swap else "t1c"
 
             def coreg(
                 init: str = "centers", mov: tuple = mov, swap: bool = swap
@@ -508,7 +557,7 @@ def preprocess_case(
         if k in tr.details:
             qc[k] = tr.details[k]
     scale = tr.details.get("atlas_scales")
-    if scale and not all(0.8 <= float(x) <= 1.25 for x in scale):
+    if scale and not plausible_scales(scale):
         qc["flags"].append("atlas_scale_implausible")
 
     header = nib.load(str(atlas_file("t1_brain.nii.gz", atlas_dir))).header

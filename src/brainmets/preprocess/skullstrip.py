@@ -274,6 +274,12 @@ def _quartiles(img: np.ndarray, where: np.ndarray) -> tuple[float, float, float]
 #: enhancement: (T1c / brain median of T1c) - (T1 / brain median of T1) above this (normal
 #: brain tissue stays within about +-0.2; enhancing tumour rims reach 0.7-1.5)
 ENHANCEMENT = 0.4
+#: how far (mm) abnormal tissue connected to a lesion inside the mask is followed outside it
+REACH_MM = 10
+#: the lesion's partial-volume rim: how far (mm) beyond the detected lesion, through tissue
+#: that is not dark, the mask is widened (8 mm: oedema tails fading to normal FLAIR signal
+#: along the cerebellar surface were cut at 5 mm on the synthetic cohort)
+MARGIN_MM = 8
 #: opening (voxels) of the abnormal tissue before choosing seeds
 SEED_OPENING = 1
 #: share of a seed's voxels that must be FLAIR (T2) hyperintense
@@ -337,8 +343,8 @@ def abnormal_tissue(
 def protect_lesions(
     mask: np.ndarray,
     images: Mapping[str, np.ndarray],
-    reach_mm: int = 10,
-    margin_mm: int = 5,
+    reach_mm: int = REACH_MM,
+    margin_mm: int = MARGIN_MM,
     limit: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Add abnormal tissue just outside ``mask`` that continues abnormal tissue inside it.

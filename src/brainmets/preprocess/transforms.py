@@ -79,7 +79,8 @@ class CaseTransforms:
         t1c_to: sequence -> T1c world -> native world (co-registration; identity for t1c).
         native_grids: sequence -> native grid (as read, before any reorientation).
         inputs: sequence -> input file path.
-        atlas_registration: "rigid" or "affine" (how atlas_to["t1c"] was estimated).
+        atlas_registration: "rigid", "rigid-direct" or "affine" (how atlas_to["t1c"] was
+            estimated; see ``PreprocessOptions``).
         passthrough: the input was already in SRI24 space (``"world"`` or ``"index"``), or "".
     """
 
