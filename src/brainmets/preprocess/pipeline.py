@@ -444,7 +444,9 @@ def preprocess_case(
                         f"{np.round(scales(r.matrix), 3).tolist()}); fitting 6 dof directly"
                     )
                     tr.details["atlas_fallback"] = "rigid-direct"
+                    spent = r.seconds
                     r = fit(RegistrationOptions(**{**asdict(o), "dof": 6}))
+                    r.seconds += spent
             # plausibility always on the template's grid (where the thresholds were set)
             r.similarity = similarity_after(fixed, t1c, r.matrix)
             return r
@@ -553,7 +555,7 @@ def preprocess_case(
     qc["passthrough"] = tr.passthrough or None
     qc["atlas_registration"] = opts.atlas_registration
     qc["registration_backend"] = backend if found is None else None
-    for k in ("atlas_rotation_deg", "atlas_scales", "atlas_target"):
+    for k in ("atlas_rotation_deg", "atlas_scales", "atlas_target", "atlas_fallback"):
         if k in tr.details:
             qc[k] = tr.details[k]
     scale = tr.details.get("atlas_scales")
