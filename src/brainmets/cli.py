@@ -373,6 +373,8 @@ def preprocess(
 
       brainmets preprocess --t1 a.nii.gz --t1c b.nii.gz --t2 c.nii.gz --flair d.nii.gz --out c1
 
+      ... --out c1 --set skull_stripper=atlas --set atlas_registration=affine
+
       brainmets preprocess --to-native c1/c1-seg.nii.gz --transforms c1/c1-transforms.json
       --out seg_native.nii.gz
     """
