@@ -35,9 +35,9 @@ def test_lesion_protection_adds_cut_tumour_only() -> None:
 
 
 def test_lesion_protection_keeps_enhancing_anatomy_out() -> None:
-    """An enhancing tumour with oedema cut by the extractor is added back; an enhancing
-    vessel that is not FLAIR-bright (a venous sinus) running out of the brain is not, nor
-    is the fat of the scalp."""
+    """An enhancing tumour with oedema and a small enhancing nodule without FLAIR signal,
+    both cut by the extractor, are added back; an enhancing vessel that is not FLAIR-bright
+    (a venous sinus) running out of the brain is not, nor is the fat of the scalp."""
     shape = (64, 64, 64)
     zz = np.indices(shape)
     r = np.sqrt(((zz - 32) ** 2).sum(axis=0))
@@ -54,16 +54,21 @@ def test_lesion_protection_keeps_enhancing_anatomy_out() -> None:
     t1[tumour] = 90.0
     flair[tumour] = 250.0
     flair[oedema] = 200.0
+    # a small solidly enhancing metastasis without FLAIR signal at another edge
+    nodule = np.sqrt(((zz - np.array([32, 48, 32])[:, None, None, None]) ** 2).sum(axis=0)) < 5
+    nodule &= brain
+    t1c[nodule] = 260.0
     vessel = (np.hypot(zz[0] - 32, zz[2] - 32) <= 2) & (zz[1] >= 4) & (zz[1] <= 22)
     t1c[vessel] = 300.0
     flair[vessel] = 60.0  # flow void
     scalp = (r > 26) & (r < 29)
     for img, v in ((t1, 500.0), (t1c, 480.0), (flair, 400.0)):
         img[scalp] = v
-    cut = brain & (zz[2] < 50)
+    cut = brain & (zz[2] < 50) & ~((zz[1] >= 51) & (abs(zz[0] - 32) < 8) & (abs(zz[2] - 32) < 8))
+    assert not cut[nodule].all()
     mask, added = protect_lesions(cut, {"t1": t1, "t1c": t1c, "flair": flair})
     assert added > 0
-    assert mask[tumour].all() and mask[oedema].all()
+    assert mask[tumour].all() and mask[oedema].all() and mask[nodule].all()
     assert not mask[vessel & ~brain].any()
     assert not mask[scalp].any()
 

@@ -284,10 +284,24 @@ MARGIN_MM = 8
 SEED_OPENING = 1
 #: share of a seed's voxels that must be FLAIR (T2) hyperintense
 SEED_FLAIR_FRACTION = 0.25
+#: compactness (see :func:`compactness`) that lets a seed without FLAIR signal qualify
+SEED_COMPACTNESS = 0.3
 #: FLAIR (or T2) hyperintensity: brain median + this many interquartile ranges
 FLAIR_IQR = 2.0
 #: T1 (fat) or T1c without a T1 (enhancement): brain median + this many interquartile ranges
 BRIGHT_IQR = 3.0
+
+
+def compactness(blob: np.ndarray) -> float:
+    """Volume of ``blob`` with its holes filled over the volume of the sphere reaching its
+    farthest voxel from the centroid: about 0.5-1 for a ball or a ring-enhancing lesion,
+    under 0.1 for a vessel or a sheet of dura."""
+    solid = ndimage.binary_fill_holes(blob)
+    idx = np.argwhere(solid).astype(float)
+    if len(idx) == 0:
+        return 0.0
+    r = float(np.sqrt(((idx - idx.mean(axis=0)) ** 2).sum(axis=1)).max()) + 0.5
+    return float(len(idx) / (4.0 / 3.0 * np.pi * r**3))
 
 
 def abnormal_tissue(
@@ -379,6 +393,11 @@ def protect_lesions(
     bright = np.bincount(lab.ravel(), weights=flair_high.ravel(), minlength=n + 1)
     ok = (sizes >= 50) & (bright >= SEED_FLAIR_FRACTION * sizes)
     ok[0] = False
+    # a small metastasis may enhance without FLAIR signal: a compact (round) enhancing blob
+    # qualifies too, unlike the tubes and sheets of vessels, sinuses and dura
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        if sl is not None and not ok[i] and sizes[i] >= 50:
+            ok[i] = compactness(lab[sl] == i) >= SEED_COMPACTNESS
     seeds = ok[lab]
     if not seeds.any():
         return mask, 0
