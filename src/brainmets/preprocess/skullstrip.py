@@ -364,10 +364,13 @@ def protect_lesions(
     """Add abnormal tissue just outside ``mask`` that continues abnormal tissue inside it.
 
     Abnormal: see :func:`abnormal_tissue`. Seeds are abnormal regions at least 3 mm inside
-    the mask (>= 50 voxels); they grow through abnormal voxels only, at most ``reach_mm``
-    mm beyond the mask, so the dark skull stops them before the scalp. Where the grown
-    lesion reaches the mask's edge, the voxels outside the mask within ``margin_mm`` of it
-    that are not dark like bone or air are added too (the lesion's partial-volume rim).
+    the mask (>= 50 voxels) that are lesion-like: a quarter FLAIR-bright, or compact
+    (:func:`compactness`, a small enhancing metastasis); enhancing vessels, sinuses and dura
+    are neither. Seeds grow through abnormal voxels only, a bounded number of steps, at
+    most ``reach_mm`` mm beyond the mask, so the dark skull stops them before the scalp.
+    Where the grown lesion comes within ``margin_mm`` of the mask's edge, voxels outside the
+    mask up to ``margin_mm`` steps from it that are not dark like bone or air are added too
+    (the lesion's partial-volume rim).
     ``limit`` (e.g. the registered template brain, dilated) bounds everything added, so
     thick-slice partial volume across the skull cannot lead into the scalp.
     Returns the new mask and the number of voxels added.
