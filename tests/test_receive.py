@@ -183,3 +183,14 @@ def test_orthanc_sends_to_workspace(tmp_path: Path, source_files: list[Path]) ->
         pacs.wait(timeout=30)
     assert f"{len(source_files)} instance(s) received" in err, err
     check_workspace(ws, source_files)
+
+
+def test_receiver_stops_promptly_on_sigterm(tmp_path: Path) -> None:
+    """A service manager's SIGTERM stops the receiver as Ctrl-C does: summary printed,
+    exit 0, within seconds (open associations are aborted, not waited out)."""
+    ws = Workspace.init(tmp_path / "ws")
+    proc = start_receive(ws, free_port())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "0 instance(s) received" in err

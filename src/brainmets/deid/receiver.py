@@ -12,12 +12,15 @@ C-ECHO (Verification) is supported. Example::
 
     server = receive("BRAINMETS", 11112, ws_dicom_dir, key, block=False)
     ...  # storescu -aec BRAINMETS 127.0.0.1 11112 +sd +r /export
-    server.shutdown()
+    stop_server(server)   # aborts open associations, then shuts down
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -163,13 +166,35 @@ def receive(
     ae = make_ae(ae_title)
     handlers = [(evt.EVT_C_STORE, handler)]
     log.info("receiving as %s on %s:%d into %s", ae_title, host, port, dicom_dir)
-    if block:
-        try:
-            ae.start_server((host, port), block=True, evt_handlers=handlers)
-        except KeyboardInterrupt:
-            ae.shutdown()
-        return None
     server = ae.start_server((host, port), block=False, evt_handlers=handlers)
     assert server is not None
     setattr(server, "brainmets_handler", handler)  # noqa: B010 - documented attribute
-    return server
+    if not block:
+        return server
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # a service manager stops us with SIGTERM: same clean stop as Ctrl-C
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while True:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        log.info("stopping the receiver")
+    finally:
+        stop_server(server)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_server(server: ThreadedAssociationServer) -> None:
+    """Stop a running receiver promptly: abort the associations still open (an association
+    thread can otherwise wait out its network timeout, up to a minute, and closing the
+    server waits for every association thread), then shut the server down."""
+    for assoc in list(server.active_associations):
+        assoc.abort()
+    server.shutdown()
