@@ -171,10 +171,13 @@ def receive(
     setattr(server, "brainmets_handler", handler)  # noqa: B010 - documented attribute
     if not block:
         return server
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        # a service manager stops us with SIGTERM: same clean stop as Ctrl-C
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # Ctrl-C (SIGINT) and a service manager's SIGTERM both stop cleanly. SIGINT is set
+        # explicitly: a process started in the background by a non-interactive shell
+        # inherits SIGINT as ignored, and Python then installs no KeyboardInterrupt for it.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _interrupt)
     try:
         while True:
             time.sleep(0.2)
@@ -182,8 +185,8 @@ def receive(
         log.info("stopping the receiver")
     finally:
         stop_server(server)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return None
 
 
