@@ -280,6 +280,22 @@ def detect_preprocessed(
 
 
 # ------------------------------------------------------------------------------ steps
+def _register_pair(
+    reference: tuple[np.ndarray, np.ndarray],
+    moving: tuple[np.ndarray, np.ndarray],
+    options: RegistrationOptions,
+    swap: bool,
+) -> RegistrationResult:
+    """Register ``moving`` to ``reference`` (result: reference world -> moving world). With
+    ``swap`` the metric runs on the moving image's grid (the smaller one) and the optimum is
+    inverted: the same transform, estimated the other way round."""
+    if not swap:
+        return register(reference, moving, options)
+    r = register(moving, reference, options)
+    r.matrix = np.linalg.inv(r.matrix)
+    return r
+
+
 def _checked(
     result: RegistrationResult,
     minimum: float,
@@ -424,11 +440,7 @@ def preprocess_case(
         tr.details["fixed_image"] = {"t1c": "t1c" if swap_atlas else "template"}
 
         def fit(o: RegistrationOptions) -> RegistrationResult:
-            if not swap_atlas:
-                return register(fixed, t1c, o)
-            r = register(t1c, fixed, o)
-            r.matrix = np.linalg.inv(r.matrix)
-            return r
+            return _register_pair(fixed, t1c, o, swap_atlas)
 
         def atlas_reg(init: str = "centers") -> RegistrationResult:
             o = RegistrationOptions(**{**asdict(base), "init": init})
@@ -482,11 +494,7 @@ def preprocess_case(
                 init: str = "centers", mov: tuple = mov, swap: bool = swap
             ) -> RegistrationResult:
                 o = RegistrationOptions(**{**asdict(rigid), "init": init})
-                if not swap:
-                    return register(t1c, mov, o)
-                r = register(mov, t1c, o)
-                r.matrix = np.linalg.inv(r.matrix)
-                return r
+                return _register_pair(t1c, mov, o, swap)
 
             rs = _checked(
                 coreg(),
