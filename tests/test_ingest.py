@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 
 from bm_testutil import run_cli
-from brainmets.deid.pseudonym import patient_pseudonym
+from brainmets.ids import patient_pseudonym
 from brainmets.workspace import Workspace
 
 

@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from brainmets.deid import Deidentifier, DeidOptions, NotAnInstanceError
 from brainmets.deid.dates import shift_da
-from brainmets.deid.pseudonym import date_offset_days, patient_pseudonym, uid_pseudonym
+from brainmets.ids import date_offset_days, patient_pseudonym, uid_pseudonym
 
 pytest_plugins = ["deid_helpers"]  # shared fixtures (see deid_helpers.py)
 

@@ -17,8 +17,8 @@ from deid_helpers import copy_files
 
 from brainmets.deid import DeidOptions, deidentify_tree, verify_tree
 from brainmets.deid.cli import run_deid, run_verify
-from brainmets.deid.pseudonym import patient_pseudonym
 from brainmets.fsutil import TMP_PREFIX
+from brainmets.ids import patient_pseudonym
 
 pytest_plugins = ["deid_helpers"]  # shared fixtures (see deid_helpers.py)
 

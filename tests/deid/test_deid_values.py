@@ -7,14 +7,14 @@ import re
 import pytest
 
 from brainmets.deid.dates import InvalidDate, cap_age, shift_da, shift_dt, shift_multi
-from brainmets.deid.pseudonym import (
+from brainmets.deid.text import Identifiers, TextCleaner, birth_date_forms
+from brainmets.deid.uids import is_class_uid_attribute, is_well_known
+from brainmets.ids import (
     accession_pseudonym,
     date_offset_days,
     patient_pseudonym,
     uid_pseudonym,
 )
-from brainmets.deid.text import Identifiers, TextCleaner, birth_date_forms
-from brainmets.deid.uids import is_class_uid_attribute, is_well_known
 
 pytest_plugins = ["deid_helpers"]  # shared fixtures (see deid_helpers.py)
 

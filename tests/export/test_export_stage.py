@@ -23,7 +23,7 @@ from brainmets.export.cli import run_export, run_validate
 from brainmets.export.ids import assign_ids, brats_id
 from brainmets.export.manifest import MANIFEST_NAME
 from brainmets.export.validate import validate
-from brainmets.lesions.compare import normalise_id
+from brainmets.ids import normalise_id
 
 
 def _files(root: Path) -> Iterator[tuple[str, bytes]]:

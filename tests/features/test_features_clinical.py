@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from brainmets.deid.pseudonym import patient_pseudonym
 from brainmets.features import load_clinical, map_to_pseudonyms
+from brainmets.ids import patient_pseudonym
 
 HEADER = ["MRN", "Age", "Sex", "Ethnicity", "Smoke", "Primary", "Extranodal", "Survival", "Death"]
 ROWS = [

@@ -27,11 +27,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from brainmets.catalog import utcnow
-from brainmets.deid.pseudonym import patient_pseudonym
 from brainmets.export.conventions import SRI24_AFFINE
 from brainmets.export.stage import STAGE as EXPORT
 from brainmets.features.stage import STAGE as FEATURES
 from brainmets.fsutil import atomic_write_text
+from brainmets.ids import patient_pseudonym
 from brainmets.pipeline import InlineExecutor, Pipeline, Runner, Stage, StageContext, StageResult
 from brainmets.report.stage import STAGE as REPORT
 from brainmets.workspace import Workspace

@@ -52,12 +52,6 @@ from brainmets import __version__
 from brainmets.deid import table as _table
 from brainmets.deid._vr import BINARY_VRS, DATE_VRS, TEXT_VRS, raw_vr, string_values
 from brainmets.deid.dates import InvalidDate, cap_age, shift_multi
-from brainmets.deid.pseudonym import (
-    accession_pseudonym,
-    date_offset_days,
-    patient_pseudonym,
-    uid_pseudonym,
-)
 from brainmets.deid.text import (
     BIRTH_DATE_TAG,
     IDENTITY_TAGS,
@@ -66,6 +60,13 @@ from brainmets.deid.text import (
     collect_identifiers,
 )
 from brainmets.deid.uids import is_class_uid_attribute, is_well_known
+from brainmets.ids import (
+    accession_pseudonym,
+    date_offset_days,
+    patient_key,
+    patient_pseudonym,
+    uid_pseudonym,
+)
 
 # A fixed UID naming this implementation (derived once from a UUID, PS3.5 B.2).
 IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'brainmets/deid').int}"
@@ -282,21 +283,6 @@ def dataset_to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
-
-
-def patient_key(ds: Dataset) -> str:
-    """The original value a patient's pseudonym and date offset are derived from.
-
-    The Patient ID; when it is empty, the Patient's Name with the Birth Date; when that is
-    empty too, the Study Instance UID (each study then counts as its own patient).
-    """
-    pid = str(ds.get("PatientID", "") or "").strip()
-    if pid:
-        return pid
-    name = str(ds.get("PatientName", "") or "").strip()
-    if name:
-        return f"name:{name}|{str(ds.get('PatientBirthDate', '') or '').strip()}"
-    return f"study:{str(ds.get('StudyInstanceUID', '') or '').strip()}"
 
 
 class Deidentifier:

@@ -47,11 +47,11 @@ from brainmets.deid.engine import (
     DEID_METHOD_CODES,
     IMPLEMENTATION_VERSION_NAME,
     DeidOptions,
-    patient_key,
 )
 from brainmets.deid.text import Identifiers, collect_identifiers
 from brainmets.deid.tree import iter_files, read_instance
 from brainmets.deid.uids import is_class_uid_attribute, is_well_known
+from brainmets.ids import patient_key
 
 PIXEL_DATA = 0x7FE00010
 MIN_NEEDLE_LEN = 3

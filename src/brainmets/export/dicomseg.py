@@ -33,15 +33,15 @@ import pydicom
 from pydicom.dataset import Dataset
 
 import brainmets
+from brainmets import codes
+from brainmets.vocab import EDEMA, ENHANCING, NECROSIS
 
-#: label -> (segment label, SCT code, code meaning, RGB)
-SEGMENTS: dict[int, tuple[str, str, str, tuple[int, int, int]]] = {
-    1: ("Necrosis (NETC)", "6574001", "Necrosis", (230, 25, 25)),
-    2: ("Edema (SNFH)", "79654002", "Edema", (25, 205, 25)),
-    3: ("Enhancing tumour (ET)", "14799000", "Neoplasm, metastatic", (40, 90, 255)),
+#: label -> (segment label, RGB); the coded property type is :data:`brainmets.codes.LABEL_TYPES`
+SEGMENTS: dict[int, tuple[str, tuple[int, int, int]]] = {
+    NECROSIS: ("Necrosis (NETC)", (230, 25, 25)),
+    EDEMA: ("Edema (SNFH)", (25, 205, 25)),
+    ENHANCING: ("Enhancing tumour (ET)", (40, 90, 255)),
 }
-CATEGORY = ("49755003", "SCT", "Morphologically Abnormal Structure")
-BRAIN = ("12738006", "SCT", "Brain")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -173,15 +173,15 @@ def make_segmentation(
     import highdicom as hd
 
     descriptions = []
-    for number, (label, code, meaning, rgb) in SEGMENTS.items():
+    for number, (label, rgb) in SEGMENTS.items():
         descriptions.append(
             hd.seg.SegmentDescription(
                 segment_number=number,
                 segment_label=label,
-                segmented_property_category=hd.sr.CodedConcept(*CATEGORY),
-                segmented_property_type=hd.sr.CodedConcept(code, "SCT", meaning),
+                segmented_property_category=codes.CATEGORY,
+                segmented_property_type=codes.LABEL_TYPES[number],
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-                anatomic_regions=[hd.sr.CodedConcept(*BRAIN)],
+                anatomic_regions=[codes.BRAIN],
                 display_color=hd.color.CIELabColor.from_rgb(*rgb),
             )
         )

@@ -43,17 +43,14 @@ from brainmets.export.ids import IdTable
 from brainmets.export.manifest import MANIFEST_NAME, write_manifest
 from brainmets.report.cohort import Cohort, PatientRecord
 from brainmets.report.tables import Table
+from brainmets.vocab import IMAGE_SUFFIXES, SUFFIX_TITLES
 
 LAYOUTS: tuple[str, ...] = ("collection", "nnunet", "dicom-seg")
 LINK_MODES: tuple[str, ...] = ("auto", "hardlink", "symlink", "copy")
 #: nnU-Net channel order: channel -> (preprocessed role, channel name)
 NNUNET_CHANNELS: dict[int, tuple[str, str]] = {
-    0: ("t1n", "T1"),
-    1: ("t1c", "T1c"),
-    2: ("t2w", "T2"),
-    3: ("t2f", "FLAIR"),
+    i: (s, SUFFIX_TITLES[s]) for i, s in enumerate(IMAGE_SUFFIXES)
 }
-IMAGE_SUFFIXES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
 STAGING_PREFIX = ".tmp-export-"
 OLD_PREFIX = ".tmp-old-export-"
 

@@ -31,8 +31,9 @@ import numpy as np
 
 from brainmets.export.conventions import SHAPE
 from brainmets.export.manifest import MANIFEST_NAME, check_manifest
+from brainmets.vocab import IMAGE_SUFFIXES
 
-SUFFIXES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f", "seg")
+SUFFIXES: tuple[str, ...] = (*IMAGE_SUFFIXES, "seg")
 LABELS: frozenset[int] = frozenset({0, 1, 2, 3})
 NON_PATIENT_FOLDERS = frozenset({"report"})
 
@@ -177,7 +178,7 @@ def _workbooks(root: Path) -> list[Path]:
 
 def check_workbook(root: Path, folders: Iterable[Path], rep: ValidationReport) -> None:
     """Rows of each workbook's ``Data`` sheet vs the patient folders."""
-    from brainmets.lesions.compare import normalise_id
+    from brainmets.ids import normalise_id
 
     books = _workbooks(root)
     if not books:

@@ -16,9 +16,10 @@ from rich.table import Table
 from brainmets.features.clinical import ClinicalTable, Problem, load_clinical, problems_csv
 from brainmets.features.workbook import write_workbook
 from brainmets.fsutil import atomic_write_text
+from brainmets.ids import normalise_id
 from brainmets.lesions.analysis import FeatureParams
 from brainmets.lesions.collection import CaseResult, analyse_collection, find_cases
-from brainmets.lesions.compare import compare_workbooks, normalise_id
+from brainmets.lesions.compare import compare_workbooks
 
 
 def _print_problems(console: Console, problems: list[Problem], limit: int = 40) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainmets.lesions.compare import normalise_id
+from brainmets.ids import normalise_id
 
 MISSING_TEXT = {"", "na", "n/a", "nan", "none", "null", ".", "-", "missing", "unknown"}
 MRN_WITHHELD = "<MRN withheld>"
@@ -470,7 +470,7 @@ def map_to_pseudonyms(
     """Re-key an MRN-keyed table by pseudonymous patient ID. Rows whose pseudonym is not a
     patient of the workspace are reported (by sheet row) and left out."""
     if pseudonym is None:
-        from brainmets.deid.pseudonym import patient_pseudonym as pseudonym
+        from brainmets.ids import patient_pseudonym as pseudonym
     known = set(known_patients) if known_patients is not None else None
     out = ClinicalTable(key_column="patient", problems=list(table.problems), n_rows=table.n_rows)
     for mrn, rec in table.rows.items():

@@ -22,9 +22,9 @@ from brainmets.config import Config
 from brainmets.features.clinical import ClinicalTable, load_clinical, map_to_pseudonyms
 from brainmets.features.workbook import LESION_DESCRIPTION, write_workbook
 from brainmets.fsutil import atomic_write_text
+from brainmets.labelmaps.io import LabelMapError, check_same_grid, load_label_map
 from brainmets.lesions.analysis import FeatureParams, analyse
 from brainmets.lesions.atlas import load_atlas_labels
-from brainmets.lesions.labelmap import LabelMapError, check_same_grid, load_label_map
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
 VERSION = "1"

@@ -112,7 +112,7 @@ _FORMATS = {
 def workbook_id(patient_id: str) -> int | str:
     """The workbook ID of a patient: the collection number for ``BraTS-MET-XXXXX-000`` or an
     integer ID, else the ID as text."""
-    from brainmets.lesions.compare import normalise_id
+    from brainmets.ids import normalise_id
 
     key = normalise_id(patient_id)
     return int(key) if key.isdigit() else patient_id

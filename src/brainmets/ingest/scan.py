@@ -15,9 +15,8 @@ from pydicom.errors import InvalidDicomError
 
 from brainmets.catalog import Catalog, utcnow
 from brainmets.config import Config
-from brainmets.deid.engine import patient_key
-from brainmets.deid.pseudonym import patient_pseudonym, uid_pseudonym
 from brainmets.fsutil import atomic_write_text
+from brainmets.ids import patient_key, patient_pseudonym, uid_pseudonym
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.workspace import Workspace, read_key
 

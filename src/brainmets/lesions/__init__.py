@@ -4,6 +4,17 @@ Conventions are documented in :mod:`brainmets.lesions.analysis` and ``docs/lesio
 
 from __future__ import annotations
 
+from brainmets.labelmaps.io import (
+    LABELS,
+    MAPPINGS,
+    LabelMap,
+    LabelMapError,
+    as_label_array,
+    check_same_grid,
+    load_label_map,
+    parse_mapping,
+    save_label_map,
+)
 from brainmets.lesions.analysis import (
     FEATURE_COLUMNS,
     Analysis,
@@ -23,17 +34,6 @@ from brainmets.lesions.collection import (
     find_cases,
 )
 from brainmets.lesions.compare import Comparison, Difference, compare_workbooks, read_data_sheet
-from brainmets.lesions.labelmap import (
-    LABELS,
-    MAPPINGS,
-    LabelMap,
-    LabelMapError,
-    as_label_array,
-    check_same_grid,
-    load_label_map,
-    parse_mapping,
-    save_label_map,
-)
 
 __all__ = [
     "FEATURE_COLUMNS",

@@ -36,6 +36,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from brainmets.labelmaps.arrays import nonzero_box
+from brainmets.labelmaps.io import LabelMap
 from brainmets.lesions.atlas import (
     ALIGNMENTS,
     AtlasLabels,
@@ -44,7 +46,7 @@ from brainmets.lesions.atlas import (
     place_on_atlas,
     region_name,
 )
-from brainmets.lesions.labelmap import EDEMA, ENHANCING, NECROSIS, LabelMap
+from brainmets.vocab import EDEMA, ENHANCING, NECROSIS
 
 CONNECTIVITIES = (6, 18, 26)
 INFRATENTORIAL_RULES = ("centroid_or_majority", "majority", "centroid", "any")
@@ -231,19 +233,6 @@ class Analysis:
 
 
 # ------------------------------------------------------------------------ helpers
-def nonzero_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Tight bounding box (slices) of the non-zero voxels, or ``None`` when all are zero."""
-    out = []
-    for ax in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != ax)
-        line = np.any(mask, axis=other)
-        nz = np.flatnonzero(line)
-        if not len(nz):
-            return None
-        out.append(slice(int(nz[0]), int(nz[-1]) + 1))
-    return tuple(out)
-
-
 def count_components(
     mask: np.ndarray, connectivity: int = 26, min_size_voxels: int = 0
 ) -> tuple[np.ndarray, int]:

@@ -26,6 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from brainmets.atlas import AtlasError, atlas_file
+from brainmets.labelmaps.arrays import grid_overlap
 
 ALIGNMENTS = ("auto", "world", "array")
 INFRATENTORIAL_RULE = "SRI24 tissues > 0 & suptent == 0"
@@ -114,25 +115,6 @@ class Placement:
     to_atlas_voxel: np.ndarray
     to_atlas_world: np.ndarray
     note: str = ""
-
-
-def grid_overlap(m: np.ndarray, shape: tuple[int, ...], atlas_shape: tuple[int, ...]) -> float:
-    """Fraction of the grid's bounding box (mapped by ``m``) inside the atlas grid's box."""
-    corners = np.array(
-        [
-            [i, j, k]
-            for i in (0, shape[0] - 1)
-            for j in (0, shape[1] - 1)
-            for k in (0, shape[2] - 1)
-        ],
-        float,
-    )
-    mapped = corners @ m[:3, :3].T + m[:3, 3]
-    lo, hi = mapped.min(axis=0) - 0.5, mapped.max(axis=0) + 0.5
-    alo, ahi = np.full(3, -0.5), np.asarray(atlas_shape[:3], float) - 0.5
-    inter = np.clip(np.minimum(hi, ahi) - np.maximum(lo, alo), 0, None)
-    vol = np.prod(hi - lo)
-    return float(np.prod(inter) / vol) if vol > 0 else 0.0
 
 
 def place_on_atlas(

@@ -22,12 +22,13 @@ from pathlib import Path
 import nibabel as nib
 
 from brainmets.atlas import AtlasError
+from brainmets.labelmaps.io import LabelMapError, check_same_grid, load_label_map
 from brainmets.lesions.analysis import Analysis, FeatureParams, analyse
 from brainmets.lesions.atlas import load_atlas_labels
-from brainmets.lesions.labelmap import LabelMapError, check_same_grid, load_label_map
+from brainmets.vocab import IMAGE_SUFFIXES
 
 CASE_RE = re.compile(r"^BraTS-MET-(\d{5})-(\d{3})$")
-SEQUENCES = ("t1n", "t1c", "t2w", "t2f")
+SEQUENCES = IMAGE_SUFFIXES
 
 
 @dataclass

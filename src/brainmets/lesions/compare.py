@@ -10,34 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brainmets.ids import normalise_id
+
 ID_COLUMN = "BraTS_MET_ID"
-_CASE = re.compile(r"^BraTS-MET-(\d{5})-000$", re.IGNORECASE)
-
-
-def normalise_id(value: Any) -> str:
-    """A comparable patient key."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int | float):
-        f = float(value)
-        return str(int(f)) if f.is_integer() else repr(f)
-    text = str(value).strip()
-    m = _CASE.match(text)
-    if m:
-        return str(int(m.group(1)))
-    try:
-        f = float(text)
-    except ValueError:
-        return text
-    return str(int(f)) if f.is_integer() else text
 
 
 def read_data_sheet(

@@ -17,11 +17,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from brainmets.preprocess.errors import PreprocessError
+from brainmets.vocab import SUFFIX
 
 #: input sequences (the convert stage's roles), in processing order
 SEQUENCES: tuple[str, ...] = ("t1c", "t1", "t2", "flair")
 #: input role -> output suffix of the reference collection (BraTS-METS naming)
-OUTPUT_SUFFIX: dict[str, str] = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
+OUTPUT_SUFFIX: dict[str, str] = dict(SUFFIX)
 #: human-readable names
 SEQUENCE_NAMES: dict[str, str] = {
     "t1": "T1 (pre-contrast)",

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from brainmets.catalog import COHORT, Catalog, StageRun
+from brainmets.vocab import IMAGE_SUFFIXES, SEQUENCES
 
 #: the four sequences, as classify names them, in the order the reports list them
-SEQUENCE_CLASSES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
+SEQUENCE_CLASSES: tuple[str, ...] = SEQUENCES
 #: patient stages of the default pipeline, used when the workspace's pipeline cannot be loaded
 DEFAULT_PATIENT_STAGES: tuple[str, ...] = (
     "deid",
@@ -41,7 +42,7 @@ DEFAULT_PATIENT_STAGES: tuple[str, ...] = (
     "features",
 )
 #: preprocess output roles of the four images (the published collection's suffixes)
-IMAGE_ROLES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
+IMAGE_ROLES: tuple[str, ...] = IMAGE_SUFFIXES
 
 
 @dataclass

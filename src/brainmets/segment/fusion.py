@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-NECROSIS, EDEMA, ENHANCING = 1, 2, 3
+from brainmets.vocab import EDEMA, ENHANCING, NECROSIS
+
 RULE_CHOICES = ("keep", "drop")
 
 

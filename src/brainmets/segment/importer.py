@@ -18,9 +18,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from brainmets.lesions.analysis import nonzero_box
-from brainmets.lesions.atlas import grid_overlap
-from brainmets.lesions.labelmap import grid_difference, parse_mapping
+from brainmets.labelmaps.arrays import grid_overlap, nonzero_box
+from brainmets.labelmaps.io import grid_difference, parse_mapping
 from brainmets.segment.fusion import FusionResult, FusionRules, RegionMask, fuse
 from brainmets.segment.sources import (
     DEFAULT_PATTERNS,
@@ -42,6 +41,7 @@ from brainmets.segment.transform import (
     resample_nearest,
     transform_from_json,
 )
+from brainmets.vocab import SUFFIX
 
 FORMATS = ("auto", "masks", "dicom-seg", "rtstruct", "label-map")
 MASK_SPACES = ("auto", "native", "atlas")
@@ -64,7 +64,12 @@ DEFAULT_LABEL_MAP_NAMES = [
     "label_map_sri24.nii.gz",
 ]
 #: synthetic-cohort series kinds -> sequence names
-_SYNTH_KINDS = {"T1": "t1n", "T1c": "t1c", "T2": "t2w", "FLAIR": "t2f"}
+_SYNTH_KINDS = {
+    "T1": SUFFIX["t1"],
+    "T1c": SUFFIX["t1c"],
+    "T2": SUFFIX["t2"],
+    "FLAIR": SUFFIX["flair"],
+}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brainmets.lesions.labelmap import LabelMapError, as_label_array
+from brainmets.codes import REGION_OF_CODE
+from brainmets.labelmaps.io import LabelMapError, as_label_array
 from brainmets.segment.transform import FLIP_LPS
 
 REGIONS = ("core", "necrosis", "whole", "enhancing", "edema")
@@ -35,11 +36,7 @@ DEFAULT_PATTERNS: dict[str, list[str]] = {
 }
 
 #: SNOMED CT codes of segmented property types -> region (DICOM SEG fallback)
-PROPERTY_CODES: dict[str, str] = {
-    "6574001": "necrosis",  # Necrosis
-    "79654002": "edema",  # Edema
-    "267038008": "edema",  # Edema (finding)
-}
+PROPERTY_CODES: dict[str, str] = REGION_OF_CODE
 
 
 class AnnotationError(ValueError):

@@ -28,7 +28,7 @@ from typing import Any
 from brainmets.atlas import atlas_file
 from brainmets.config import Config
 from brainmets.fsutil import atomic_write_text
-from brainmets.lesions.labelmap import save_label_map
+from brainmets.labelmaps.io import save_label_map
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.segment.fusion import FusionRules
 from brainmets.segment.importer import (
@@ -92,7 +92,7 @@ def resolve_annotation_dir(root: Path, pattern: str, patient: str, key: bytes | 
     if "{mrn}" in pattern:
         if key is None:
             raise AnnotationError("annotations_dir uses {mrn} but the workspace key is unavailable")
-        from brainmets.deid.pseudonym import patient_pseudonym
+        from brainmets.ids import patient_pseudonym
 
         head, _, tail = pattern.partition("{mrn}")
         parent = Path(head.format(patient=patient))

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from brainmets.vocab import SUFFIX
+
 #: diag(-1, -1, 1, 1): RAS <-> LPS (its own inverse)
 FLIP_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CONVENTIONS = ("RAS", "LPS")
@@ -169,9 +171,8 @@ def transforms_from_case_json(path: str | os.PathLike[str]) -> dict[str, WorldTr
     obj = json.loads(path.read_text())
     if not str(obj.get("format", "")).startswith("brainmets.preprocess.transforms/"):
         raise TransformError(f"{path}: not a preprocess transforms file")
-    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
     return {
-        names.get(k, k): WorldTransform.from_matrix(
+        SUFFIX.get(k, k): WorldTransform.from_matrix(
             v, "RAS", "template_to_native", f"{path.name}:{k}"
         )
         for k, v in obj.get("atlas_to", {}).items()
@@ -235,7 +236,7 @@ def resample_mask(
     if box is None:
         return None, np.zeros((0, 0, 0), bool)
     keep = vals >= 0.5
-    from brainmets.lesions.analysis import nonzero_box
+    from brainmets.labelmaps.arrays import nonzero_box
 
     inner = nonzero_box(keep)
     if inner is None:
@@ -252,7 +253,7 @@ def _resample(
     transform: Transform | None,
     order: int,
 ) -> tuple[tuple[slice, ...] | None, np.ndarray]:
-    from brainmets.lesions.analysis import nonzero_box
+    from brainmets.labelmaps.arrays import nonzero_box
 
     empty = np.zeros((0, 0, 0), data.dtype)
     if isinstance(transform, ItkTransform):

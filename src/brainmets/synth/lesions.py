@@ -22,8 +22,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from brainmets.synth.anatomy import Template, dilate, erode
-
-NECROSIS, EDEMA, ENHANCING = 1, 2, 3
+from brainmets.vocab import EDEMA, ENHANCING, NECROSIS
 
 
 @dataclass

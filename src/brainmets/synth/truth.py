@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 
+from brainmets import codes
 from brainmets.synth.anatomy import Template
 from brainmets.synth.geometry import Grid, grid_box_of_source_box, resample
 from brainmets.synth.lesions import LesionSet
@@ -65,11 +66,11 @@ def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     nib.save(img, str(path))
 
 
-_CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
+#: mask kind -> segmented property type (the whole tumour and the core are the metastasis)
 _TYPES = {
-    "core": ("14799000", "SCT", "Neoplasm, metastatic"),
-    "necrosis": ("6574001", "SCT", "Necrosis"),
-    "whole": ("14799000", "SCT", "Neoplasm, metastatic"),
+    "core": codes.METASTASIS_TYPE,
+    "necrosis": codes.NECROSIS_TYPE,
+    "whole": codes.METASTASIS_TYPE,
 }
 
 
@@ -102,8 +103,8 @@ def write_seg(
             hd.seg.SegmentDescription(
                 segment_number=seg_no,
                 segment_label=label,
-                segmented_property_category=hd.sr.CodedConcept(*_CATEGORY),
-                segmented_property_type=hd.sr.CodedConcept(*_TYPES[which]),
+                segmented_property_category=codes.CATEGORY,
+                segmented_property_type=_TYPES[which],
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
                 tracking_id=label,
                 tracking_uid=make_uid_fn("tracking", which, n),

@@ -17,14 +17,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-#: our labels
-NECROSIS, EDEMA, ENHANCING = 1, 2, 3
-LABELS: dict[int, str] = {
-    0: "background",
-    NECROSIS: "necrosis",
-    EDEMA: "edema",
-    ENHANCING: "enhancing",
-}
+from brainmets.vocab import LABELS
+
 ALLOWED = frozenset(LABELS)
 
 #: ready-made mappings from other numberings to ours

@@ -1,4 +1,9 @@
-"""Keyed, deterministic pseudonyms (HMAC-SHA256 with the workspace secret key).
+"""Identifiers: keyed pseudonyms, the original value they derive from, comparable IDs.
+
+This is the one home of every identifier rule that more than one stage needs (core layer:
+it imports no stage).
+
+Keyed, deterministic pseudonyms (HMAC-SHA256 with the workspace secret key).
 
 The same original value and key always give the same pseudonym, in any run or batch and
 without any lookup table, so a later study of a patient maps to the same pseudonymous
@@ -12,6 +17,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from typing import Any, Protocol
 
 PATIENT_PREFIX = "BM-"
 _ALPHABET_NO_PAD = base64.b32encode  # A-Z2-7: readable, case-insensitive
@@ -51,3 +58,48 @@ def date_offset_days(key: bytes, patient_id: str, min_days: int = -365, max_days
     span = max_days - min_days + 1
     n = int.from_bytes(_digest(key, "date-offset", patient_id)[:8], "big")
     return min_days + n % span
+
+
+class _Header(Protocol):
+    """What :func:`patient_key` reads of a DICOM dataset (``pydicom.Dataset.get``)."""
+
+    def get(self, key: str, default: Any = ...) -> Any: ...
+
+
+def patient_key(ds: _Header) -> str:
+    """The original value a patient's pseudonym and date offset are derived from.
+
+    The Patient ID; when it is empty, the Patient's Name with the Birth Date; when that is
+    empty too, the Study Instance UID (each study then counts as its own patient).
+    """
+    pid = str(ds.get("PatientID", "") or "").strip()
+    if pid:
+        return pid
+    name = str(ds.get("PatientName", "") or "").strip()
+    if name:
+        return f"name:{name}|{str(ds.get('PatientBirthDate', '') or '').strip()}"
+    return f"study:{str(ds.get('StudyInstanceUID', '') or '').strip()}"
+
+
+#: the published collection's case IDs (``BraTS-MET-00123-000``)
+_CASE = re.compile(r"^BraTS-MET-(\d{5})-000$", re.IGNORECASE)
+
+
+def normalise_id(value: Any) -> str:
+    """A comparable patient key."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        f = float(value)
+        return str(int(f)) if f.is_integer() else repr(f)
+    text = str(value).strip()
+    m = _CASE.match(text)
+    if m:
+        return str(int(m.group(1)))
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return str(int(f)) if f.is_integer() else text
