@@ -34,7 +34,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from brainmets.features.workbook import write_workbook
+from brainmets.cohort.workbook import write_workbook
 from brainmets.lesions import analyse, analyse_collection, find_cases, load_atlas_labels
 
 SHAPE = (240, 240, 155)

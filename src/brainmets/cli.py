@@ -620,7 +620,7 @@ def receive(
 
     Example:  brainmets receive -w ~/bm-workspace --ae-title BRAINMETS --port 11112
     """
-    from brainmets.ingest.receive import start_receiver
+    from brainmets.deid.receive import start_receiver
 
     with _handled():
         ws = _open(workspace, verbose, quiet)

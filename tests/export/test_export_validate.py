@@ -12,10 +12,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from brainmets.cohort.workbook import write_workbook
 from brainmets.export.cli import run_validate
 from brainmets.export.manifest import MANIFEST_NAME, check_manifest, write_manifest
 from brainmets.export.validate import validate, validate_collection
-from brainmets.features.workbook import write_workbook
 
 CASE = "BraTS-MET-00110-000"
 

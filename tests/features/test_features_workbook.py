@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from openpyxl import load_workbook
 
+from brainmets.cohort.clinical import COLUMNS
 from brainmets.features import DATA_COLUMNS, LESION_COLUMNS, ClinicalTable, write_workbook
-from brainmets.features.clinical import COLUMNS
 from brainmets.lesions import FeatureParams, analyse
 
 PUBLISHED = [

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from brainmets.catalog import StageRun
-from brainmets.report.cohort import Cohort, PatientRecord, reason_category
-from brainmets.report.render import Document, Section, render_html, render_markdown, table_csv
-from brainmets.report.tables import (
+from brainmets.cohort.model import Cohort, PatientRecord, reason_category
+from brainmets.cohort.render import Document, Section, render_html, render_markdown, table_csv
+from brainmets.cohort.tables import (
     NA,
     acquisition_of,
     cohort_flow,
@@ -152,8 +152,8 @@ def test_sampling_is_deterministic() -> None:
 
 
 def test_renderers_escape_and_embed() -> None:
-    from brainmets.report.render import Figure
-    from brainmets.report.tables import Table
+    from brainmets.cohort.render import Figure
+    from brainmets.cohort.tables import Table
 
     t = Table("t", "A <b> table", ["x|y", "n"], [["<script>", 1], ["  indented", 2.5]], "n & m")
     doc = Document("T", "sub", [Section("S", ["p <i>"], [t], [Figure("f", "cap", b"\x89PNG")])])

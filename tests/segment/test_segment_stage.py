@@ -11,8 +11,8 @@ import pytest
 
 from brainmets.atlas import AtlasError, atlas_file
 from brainmets.catalog import utcnow
+from brainmets.cohort import workspace_features, write_workspace_workbook
 from brainmets.features.stage import STAGE as FEATURES
-from brainmets.features.stage import workspace_features, write_workspace_workbook
 from brainmets.ids import patient_pseudonym
 from brainmets.pipeline import InlineExecutor, Pipeline, Runner, Stage, StageContext, StageResult
 from brainmets.segment.stage import STAGE as SEGMENT

@@ -141,7 +141,7 @@ class Catalog:
             elif version < LATEST_VERSION:
                 raise CatalogError(
                     f"{path}: catalog schema version {version} is older than {LATEST_VERSION}; "
-                    "run any writing brainmets command (e.g. `brainmets status --upgrade`) first"
+                    "run any writing brainmets command (e.g. `brainmets run`) first"
                 )
         except BaseException:
             conn.close()

@@ -34,12 +34,13 @@ Pixel Data is never read or altered.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pydicom
 from pydicom import config
@@ -183,6 +184,22 @@ class DeidOptions:
     quarantine_burned_in: bool = True
     #: Quarantine secondary captures and Image Type SCREEN SAVE.
     quarantine_secondary_capture: bool = True
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The options' defaults as stage parameters (``[stages.deid]``)."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> DeidOptions:
+        """Options from stage parameters; unknown names are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown de-identification option(s) {unknown}; known: {sorted(names)}"
+            )
+        return cls(**dict(params))
 
     def __post_init__(self) -> None:
         if self.min_offset_days > self.max_offset_days:

@@ -10,7 +10,6 @@ catalog.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections import Counter
@@ -29,9 +28,7 @@ from brainmets.workspace import Workspace, read_key
 
 _ACCEPTED = ("pending", "deidentified", "quarantined", "received")
 # DeidOptions fields exposed as stage parameters (the key never is one).
-DEFAULTS: dict[str, Any] = {
-    f.name: f.default for f in dataclasses.fields(DeidOptions) if not f.name.startswith("_")
-}
+DEFAULTS: dict[str, Any] = DeidOptions.defaults()
 
 
 def _source_rows(cat: Catalog, patient: str) -> list[dict[str, Any]]:

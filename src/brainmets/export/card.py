@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import brainmets
 from brainmets.atlas import CITATION as SRI24_CITATION
-from brainmets.report.render import table_markdown
-from brainmets.report.tables import Table
+from brainmets.cohort.render import table_markdown
+from brainmets.cohort.tables import Table
 
 REFERENCE_PAPER = (
     "Ramakrishnan D. et al., 'A large open access dataset of brain metastasis 3D segmentations "

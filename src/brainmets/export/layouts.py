@@ -3,7 +3,7 @@
 Each layout is built in a staging folder beside its destination (``.tmp-export-*``), then
 swapped in; a destination that exists is replaced only when it is empty or is an earlier
 export (it has a ``MANIFEST.sha256``). Only included patients are written (see
-:mod:`brainmets.report.cohort`); nothing is read from the workspace's private folder, and no
+:mod:`brainmets.cohort.model`); nothing is read from the workspace's private folder, and no
 mapping table is written (the BraTS numbering table stays in the stage's own folder).
 
 * ``collection``: ``<ID>/<ID>-{t1n,t1c,t2w,t2f,seg}.nii.gz``, the workbook
@@ -37,12 +37,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from brainmets.cohort.model import Cohort, PatientRecord
+from brainmets.cohort.tables import Table
 from brainmets.export.card import dataset_card
 from brainmets.export.conventions import conform, follows, header_affine, template_array
 from brainmets.export.ids import IdTable
 from brainmets.export.manifest import MANIFEST_NAME, write_manifest
-from brainmets.report.cohort import Cohort, PatientRecord
-from brainmets.report.tables import Table
 from brainmets.vocab import IMAGE_SUFFIXES, SUFFIX_TITLES
 
 LAYOUTS: tuple[str, ...] = ("collection", "nnunet", "dicom-seg")
@@ -252,7 +252,7 @@ def _card(job: ExportJob, layout: str, files_md: str, n: int) -> str:
 
 
 def _workbook(job: ExportJob, dest: Path) -> Path:
-    from brainmets.features.workbook import write_workbook
+    from brainmets.cohort.workbook import write_workbook
 
     feats: dict[str, Any] = {}
     lesions: dict[str, list[dict[str, Any]]] = {}
@@ -294,8 +294,8 @@ def build_collection(job: ExportJob, tmp: Path, result: ExportResult) -> None:
     _workbook(job, tmp / name)
     report_note = ""
     if job.params["include_report"]:
-        from brainmets.report.build import build_document
-        from brainmets.report.render import write_document
+        from brainmets.cohort.document import build_document
+        from brainmets.cohort.render import write_document
 
         doc = build_document(
             job.cohort,
@@ -324,7 +324,7 @@ def build_collection(job: ExportJob, tmp: Path, result: ExportResult) -> None:
 def _clinical_for_report(job: ExportJob) -> Any:
     if job.clinical_rows is None:
         return None
-    from brainmets.report.build import Clinical
+    from brainmets.cohort.clinical import Clinical
 
     return Clinical(rows=dict(job.clinical_rows), problems=[], source=job.clinical_source)
 
@@ -407,7 +407,7 @@ def t1c_series_files(root: Path, p: PatientRecord) -> list[Path]:
 
 def build_dicom_seg(job: ExportJob, tmp: Path, result: ExportResult) -> None:
     from brainmets.export.dicomseg import write_dicom_seg
-    from brainmets.preprocess.transforms import CaseTransforms
+    from brainmets.spatial import CaseTransforms
 
     if job.ids.scheme != "pseudonym":
         raise ExportError(

@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from brainmets.cohort import DEFAULTS as REPORT_DEFAULTS
+from brainmets.cohort import clinical_for, cohort_for, scanners, table1
 from brainmets.config import Config
 from brainmets.export.ids import IDS_FILE, SCHEMES, assign_ids, load_numbers, numbers_json
 from brainmets.export.layouts import (
@@ -32,9 +34,6 @@ from brainmets.export.layouts import (
 from brainmets.export.manifest import MANIFEST_NAME
 from brainmets.fsutil import atomic_write_text, sha256_file
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
-from brainmets.report.build import DEFAULTS as REPORT_DEFAULTS
-from brainmets.report.stage import clinical_for, cohort_for
-from brainmets.report.tables import scanners, table1
 
 VERSION = "1"
 

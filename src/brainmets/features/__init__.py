@@ -3,7 +3,7 @@ and the dataset workbook (``Data``, ``Description``, ``Lesions``, ``Provenance``
 
 from __future__ import annotations
 
-from brainmets.features.clinical import (
+from brainmets.cohort.clinical import (
     COLUMNS,
     ClinicalTable,
     Problem,
@@ -12,7 +12,7 @@ from brainmets.features.clinical import (
     read_sheet,
     validate_rows,
 )
-from brainmets.features.workbook import DATA_COLUMNS, LESION_COLUMNS, workbook_id, write_workbook
+from brainmets.cohort.workbook import DATA_COLUMNS, LESION_COLUMNS, workbook_id, write_workbook
 
 __all__ = [
     "COLUMNS",

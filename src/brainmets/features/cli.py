@@ -13,8 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from brainmets.features.clinical import ClinicalTable, Problem, load_clinical, problems_csv
-from brainmets.features.workbook import write_workbook
+from brainmets.cohort.clinical import ClinicalTable, Problem, load_clinical, problems_csv
+from brainmets.cohort.workbook import write_workbook
 from brainmets.fsutil import atomic_write_text
 from brainmets.ids import normalise_id
 from brainmets.lesions.analysis import FeatureParams
@@ -180,21 +180,3 @@ def run_compare(
 
 def _fmt(v: Any) -> str:
     return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-
-
-def run_workbook(
-    workspace: Path, out_xlsx: Path, clinical: Path | None = None, console: Console | None = None
-) -> int:
-    """Write a workspace's dataset workbook from its recorded features (+ clinical sheet)."""
-    from brainmets.features.stage import write_workspace_workbook
-
-    console = console or Console()
-    path, table = write_workspace_workbook(workspace, out_xlsx, clinical)
-    if table is not None:
-        _print_problems(console, table.problems)
-        if table.problems:
-            atomic_write_text(
-                Path(out_xlsx).with_suffix(".problems.csv"), problems_csv(table.problems)
-            )
-    console.print(f"workbook: {path}", highlight=False)
-    return 0

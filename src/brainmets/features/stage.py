@@ -4,8 +4,8 @@ Reads the label map recorded by ``segment`` (role ``seg``), checks it (labels 0-
 on the preprocessed grid when that is recorded), and writes ``lesions.csv`` (one row per
 lesion) and ``features.json`` (the reference sheet's per-patient features, details, lesions,
 parameters). Every convention is a stage parameter (:class:`brainmets.lesions.FeatureParams`).
-The cohort workbook is written from these files by :func:`write_workspace_workbook` (called by
-the ``report``/``export`` stages).
+The cohort workbook is written from these files by
+:func:`brainmets.cohort.write_workspace_workbook`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from brainmets.cohort.workbook import LESION_DESCRIPTION
 from brainmets.config import Config
-from brainmets.features.clinical import ClinicalTable, load_clinical, map_to_pseudonyms
-from brainmets.features.workbook import LESION_DESCRIPTION, write_workbook
 from brainmets.fsutil import atomic_write_text
 from brainmets.labelmaps.io import LabelMapError, check_same_grid, load_label_map
 from brainmets.lesions.analysis import FeatureParams, analyse
@@ -93,72 +92,6 @@ def _tools() -> dict[str, str]:
     }
 
 
-# ----------------------------------------------------------------- cohort level
-def workspace_features(
-    root: str | os.PathLike[str],
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """The recorded ``features.json`` of every patient of a workspace (successful runs):
-    ``(patient -> feature row, patient -> lesions, parameters of the runs)``."""
-    from brainmets.catalog import Catalog
-    from brainmets.workspace import CATALOG_NAME
-
-    root = Path(root)
-    cat = Catalog.open(root / CATALOG_NAME, readonly=True)
-    try:
-        rows = cat.query(
-            "SELECT o.patient_id, o.path FROM stage_outputs o JOIN stage_runs r"
-            " ON r.patient_id = o.patient_id AND r.stage = o.stage"
-            " WHERE o.stage = 'features' AND o.role = 'features' AND r.status = 'done'"
-            " ORDER BY o.patient_id"
-        )
-    finally:
-        cat.close()
-    feats: dict[str, dict[str, Any]] = {}
-    lesions: dict[str, list[dict[str, Any]]] = {}
-    params: dict[str, Any] = {}
-    for r in rows:
-        doc = json.loads((root / r["path"]).read_text())
-        feats[r["patient_id"]] = doc["features"]
-        lesions[r["patient_id"]] = doc["lesions"]
-        params = params or doc.get("params", {})
-    return feats, lesions, params
-
-
-def workspace_clinical(
-    root: str | os.PathLike[str], sheet: str | os.PathLike[str], patients: list[str]
-) -> ClinicalTable:
-    """Read, validate and pseudonymise the hospital's clinical sheet for a workspace."""
-    from brainmets.workspace import Workspace
-
-    ws = Workspace.open(root)
-    table = load_clinical(sheet, key_column="MRN")
-    return map_to_pseudonyms(table, ws.key(), patients)
-
-
-def write_workspace_workbook(
-    root: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    clinical_sheet: str | os.PathLike[str] | None = None,
-    ids: Mapping[str, int | str] | None = None,
-) -> tuple[Path, ClinicalTable | None]:
-    """The dataset workbook of a workspace (features of every patient + clinical sheet)."""
-    feats, lesions, params = workspace_features(root)
-    table = workspace_clinical(root, clinical_sheet, sorted(feats)) if clinical_sheet else None
-    path = write_workbook(
-        out,
-        feats,
-        lesions,
-        table,
-        ids=ids,
-        params=params,
-        provenance={
-            "source": "workspace",
-            "clinical sheet": Path(clinical_sheet).name if clinical_sheet else "",
-        },
-    )
-    return path, table
-
-
 STAGE = Stage(
     name="features",
     func=run_features,
@@ -175,6 +108,4 @@ __all__ = [
     "STAGE",
     "LabelMapError",
     "run_features",
-    "workspace_features",
-    "write_workspace_workbook",
 ]

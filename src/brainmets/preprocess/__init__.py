@@ -16,7 +16,8 @@ from __future__ import annotations
 from brainmets.preprocess.cli import run_standalone, run_to_native
 from brainmets.preprocess.errors import PreprocessError, RegistrationFailed
 from brainmets.preprocess.pipeline import CaseResult, PreprocessOptions, preprocess_case
-from brainmets.preprocess.transforms import CaseTransforms, map_to_atlas, map_to_native
+from brainmets.preprocess.transforms import map_to_atlas, map_to_native
+from brainmets.spatial import CaseTransforms
 
 __all__ = [
     "CaseResult",

@@ -22,7 +22,8 @@ from brainmets.atlas import AtlasError
 from brainmets.fsutil import atomic_path
 from brainmets.preprocess.errors import PreprocessError
 from brainmets.preprocess.pipeline import PreprocessOptions, preprocess_case
-from brainmets.preprocess.transforms import CaseTransforms, map_to_native
+from brainmets.preprocess.transforms import map_to_native
+from brainmets.spatial import CaseTransforms
 
 PathLike = str | os.PathLike[str]
 

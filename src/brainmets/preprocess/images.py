@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from brainmets.preprocess.errors import PreprocessError
+from brainmets.spatial import Grid
 from brainmets.vocab import SUFFIX
 
 #: input sequences (the convert stage's roles), in processing order
@@ -37,29 +38,6 @@ VOXEL_MM = (0.1, 10.0)
 MIN_EXTENT_MM = 90.0
 #: ... and at most this much along any axis
 MAX_EXTENT_MM = 600.0
-
-
-@dataclass
-class Grid:
-    """A voxel grid: array shape and voxel -> world (RAS mm) affine."""
-
-    shape: tuple[int, int, int]
-    affine: np.ndarray
-
-    @property
-    def spacing(self) -> np.ndarray:
-        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
-
-    def same_as(self, other: Grid, tol: float = 1e-3) -> bool:
-        return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=tol))
-
-    def to_json(self) -> dict[str, object]:
-        return {"shape": list(self.shape), "affine": np.round(self.affine, 8).tolist()}
-
-    @classmethod
-    def from_json(cls, d: dict[str, object]) -> Grid:
-        shape = tuple(int(v) for v in d["shape"])  # type: ignore[union-attr]
-        return cls(shape, np.asarray(d["affine"], dtype=float))  # type: ignore[arg-type]
 
 
 @dataclass

@@ -2,23 +2,28 @@
 Table 1 of the acquisition parameters, lesion totals and histograms, per-patient figures and
 QC, as self-contained HTML, Markdown and CSV. See ``docs/report_export.md``.
 
-Public API:
-
-* :func:`open_cohort` / :class:`Cohort` / :class:`PatientRecord` — who is found, has the four
-  sequences, is included (and why not), with each patient's recorded outputs;
-* :func:`build_document` / :func:`write_document` — the report of a cohort;
-* :func:`report_path` — the HTML report recorded in a workspace (for ``brainmets demo``);
-* :data:`STAGE` lives in :mod:`brainmets.report.stage`.
+The cohort model, tables and document are the library :mod:`brainmets.cohort` (re-exported
+here); this package adds :func:`report_path` (the HTML report recorded in a workspace) and
+the stage, :data:`brainmets.report.stage.STAGE`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from brainmets.report.build import DEFAULTS, Clinical, build_document, load_workspace_clinical
-from brainmets.report.cohort import Cohort, PatientRecord, load_cohort, open_cohort
-from brainmets.report.render import Document, write_document
-from brainmets.report.tables import Table
+from brainmets.cohort import (
+    DEFAULTS,
+    Clinical,
+    Cohort,
+    Document,
+    PatientRecord,
+    Table,
+    build_document,
+    load_cohort,
+    load_workspace_clinical,
+    open_cohort,
+    write_document,
+)
 
 
 def report_path(workspace_root: str | Path) -> Path | None:

@@ -3,44 +3,25 @@
 Reads the catalog (read-only) and the recorded outputs of every patient, and writes into
 ``data/derivatives/_cohort/report/``: ``report.html`` (self-contained: CSS inline, figures
 embedded), ``report.md`` (figures in ``figures/``), ``tables/*.csv`` and ``figures/*.png``.
-Parameters: :data:`brainmets.report.build.DEFAULTS`. See ``docs/report_export.md``.
+Parameters: :data:`brainmets.cohort.document.DEFAULTS`. See ``docs/report_export.md``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from brainmets.pipeline.stage import Stage, StageContext, StageResult
-from brainmets.report.build import (
+from brainmets.cohort import (
     DEFAULTS,
-    Clinical,
     build_document,
-    load_workspace_clinical,
+    clinical_for,
+    cohort_for,
     report_metrics,
     sheet_path,
+    write_document,
 )
-from brainmets.report.cohort import Cohort, open_cohort
-from brainmets.report.render import write_document
+from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
 VERSION = "1"
-
-
-def cohort_for(root: Path, config: dict[str, Any], params: dict[str, Any]) -> Cohort:
-    """The workspace's cohort with the report's inclusion parameters."""
-    return open_cohort(
-        root,
-        config,
-        list(params.get("required_stages") or []),
-        str(params.get("sequence_stage") or "classify"),
-    )
-
-
-def clinical_for(root: Path, params: dict[str, Any], cohort: Cohort) -> Clinical | None:
-    """The configured clinical sheet, validated and keyed by pseudonym (None: not configured)."""
-    if sheet_path(root, params.get("clinical_sheet") or "") is None:
-        return None
-    return load_workspace_clinical(root, params["clinical_sheet"], [p.id for p in cohort.found])
 
 
 def run_report(ctx: StageContext) -> StageResult:

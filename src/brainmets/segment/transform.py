@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from brainmets.spatial import FORMAT as TRANSFORMS_FORMAT
 from brainmets.vocab import SUFFIX
 
 #: diag(-1, -1, 1, 1): RAS <-> LPS (its own inverse)
@@ -169,7 +170,7 @@ def transforms_from_case_json(path: str | os.PathLike[str]) -> dict[str, WorldTr
     native world), keyed by the collection's sequence names (t1n, t1c, t2w, t2f)."""
     path = Path(path)
     obj = json.loads(path.read_text())
-    if not str(obj.get("format", "")).startswith("brainmets.preprocess.transforms/"):
+    if str(obj.get("format", "")).split("/")[0] != TRANSFORMS_FORMAT.split("/")[0]:
         raise TransformError(f"{path}: not a preprocess transforms file")
     return {
         SUFFIX.get(k, k): WorldTransform.from_matrix(

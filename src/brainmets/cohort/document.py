@@ -8,22 +8,20 @@ IDs, patients who are not included never named).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import brainmets
-from brainmets.report.cohort import Cohort, PatientRecord
-from brainmets.report.figures import (
+from brainmets.cohort.clinical import Clinical
+from brainmets.cohort.figures import (
     LABEL_COLOURS,
     lesion_volume_histogram,
     lesions_per_patient_histogram,
     patient_figure,
 )
-from brainmets.report.render import Document, Figure, Section
-from brainmets.report.tables import (
+from brainmets.cohort.model import Cohort, PatientRecord
+from brainmets.cohort.render import Document, Figure, Section
+from brainmets.cohort.tables import (
     Table,
     clinical_characteristics,
     cohort_flow,
@@ -56,42 +54,6 @@ DEFAULTS: dict[str, Any] = {
     "sequence_stage": "classify",
     "title": "Brain metastases dataset: descriptor",
 }
-
-
-@dataclass
-class Clinical:
-    """Validated clinical rows of the workspace's patients, keyed by pseudonym, and a summary
-    of the sheet's problems (row, column, message; values withheld)."""
-
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    problems: list[tuple[int, str, str, str]] = field(default_factory=list)  # row, col, sev, msg
-    source: str = ""
-
-
-def sheet_path(root: Path, value: str | os.PathLike[str]) -> Path | None:
-    """The configured clinical sheet, resolved against the workspace root, or None."""
-    text = str(value or "").strip()
-    if not text:
-        return None
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else root / p
-
-
-def load_workspace_clinical(
-    root: Path, sheet: str | os.PathLike[str], patients: list[str]
-) -> Clinical:
-    """Read, validate and pseudonymise the clinical sheet (see :mod:`brainmets.features`)."""
-    from brainmets.features.stage import workspace_clinical
-
-    path = sheet_path(root, sheet)
-    if path is None:
-        return Clinical()
-    table = workspace_clinical(root, path, patients)
-    return Clinical(
-        rows={k: dict(v) for k, v in table.rows.items()},
-        problems=[(p.row, p.column, p.severity, p.message) for p in table.problems],
-        source=path.name,
-    )
 
 
 def _largest_centroid(p: PatientRecord) -> tuple[float, float, float] | None:

@@ -1,9 +1,10 @@
 """Receiving studies over the DICOM network into a workspace, de-identified on receipt.
 
-``brainmets receive`` runs :func:`brainmets.deid.receiver.receive` (a Storage SCP that
-de-identifies each instance in memory and writes only the de-identified file) with the
-workspace key, into the workspace's ``data/received`` staging folder, and indexes every
-instance in the catalog as it arrives (``source_files`` with status ``received``, or
+``brainmets receive`` (in the deid package: de-identification on receipt) runs
+:func:`brainmets.deid.receiver.receive` (a Storage SCP that de-identifies each instance in
+memory and writes only the de-identified file) with the workspace key, into the
+workspace's ``data/received`` staging folder, and indexes every instance in the catalog as
+it arrives (``source_files`` with status ``received``, or
 ``quarantined`` with the reason). The ``deid`` stage then files received instances under
 ``data/dicom`` with the rest, without de-identifying them a second time.
 
@@ -34,8 +35,8 @@ class ReceiptIndexer:
         if self.catalog.version() != LATEST_VERSION:
             self.catalog.close()
             raise CatalogError(
-                f"{ws.catalog_path}: schema is not up to date; run `brainmets status "
-                "--upgrade` or any stage once before receiving"
+                f"{ws.catalog_path}: schema is not up to date; run any writing command "
+                "(e.g. `brainmets run`) once before receiving"
             )
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -84,9 +85,8 @@ def start_receiver(
 ) -> tuple[Any, ReceiptIndexer]:
     """Start the de-identifying receiver for ``ws``; returns (server or None, indexer)."""
     from brainmets.deid.receiver import receive
-    from brainmets.deid.stage import DEFAULTS
 
-    params = ws.config.stage_params("deid", DEFAULTS)
+    params = ws.config.stage_params("deid", DeidOptions.defaults())
     indexer = ReceiptIndexer(ws)
     try:
         server = receive(
@@ -94,7 +94,7 @@ def start_receiver(
             port,
             ws.config.path("received"),
             ws.key(),
-            options=DeidOptions(**params),
+            options=DeidOptions.from_params(params),
             on_stored=indexer,
             host=host,
             block=block,

@@ -27,9 +27,12 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brainmets.ids import normalise_id
+
+if TYPE_CHECKING:
+    from brainmets.cohort.model import Cohort
 
 MISSING_TEXT = {"", "na", "n/a", "nan", "none", "null", ".", "-", "missing", "unknown"}
 MRN_WITHHELD = "<MRN withheld>"
@@ -502,3 +505,57 @@ def problems_csv(problems: Iterable[Problem]) -> str:
     for p in problems:
         w.writerow([p.row, p.column, p.value, p.severity, p.message])
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------- workspace level
+def workspace_clinical(
+    root: str | os.PathLike[str], sheet: str | os.PathLike[str], patients: list[str]
+) -> ClinicalTable:
+    """Read, validate and pseudonymise the hospital's clinical sheet for a workspace."""
+    from brainmets.workspace import Workspace
+
+    ws = Workspace.open(root)
+    table = load_clinical(sheet, key_column="MRN")
+    return map_to_pseudonyms(table, ws.key(), patients)
+
+
+@dataclass
+class Clinical:
+    """Validated clinical rows of the workspace's patients, keyed by pseudonym, and a summary
+    of the sheet's problems (row, column, message; values withheld)."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[tuple[int, str, str, str]] = field(default_factory=list)  # row, col, sev, msg
+    source: str = ""
+
+
+def sheet_path(root: Path, value: str | os.PathLike[str]) -> Path | None:
+    """The configured clinical sheet, resolved against the workspace root, or None."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def load_workspace_clinical(
+    root: Path, sheet: str | os.PathLike[str], patients: list[str]
+) -> Clinical:
+    """Read, validate and pseudonymise the clinical sheet ."""
+    path = sheet_path(root, sheet)
+    if path is None:
+        return Clinical()
+    table = workspace_clinical(root, path, patients)
+    return Clinical(
+        rows={k: dict(v) for k, v in table.rows.items()},
+        problems=[(p.row, p.column, p.severity, p.message) for p in table.problems],
+        source=path.name,
+    )
+
+
+def clinical_for(root: Path, params: Mapping[str, Any], cohort: Cohort) -> Clinical | None:
+    """The configured clinical sheet (``params["clinical_sheet"]``), validated and keyed by
+    pseudonym; None when none is configured."""
+    if sheet_path(root, params.get("clinical_sheet") or "") is None:
+        return None
+    return load_workspace_clinical(root, params["clinical_sheet"], [p.id for p in cohort.found])

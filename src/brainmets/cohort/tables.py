@@ -1,4 +1,4 @@
-"""The descriptor's tables, computed from a :class:`~brainmets.report.cohort.Cohort`.
+"""The descriptor's tables, computed from a :class:`~brainmets.cohort.model.Cohort`.
 
 Each function returns a :class:`Table` (title, columns, rows of text or numbers, note) that
 the renderers write as HTML, Markdown and CSV. Percentages use the included patients (or, for
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brainmets.report.cohort import Cohort, PatientRecord, reason_category
+from brainmets.cohort.model import Cohort, PatientRecord, reason_category
 
 #: Table 1 sequences: classify class -> column title (the reference paper's two sequences)
 TABLE1_SEQUENCES: dict[str, str] = {"flair": "FLAIR", "t1c": "T1 post-contrast"}

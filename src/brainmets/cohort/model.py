@@ -318,3 +318,14 @@ def open_cohort(
         return load_cohort(root, cat, stages, sequence_stage)
     finally:
         cat.close()
+
+
+def cohort_for(root: Path, config: Mapping[str, Any], params: Mapping[str, Any]) -> Cohort:
+    """The workspace's cohort with the dataset's inclusion parameters (``required_stages``,
+    ``sequence_stage``: the report stage's, ``[stages.report]``), as report and export read it."""
+    return open_cohort(
+        root,
+        config,
+        list(params.get("required_stages") or []),
+        str(params.get("sequence_stage") or "classify"),
+    )

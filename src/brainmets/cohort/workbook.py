@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from brainmets.features.clinical import COLUMNS as CLINICAL_COLUMNS
-from brainmets.features.clinical import OUTPUT_COLUMNS, ClinicalTable
+from brainmets.cohort.clinical import COLUMNS as CLINICAL_COLUMNS
+from brainmets.cohort.clinical import OUTPUT_COLUMNS, ClinicalTable, workspace_clinical
 from brainmets.fsutil import atomic_path
 from brainmets.lesions.analysis import FEATURE_COLUMNS, LesionRecord, PatientFeatures
 
@@ -294,3 +294,58 @@ def _style(ws: Any, columns: Sequence[str], bold: Any, widths: Sequence[int] | N
             for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
                 if isinstance(cell.value, float):
                     cell.number_format = fmt
+
+
+# ----------------------------------------------------------------- workspace level
+def workspace_features(
+    root: str | os.PathLike[str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The recorded ``features.json`` of every patient of a workspace (successful runs):
+    ``(patient -> feature row, patient -> lesions, parameters of the runs)``."""
+    from brainmets.catalog import Catalog
+    from brainmets.workspace import CATALOG_NAME
+
+    root = Path(root)
+    cat = Catalog.open(root / CATALOG_NAME, readonly=True)
+    try:
+        rows = cat.query(
+            "SELECT o.patient_id, o.path FROM stage_outputs o JOIN stage_runs r"
+            " ON r.patient_id = o.patient_id AND r.stage = o.stage"
+            " WHERE o.stage = 'features' AND o.role = 'features' AND r.status = 'done'"
+            " ORDER BY o.patient_id"
+        )
+    finally:
+        cat.close()
+    feats: dict[str, dict[str, Any]] = {}
+    lesions: dict[str, list[dict[str, Any]]] = {}
+    params: dict[str, Any] = {}
+    for r in rows:
+        doc = json.loads((root / r["path"]).read_text())
+        feats[r["patient_id"]] = doc["features"]
+        lesions[r["patient_id"]] = doc["lesions"]
+        params = params or doc.get("params", {})
+    return feats, lesions, params
+
+
+def write_workspace_workbook(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    clinical_sheet: str | os.PathLike[str] | None = None,
+    ids: Mapping[str, int | str] | None = None,
+) -> tuple[Path, ClinicalTable | None]:
+    """The dataset workbook of a workspace (features of every patient + clinical sheet)."""
+    feats, lesions, params = workspace_features(root)
+    table = workspace_clinical(root, clinical_sheet, sorted(feats)) if clinical_sheet else None
+    path = write_workbook(
+        out,
+        feats,
+        lesions,
+        table,
+        ids=ids,
+        params=params,
+        provenance={
+            "source": "workspace",
+            "clinical sheet": Path(clinical_sheet).name if clinical_sheet else "",
+        },
+    )
+    return path, table

@@ -11,8 +11,8 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brainmets.cohort.tables import Table
 from brainmets.fsutil import atomic_write_bytes, atomic_write_text
-from brainmets.report.tables import Table
 
 
 @dataclass
