@@ -54,6 +54,7 @@ demo: install-demo
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 
 test: install-dev system-deps lint
 	$(BIN)/pytest -q

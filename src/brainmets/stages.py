@@ -11,23 +11,13 @@ what is missing.
 from __future__ import annotations
 
 from brainmets.pipeline.stage import Pipeline, Stage
+from brainmets.vocab import COHORT_STAGES, STAGE_ORDER
 
-#: the stages in order; the implemented ones are imported from their packages
-ORDER = (
-    "ingest",
-    "deid",
-    "classify",
-    "convert",
-    "preprocess",
-    "segment",
-    "features",
-    "report",
-    "export",
-)
+#: the stages in order (one definition: :data:`brainmets.vocab.STAGE_ORDER`)
+ORDER = STAGE_ORDER
 
 #: stages not implemented yet: name -> (summary, issue)
 PLANNED: dict[str, tuple[str, int]] = {}
-COHORT_STAGES = {"ingest", "report", "export"}
 
 
 def _implemented() -> dict[str, Stage]:

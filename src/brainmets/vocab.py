@@ -31,6 +31,24 @@ REGIONS: Final[dict[str, tuple[int, ...]]] = {
     "WT": (NECROSIS, EDEMA, ENHANCING),
 }
 
+# ------------------------------------------------------------------ stages
+#: the default pipeline's stages, in data-flow order (:mod:`brainmets.stages` assembles them)
+STAGE_ORDER: Final[tuple[str, ...]] = (
+    "ingest",
+    "deid",
+    "classify",
+    "convert",
+    "preprocess",
+    "segment",
+    "features",
+    "report",
+    "export",
+)
+#: the stages of the default pipeline that run once for the whole cohort
+COHORT_STAGES: Final[frozenset[str]] = frozenset({"ingest", "report", "export"})
+#: the default pipeline's per-patient stages, in order
+PATIENT_STAGES: Final[tuple[str, ...]] = tuple(s for s in STAGE_ORDER if s not in COHORT_STAGES)
+
 # ------------------------------------------------------------------ sequences
 #: the four pretreatment sequences as classify and convert name them, in report order
 SEQUENCES: Final[tuple[str, ...]] = ("t1", "t1c", "t2", "flair")

@@ -28,19 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from brainmets.catalog import COHORT, Catalog, StageRun
-from brainmets.vocab import IMAGE_SUFFIXES, SEQUENCES
+from brainmets.vocab import IMAGE_SUFFIXES, PATIENT_STAGES, SEQUENCES
 
 #: the four sequences, as classify names them, in the order the reports list them
 SEQUENCE_CLASSES: tuple[str, ...] = SEQUENCES
 #: patient stages of the default pipeline, used when the workspace's pipeline cannot be loaded
-DEFAULT_PATIENT_STAGES: tuple[str, ...] = (
-    "deid",
-    "classify",
-    "convert",
-    "preprocess",
-    "segment",
-    "features",
-)
+DEFAULT_PATIENT_STAGES: tuple[str, ...] = PATIENT_STAGES
 #: preprocess output roles of the four images (the published collection's suffixes)
 IMAGE_ROLES: tuple[str, ...] = IMAGE_SUFFIXES
 
