@@ -49,6 +49,28 @@ COHORT_STAGES: Final[frozenset[str]] = frozenset({"ingest", "report", "export"})
 #: the default pipeline's per-patient stages, in order
 PATIENT_STAGES: Final[tuple[str, ...]] = tuple(s for s in STAGE_ORDER if s not in COHORT_STAGES)
 
+# ------------------------------------------------------------------ clinical codebooks
+# The reference collection's clinical sheet codes (``docs/lesions.md``): code -> label.
+SEX: Final[dict[int, str]] = {0: "male", 1: "female"}
+ETHNICITY: Final[dict[int, str]] = {
+    0: "White",
+    1: "White Hispanic",
+    2: "White/Black",
+    3: "Black",
+    4: "Asian/Pacific Islander",
+}
+PRIMARY: Final[dict[int, str]] = {
+    1: "breast",
+    2: "GI",
+    3: "SCLC",
+    4: "melanoma",
+    5: "NSCLC",
+    6: "RCC",
+    7: "other",
+}
+NO_YES: Final[dict[int, str]] = {0: "no", 1: "yes"}
+DEATH: Final[dict[int, str]] = {0: "alive at last follow-up", 1: "deceased"}
+
 # ------------------------------------------------------------------ sequences
 #: the four pretreatment sequences as classify and convert name them, in report order
 SEQUENCES: Final[tuple[str, ...]] = ("t1", "t1c", "t2", "flair")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainmets.ids import normalise_id
+from brainmets.vocab import DEATH, ETHNICITY, NO_YES, PRIMARY, SEX
 
 if TYPE_CHECKING:
     from brainmets.cohort.model import Cohort
@@ -53,18 +54,6 @@ class ColumnSpec:
     required: bool = False
     output: bool = True  # written to the dataset workbook
 
-
-SEX = {0: "male", 1: "female"}
-ETHNICITY = {
-    0: "White",
-    1: "White Hispanic",
-    2: "White/Black",
-    3: "Black",
-    4: "Asian/Pacific Islander",
-}
-PRIMARY = {1: "breast", 2: "GI", 3: "SCLC", 4: "melanoma", 5: "NSCLC", 6: "RCC", 7: "other"}
-NO_YES = {0: "no", 1: "yes"}
-DEATH = {0: "alive at last follow-up", 1: "deceased"}
 
 COLUMNS: dict[str, ColumnSpec] = {
     c.name: c

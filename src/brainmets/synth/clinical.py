@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from brainmets.fsutil import atomic_write_bytes
+from brainmets.vocab import PRIMARY as PRIMARY_CODES
 
 FAMILY = [
     "HARTLEY",
@@ -113,22 +114,9 @@ STREETS = [
 ]
 TOWNS = ["Northfield", "Millbrook", "Ostwald", "Lakeside", "Ferreol", "Ashby"]
 
-ETHNICITY = {
-    0: "White",
-    1: "White Hispanic",
-    2: "White/Black",
-    3: "Black",
-    4: "Asian/Pacific Islander",
-}
-PRIMARY = {
-    1: "breast",
-    2: "gastrointestinal",
-    3: "SCLC",
-    4: "melanoma",
-    5: "NSCLC",
-    6: "renal cell",
-    7: "other",
-}
+#: primary cancer code -> the words the synthetic referral history uses (the codebook's
+#: labels, spelled out where a referring physician would)
+PRIMARY = {**PRIMARY_CODES, 2: "gastrointestinal", 6: "renal cell"}
 PRIMARY_WEIGHTS = {1: 0.16, 2: 0.07, 3: 0.08, 4: 0.12, 5: 0.40, 6: 0.05, 7: 0.12}
 COLUMNS = [
     "MRN",
