@@ -19,14 +19,16 @@ from brainmets.classify.classifier import (
     classify_series,
     classify_study,
 )
-from brainmets.classify.header import SeriesHeader, index_series
+from brainmets.classify.header import FolderSeries, SeriesHeader, index_series, read_series
 
 __all__ = [
     "CLASSES",
     "TARGETS",
     "Classification",
+    "FolderSeries",
     "SeriesHeader",
     "classify_series",
     "classify_study",
     "index_series",
+    "read_series",
 ]

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from brainmets.classify.classifier import CLASSES, classify_study
-from brainmets.classify.header import SeriesHeader, index_series, read_headers
+from brainmets.classify.header import SeriesHeader, read_series
 
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 _SKIP_SUFFIXES = (".nii", ".gz", ".json", ".md", ".txt", ".png", ".csv", ".bval", ".bvec")
@@ -143,18 +143,13 @@ def load_real_labels() -> dict[str, tuple[str, str]]:
     return {r["folder"]: (r["label"], r["why"]) for r in rows}
 
 
-def _files(folder: Path) -> Iterable[Path]:
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.name != "LICENSE" and not p.name.endswith(_SKIP_SUFFIXES):
-            yield p
-
-
 def read_folder_series(folder: Path) -> list[SeriesHeader]:
-    """The series (by SeriesInstanceUID) of the DICOM files directly in a folder."""
-    groups: dict[str, list] = defaultdict(list)
-    for _, ds in read_headers(_files(folder)):
-        groups[str(ds.get("SeriesInstanceUID", ""))].append(ds)
-    return [index_series(dss, uid=uid) for uid, dss in groups.items()]
+    """The series (by SeriesInstanceUID) of the DICOM files directly in a folder (the
+    labelled test folders: licence and reference conversions beside the DICOM are ignored)."""
+    found = read_series(
+        folder, recursive=False, ignore_suffixes=_SKIP_SUFFIXES, ignore_names=("LICENSE",)
+    )
+    return found.series
 
 
 def evaluate_real(dicom_dir: Path) -> Evaluation:

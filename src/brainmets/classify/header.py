@@ -474,3 +474,62 @@ def read_headers(paths: Iterable[Path]) -> list[tuple[Path, Dataset]]:
 
 def is_image(ds: Dataset) -> bool:
     return is_image_sop_class(_str(_get(ds, "SOPClassUID")))
+
+
+@dataclass
+class FolderSeries:
+    """The series found in a folder of DICOM files, and every file that was not used.
+
+    Attributes:
+        series: one :class:`SeriesHeader` per SeriesInstanceUID, in the order first seen.
+        skipped: (file, reason) of each file that could not be read as DICOM.
+    """
+
+    series: list[SeriesHeader] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def read_series(
+    folder: str | Path,
+    recursive: bool = True,
+    ignore_suffixes: Sequence[str] = (),
+    ignore_names: Sequence[str] = (),
+) -> FolderSeries:
+    """Index the DICOM series of a folder (e.g. a de-identified export), headers only.
+
+    Files are grouped by SeriesInstanceUID (wherever they lie below ``folder`` when
+    ``recursive``), each group indexed with :func:`index_series`. Files that are not DICOM
+    are listed in :attr:`FolderSeries.skipped` with the reason, never silently dropped.
+
+    Example::
+
+        from brainmets.classify import classify_study, read_series
+
+        found = read_series("deidentified/BM-K7Q2ZP4M")
+        calls = classify_study(found.series)   # SeriesInstanceUID -> Classification
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    pattern = root.rglob("*") if recursive else root.iterdir()
+    paths = sorted(
+        p
+        for p in pattern
+        if p.is_file()
+        and p.name not in ignore_names
+        and not p.name.endswith(tuple(ignore_suffixes))
+    )
+    out = FolderSeries()
+    groups: dict[str, list[Dataset]] = {}
+    studies: dict[str, str] = {}
+    for p in paths:
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True, defer_size=2048)
+        except Exception as exc:  # not DICOM or damaged: reported, not indexed
+            out.skipped.append((p, f"{type(exc).__name__}: {exc}"))
+            continue
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        groups.setdefault(uid, []).append(ds)
+        studies.setdefault(uid, str(ds.get("StudyInstanceUID", "") or ""))
+    out.series = [index_series(dss, uid=uid, study_uid=studies[uid]) for uid, dss in groups.items()]
+    return out
