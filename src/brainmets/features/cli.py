@@ -18,7 +18,7 @@ from brainmets.cohort.workbook import write_workbook
 from brainmets.fsutil import atomic_write_text
 from brainmets.ids import normalise_id
 from brainmets.lesions.analysis import FeatureParams
-from brainmets.lesions.collection import CaseResult, analyse_collection, find_cases
+from brainmets.lesions.collection import CollectionResult, analyse_collection, find_cases
 from brainmets.lesions.compare import compare_workbooks
 
 
@@ -60,7 +60,7 @@ def run_collection(
     t0 = time.perf_counter()
     done = 0
 
-    def progress(_: CaseResult) -> None:
+    def progress(_: CollectionResult) -> None:
         nonlocal done
         done += 1
         if done % 25 == 0 or done == len(cases):
@@ -75,7 +75,7 @@ def run_collection(
     feats: dict[str, Any] = {}
     lesions: dict[str, Any] = {}
     ids: dict[str, int | str] = {}
-    failed: list[CaseResult] = []
+    failed: list[CollectionResult] = []
     notes: list[str] = []
     for r in results:
         key = normalise_id(r.workbook_id)

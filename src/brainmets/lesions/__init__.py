@@ -27,8 +27,8 @@ from brainmets.lesions.analysis import (
 )
 from brainmets.lesions.atlas import AtlasLabels, Placement, load_atlas_labels, place_on_atlas
 from brainmets.lesions.collection import (
-    CaseResult,
     CollectionCase,
+    CollectionResult,
     analyse_case,
     analyse_collection,
     find_cases,
@@ -41,7 +41,7 @@ __all__ = [
     "MAPPINGS",
     "Analysis",
     "AtlasLabels",
-    "CaseResult",
+    "CollectionResult",
     "CollectionCase",
     "Comparison",
     "Difference",

@@ -48,7 +48,7 @@ class CollectionCase:
 
 
 @dataclass
-class CaseResult:
+class CollectionResult:
     """The analysis of one case, or the error that stopped it."""
 
     case_id: str
@@ -99,9 +99,9 @@ def analyse_case(
     params: FeatureParams | None = None,
     atlas_dir: str | None = None,
     check_images: bool = True,
-) -> CaseResult:
-    """Check and analyse one case; problems become ``CaseResult.error`` (never raised)."""
-    res = CaseResult(case.case_id, case.workbook_id)
+) -> CollectionResult:
+    """Check and analyse one case; problems become ``CollectionResult.error`` (never raised)."""
+    res = CollectionResult(case.case_id, case.workbook_id)
     try:
         if case.seg is None:
             raise LabelMapError(
@@ -124,7 +124,7 @@ def analyse_case(
     return res
 
 
-def _work(args: tuple[CollectionCase, FeatureParams, str | None, bool]) -> CaseResult:
+def _work(args: tuple[CollectionCase, FeatureParams, str | None, bool]) -> CollectionResult:
     return analyse_case(*args)
 
 
@@ -134,8 +134,8 @@ def analyse_collection(
     atlas_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     check_images: bool = True,
-    progress: Callable[[CaseResult], None] | None = None,
-) -> list[CaseResult]:
+    progress: Callable[[CollectionResult], None] | None = None,
+) -> list[CollectionResult]:
     """Analyse cases, in ``workers`` processes (default: all cores); results in case order.
 
     The atlas is checked first, so a missing atlas is one clear :class:`AtlasError`.
@@ -146,7 +146,7 @@ def analyse_collection(
     load_atlas_labels(atlas)
     n = max(1, min(workers or os.cpu_count() or 1, len(cases) or 1))
     jobs = [(c, params, atlas, check_images) for c in cases]
-    results: list[CaseResult] = []
+    results: list[CollectionResult] = []
     if n == 1:
         for j in jobs:
             results.append(_work(j))
