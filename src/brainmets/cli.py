@@ -555,6 +555,13 @@ def deid(
     mapping: Annotated[
         Path | None, typer.Option(help="Folder mode: write id_old,id_new mapping CSV here.")
     ] = None,
+    allow_unchecked: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unchecked",
+            help="verify: exit 0 even when some originals or values could not be checked.",
+        ),
+    ] = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -575,7 +582,9 @@ def deid(
                 raise ValueError("usage: brainmets deid verify ORIGINAL_DIR DEIDENTIFIED_DIR")
             from brainmets.deid.cli import run_verify
 
-            raise typer.Exit(run_verify(Path(args[1]), Path(args[2])))
+            raise typer.Exit(
+                run_verify(Path(args[1]), Path(args[2]), allow_unchecked=allow_unchecked)
+            )
         if len(args) == 2:
             from brainmets.deid.cli import run_deid
 

@@ -26,18 +26,6 @@ def dictionary_vr(tag: int) -> str:
         return "UN"
 
 
-def element_vr(ds: Dataset, tag: int) -> str:
-    """VR of element ``tag`` of ``ds`` without decoding its value.
-
-    Explicit-VR elements give their own VR; implicit ones (or ``UN`` on a standard tag) take
-    the dictionary's. Private tags of implicit-VR data sets come back as ``UN``.
-    """
-    vr = ds.get_item(tag).VR
-    if vr is None or vr == "UN":
-        return dictionary_vr(tag) if not tag & 0x10000 else (vr or "UN")
-    return vr
-
-
 # VRs whose value is never split on backslash (single-valued by definition).
 _SINGLE_VALUED = frozenset({"ST", "LT", "UT", "UR"})
 
@@ -51,12 +39,16 @@ def raw_vr(raw: DataElement | RawDataElement) -> str:
     return vr
 
 
-def string_values(ds: Dataset, raw: DataElement | RawDataElement, vr: str) -> list[str] | None:
+def string_values(
+    ds: Dataset, raw: DataElement | RawDataElement, vr: str, *, strict: bool = False
+) -> list[str] | None:
     """The string values of a text, name, date or UID element.
 
     Raw ASCII values are decoded directly (the common case, and much faster than pydicom's
     conversion); anything else goes through pydicom, which applies the Specific Character
-    Set. Returns None for a value that is not text.
+    Set. Returns None for a value that is not text, and for a value pydicom cannot decode
+    unless ``strict`` (then its exception propagates: the verifier reports what it could not
+    read).
     """
     value = raw.value
     if isinstance(value, bytes):
@@ -70,6 +62,8 @@ def string_values(ds: Dataset, raw: DataElement | RawDataElement, vr: str) -> li
         try:
             value = ds[raw.tag].value
         except Exception:
+            if strict:
+                raise
             return None
     if value is None:
         return []

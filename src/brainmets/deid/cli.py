@@ -146,8 +146,14 @@ def run_verify(
     allow_private: bool = False,
     expect_shifted_dates: bool = True,
     workers: int | None = None,
+    allow_unchecked: bool = False,
 ) -> int:
-    """Verify a de-identified tree against its original; 1 when anything is found."""
+    """Verify a de-identified tree against its original; return the exit code.
+
+    1 when anything is found, or when anything could not be checked (an original that cannot
+    be read, a sequence or value that cannot be decoded) unless ``allow_unchecked``; what
+    could not be checked is listed either way.
+    """
     for p in (original, deidentified):
         if not Path(p).is_dir():
             err.print(f"[bold red]error:[/] {p} is not a folder", highlight=False)
@@ -161,7 +167,16 @@ def run_verify(
         expect_shifted_dates=expect_shifted_dates,
     )
     print_verify_report(report)
-    return EXIT_OK if report.ok else EXIT_FINDING
+    if not report.ok:
+        return EXIT_FINDING
+    if not report.complete and not allow_unchecked:
+        err.print(
+            f"[bold red]error:[/] {len(report.unchecked)} item(s) could not be checked "
+            "(--allow-unchecked to accept)",
+            highlight=False,
+        )
+        return EXIT_FINDING
+    return EXIT_OK
 
 
 def print_verify_report(report: VerifyReport) -> None:
@@ -171,8 +186,19 @@ def print_verify_report(report: VerifyReport) -> None:
         f"value(s), {report.uids_checked} UID(s)",
         highlight=False,
     )
+    if report.not_dicom:
+        err.print(f"{report.not_dicom} original file(s) not DICOM (ignored)", highlight=False)
+    if report.unchecked:
+        out.print(f"[bold yellow]could not check[/] {len(report.unchecked)} item(s):")
+        for u in report.unchecked[:MAX_LISTED]:
+            out.print(f"[yellow]unchecked[/] {u}", highlight=False)
+        if len(report.unchecked) > MAX_LISTED:
+            out.print(f"... and {len(report.unchecked) - MAX_LISTED} more", highlight=False)
     if report.ok:
-        out.print("[bold green]no finding[/]: no original identifying value, UID or date found")
+        out.print(
+            "[bold green]no finding[/]: no original identifying value, UID or date found"
+            + (" in what could be checked" if report.unchecked else "")
+        )
         return
     table = Table(title="findings", show_edge=False)
     table.add_column("kind")

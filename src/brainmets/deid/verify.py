@@ -21,6 +21,13 @@ Findings:
 * ``attribute``: Patient Identity Removed is not YES, private elements are present,
   Burned In Annotation is YES, or the output is not readable DICOM.
 
+What it could not check is reported too, never skipped in silence (:class:`Unchecked`, in
+``VerifyReport.unchecked``): an original that is DICOM but cannot be read completely (cut
+off, unreadable: its identifying values are unknown), and a sequence or a text value of an
+original or an output that cannot be decoded (its values are not compared; the raw bytes of
+an output still are). Files of the original tree that are not DICOM at all are only counted
+(``not_dicom``): the de-identifier rejects them, so they have no output.
+
 Messages never show a found value in clear: it is masked (first and last character).
 """
 
@@ -48,8 +55,8 @@ from brainmets.deid.engine import (
     IMPLEMENTATION_VERSION_NAME,
     DeidOptions,
 )
-from brainmets.deid.text import Identifiers, collect_identifiers
-from brainmets.deid.tree import iter_files, read_instance
+from brainmets.deid.text import IDENTITY_TAGS, Identifiers, collect_identifiers
+from brainmets.deid.tree import TruncatedError, iter_files, read_instance
 from brainmets.deid.uids import is_class_uid_attribute, is_well_known
 from brainmets.ids import patient_key
 
@@ -70,20 +77,40 @@ class Finding:
     detail: str
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """Something the verifier could not check, so the report cannot vouch for it."""
+
+    tree: str  # original | output
+    file: str  # relative to that tree's root
+    what: str  # "file", or the path of the element (tags, [item] indices)
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.tree} {self.file}: {self.what}: {self.reason}"
+
+
 @dataclass
 class VerifyReport:
-    """Result of :func:`verify_tree`; ``ok`` when there is no finding."""
+    """Result of :func:`verify_tree`; ``ok`` when there is no finding, ``complete`` when
+    nothing was left unchecked."""
 
     originals: int = 0
     outputs: int = 0
     paired: int = 0
     identifiers_checked: int = 0
     uids_checked: int = 0
+    not_dicom: int = 0  # files of the original tree that are not DICOM (no output expected)
     findings: list[Finding] = field(default_factory=list)
+    unchecked: list[Unchecked] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def complete(self) -> bool:
+        return not self.unchecked
 
     def by_kind(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
@@ -111,13 +138,26 @@ class _Original:
     dates: dict[str, str]  # element path -> DA/DT value
     pixel_md5: str | None
     signature: str  # pairs an original with its output (see pairing_signature)
+    unchecked: list[tuple[str, str]]  # (element path, reason)
+
+
+@dataclass
+class _Unreadable:
+    """An original that is DICOM but could not be read (``not_dicom``: not DICOM at all)."""
+
+    path: str
+    reason: str
+    not_dicom: bool = False
 
 
 Visitor = Callable[[Dataset, "RawDataElement | DataElement", int, str, str], None]
 
 
-def _walk_values(ds: Dataset, prefix: str, visit: Visitor) -> None:
-    """Call ``visit(ds, raw, tag, vr, path)`` for every non-sequence element, at any depth."""
+def _walk_values(
+    ds: Dataset, prefix: str, visit: Visitor, unchecked: list[tuple[str, str]]
+) -> None:
+    """Call ``visit(ds, raw, tag, vr, path)`` for every non-sequence element, at any depth;
+    a sequence that cannot be decoded goes to ``unchecked`` as ``(path, reason)``."""
     for raw in list(ds.values()):
         tag = int(raw.tag)
         vr = raw_vr(raw)
@@ -125,12 +165,18 @@ def _walk_values(ds: Dataset, prefix: str, visit: Visitor) -> None:
         if vr == "SQ":
             try:
                 items = ds[tag].value
-            except Exception:
+            except Exception as exc:
+                unchecked.append((path, f"sequence cannot be decoded ({type(exc).__name__})"))
                 continue
             for i, item in enumerate(items or ()):
-                _walk_values(item, f"{path}[{i}].", visit)
+                _walk_values(item, f"{path}[{i}].", visit, unchecked)
             continue
         visit(ds, raw, tag, vr, path)
+
+
+def _undecodable(exc: Exception) -> str:
+    # the exception's type only: a message may quote the (identifying) value
+    return f"value cannot be decoded ({type(exc).__name__})"
 
 
 def pixel_md5(ds: Dataset) -> str | None:
@@ -154,15 +200,21 @@ def pairing_signature(ds: Dataset, md5: str | None) -> str:
         return f"pixels:{md5}"
     parts = [str(ds.get(k, "") or "") for k in ("SOPClassUID", "Modality")]
     parts += [str(ds.get(k, "") or "") for k in ("SeriesNumber", "InstanceNumber")]
-    parts += sorted(str(e.value) for e in ds if e.VR == "TM" and e.value)
+    # sequences are not decoded here (one that cannot be is reported by the element walk)
+    elements = (ds[raw.tag] for raw in list(ds.values()) if raw_vr(raw) != "SQ")
+    parts += sorted(str(e.value) for e in elements if e.VR == "TM" and e.value)
     return "attrs:" + hashlib.md5("|".join(parts).encode("utf-8", "replace")).hexdigest()
 
 
-def _scan_original(path_str: str) -> _Original | None:
+def _scan_original(path_str: str) -> _Original | _Unreadable:
     try:
         ds = read_instance(Path(path_str))
-    except Exception:
-        return None
+    except InvalidDicomError:
+        return _Unreadable(path_str, "not DICOM", not_dicom=True)
+    except TruncatedError as exc:
+        return _Unreadable(path_str, f"cannot be read completely: {exc}")
+    except Exception as exc:
+        return _Unreadable(path_str, f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})")
     ids = collect_identifiers(ds, Identifiers())
     needles: dict[str, str] = {}
     for v in ids.values:
@@ -170,19 +222,30 @@ def _scan_original(path_str: str) -> _Original | None:
             needles[v] = "identifying value"
     uids: set[str] = set()
     dates: dict[str, str] = {}
+    unchecked: list[tuple[str, str]] = []
 
     def visit(d: Dataset, raw: RawDataElement | DataElement, tag: int, vr: str, path: str) -> None:
-        if vr == "UI" and not is_class_uid_attribute(tag):
-            for u in string_values(d, raw, vr) or ():
+        public = not tag & 0x10000
+        uid = vr == "UI" and not is_class_uid_attribute(tag)
+        date = vr in DATE_VRS and public
+        # what collect_identifiers reads: a value it cannot decode is an unknown identifier
+        identifying = public and (vr == "PN" or tag in IDENTITY_TAGS)
+        if not (uid or date or identifying):
+            return
+        try:
+            values = string_values(d, raw, vr, strict=True)
+        except Exception as exc:
+            unchecked.append((path, _undecodable(exc)))
+            return
+        if uid:
+            for u in values or ():
                 u = u.strip("\x00 ")
                 if len(u) >= MIN_UID_LEN and not is_well_known(u):
                     uids.add(u)
-        elif vr in DATE_VRS and not tag & 0x10000:
-            values = string_values(d, raw, vr)
-            if values:
-                dates[path] = "\\".join(v.strip() for v in values)
+        elif date and values:
+            dates[path] = "\\".join(v.strip() for v in values)
 
-    _walk_values(ds, "", visit)
+    _walk_values(ds, "", visit, unchecked)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         u = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip("\x00 ")
@@ -198,6 +261,7 @@ def _scan_original(path_str: str) -> _Original | None:
         dates,
         md5,
         pairing_signature(ds, md5),
+        unchecked,
     )
 
 
@@ -211,6 +275,7 @@ class _Output:
     dates: dict[str, str]
     pixel_md5: str | None
     signature: str  # pairs an original with its output (see pairing_signature)
+    unchecked: list[tuple[str, str]]  # (element path, reason)
 
 
 @dataclass
@@ -262,7 +327,7 @@ def _byte_regexes(needles: dict[str, str]) -> list[re.Pattern[bytes]]:
     out = []
     for enc in ENCODINGS:
         for numeric in (False, True):
-            alts = set()
+            alts: set[bytes] = set()
             for n in needles:
                 if n.isdigit() != numeric:
                     continue
@@ -272,7 +337,8 @@ def _byte_regexes(needles: dict[str, str]) -> list[re.Pattern[bytes]]:
                     continue
             if not alts:
                 continue
-            body = b"|".join(sorted(alts, key=len, reverse=True))
+            longest_first: list[bytes] = sorted(alts, key=len, reverse=True)
+            body = b"|".join(longest_first)
             if enc.startswith("utf-16"):
                 out.append(re.compile(body))
             else:
@@ -353,6 +419,7 @@ def _scan_output(path_str: str) -> _Output:
     dates: dict[str, str] = {}
     md5 = None
     patient_id = None
+    unchecked: list[tuple[str, str]] = []
     if ds is not None:
         patient_id = str(ds.get("PatientID", "") or "")
         text_rx, short_rx = state.text_regex, state.short_number_regex
@@ -368,9 +435,10 @@ def _scan_output(path_str: str) -> _Output:
             if tag == DEID_METHOD or path.startswith(DEID_CODES_PATH):
                 return  # the de-identifier's own description
             try:
-                values = string_values(d, raw, vr)
-            except Exception:
-                values = None
+                values = string_values(d, raw, vr, strict=True)
+            except Exception as exc:
+                unchecked.append((path, _undecodable(exc)))
+                return
             if not values:
                 return
             if vr in DATE_VRS and not tag & 0x10000:
@@ -382,7 +450,7 @@ def _scan_output(path_str: str) -> _Output:
                     for m in rx.finditer(v):
                         hits.add(m.group(0))
 
-        _walk_values(ds, "", visit)
+        _walk_values(ds, "", visit, unchecked)
         if private and not state.allow_private:
             findings.append(Finding("attribute", rel, f"{len(private)} private element(s) kept"))
         if str(ds.get("PatientIdentityRemoved", "")).strip().upper() != "YES":
@@ -396,7 +464,7 @@ def _scan_output(path_str: str) -> _Output:
     for u in sorted(uid_hits):
         findings.append(Finding("uid", rel, f"original UID {mask(u)} not remapped"))
     hits_lower = {h.lower() for h in hits}
-    return _Output(path_str, patient_id, findings, hits_lower, dates, md5, signature)
+    return _Output(path_str, patient_id, findings, hits_lower, dates, md5, signature, unchecked)
 
 
 def _decode_hit(b: bytes) -> str:
@@ -435,19 +503,17 @@ def verify_tree(
     deidentified = Path(deidentified).resolve()
     n = workers if workers is not None else default_workers()
     orig_files = [str(p) for p in iter_files(original)]
-    originals = [
-        o
-        for o in parallel_map(
-            _scan_original,
-            orig_files,
-            workers=n,
-            initializer=_init_noop,
-            initargs=(),
-            progress=progress,
-            label="reading originals",
-        )
-        if o is not None
-    ]
+    scanned = parallel_map(
+        _scan_original,
+        orig_files,
+        workers=n,
+        initializer=_init_noop,
+        initargs=(),
+        progress=progress,
+        label="reading originals",
+    )
+    originals = [o for o in scanned if isinstance(o, _Original)]
+    unreadable = [o for o in scanned if isinstance(o, _Unreadable)]
     needles: dict[str, str] = {}
     codes: set[str] = set()
     uids: set[str] = set()
@@ -477,12 +543,21 @@ def verify_tree(
         outputs=len(outputs),
         identifiers_checked=len(needles),
         uids_checked=len(uids),
+        not_dicom=sum(1 for u in unreadable if u.not_dicom),
     )
+    for u in unreadable:
+        if not u.not_dicom:
+            rel = str(Path(u.path).relative_to(original))
+            report.unchecked.append(Unchecked("original", rel, "file", u.reason))
+    for o in originals:
+        rel = str(Path(o.path).relative_to(original))
+        report.unchecked.extend(Unchecked("original", rel, what, why) for what, why in o.unchecked)
     # Any original's identifying value in any output is a finding, whichever patient it
     # belongs to: a leak across patients is still a leak.
     for out in outputs:
         report.findings.extend(out.findings)
         rel = str(Path(out.path).relative_to(deidentified))
+        report.unchecked.extend(Unchecked("output", rel, what, why) for what, why in out.unchecked)
         for hit in sorted(out.hits & pooled):
             report.findings.append(
                 Finding("identifier", rel, f"original identifying value {mask(hit)}")
