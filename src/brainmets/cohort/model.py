@@ -150,18 +150,25 @@ class Cohort:
 
 
 def workspace_patient_stages(config: Mapping[str, Any] | None) -> list[str]:
-    """The patient-scope stages of a workspace's pipeline, in order (default pipeline's when
-    it cannot be loaded)."""
+    """The patient-scope stages of a workspace's pipeline, in order (the default pipeline's
+    when the configuration names none).
+
+    A pipeline spec (``runner.pipeline``) that cannot be loaded raises ``ValueError`` naming
+    the spec: the inclusion rule of a cohort must not silently become another pipeline's.
+    """
     from brainmets.pipeline.stage import load_pipeline
 
     spec = str(((config or {}).get("runner") or {}).get("pipeline") or "")
-    if spec:
-        try:
-            pipe = load_pipeline(spec)
-            return [s.name for s in pipe.stages if s.scope == "patient"]
-        except Exception:  # a broken spec is the runner's problem; fall back
-            pass
-    return list(DEFAULT_PATIENT_STAGES)
+    if not spec:
+        return list(DEFAULT_PATIENT_STAGES)
+    try:
+        pipe = load_pipeline(spec)
+    except Exception as exc:
+        raise ValueError(
+            f"runner.pipeline {spec!r} cannot be loaded ({type(exc).__name__}: {exc}); "
+            "the cohort's required stages come from it"
+        ) from exc
+    return [s.name for s in pipe.stages if s.scope == "patient"]
 
 
 def _reason(p: PatientRecord, stage: str) -> str:
