@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from bm_testutil import make_toy_workspace
-from brainmets.shared import shared_dir, testdata_dir
+from brainmets.shared import ENV_SHARED, shared_dir, testdata_dir
 from brainmets.workspace import Workspace
+
+#: the repository checkout holding these tests (the library never points at it)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The development setup keeps the shared reference data beside the checkout: use it when
+# BRAINMETS_SHARED is not set, wherever pytest was started (the CLI subprocesses inherit it).
+if not os.environ.get(ENV_SHARED) and (REPO_ROOT.parent / "shared").is_dir():
+    os.environ[ENV_SHARED] = str(REPO_ROOT.parent / "shared")
 
 
 @pytest.fixture

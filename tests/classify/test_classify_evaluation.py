@@ -20,6 +20,7 @@ from brainmets.classify.evaluation import (
     load_real_labels,
     read_folder_series,
 )
+from brainmets.shared import ENV_SHARED
 
 
 # --------------------------------------------------------------------- header index
@@ -122,3 +123,16 @@ def test_run_evaluate_prints_both_confusion_matrices(dicom_dir: Path, tmp_path: 
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "evaluation set:" in out and "real DICOM series:" in out
     assert "true \\ predicted" in out and "sensitivity" in out
+
+
+def test_run_evaluate_without_a_dicom_folder_says_how_to_give_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No default inside the checkout: without ``dicom_dir`` or ``BRAINMETS_SHARED`` the real
+    series are skipped, and the message names the variable."""
+    monkeypatch.delenv(ENV_SHARED, raising=False)
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    assert run_evaluate(console=console) == 0
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "evaluation set:" in out and "real DICOM series:" not in out
+    assert f"set {ENV_SHARED}" in out

@@ -14,6 +14,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from bm_testutil import anatomy_missing_errors
 from brainmets.deid import deidentify_tree, verify_tree
 
 pytest_plugins = ["deid_helpers"]  # shared fixtures (see deid_helpers.py)
@@ -34,8 +35,8 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("synth")
     try:
         generate_cohort(out, 1, 11, workers=1)
-    except Exception as exc:  # e.g. neither SRI24 nor MNI152 anatomy available
-        pytest.skip(f"synthetic cohort could not be generated ({type(exc).__name__}: {exc})")
+    except anatomy_missing_errors() as exc:  # neither the SRI24 atlas nor the MNI152 fallback
+        pytest.skip(f"no anatomy to generate a synthetic cohort ({exc})")
     return out, json.loads((out / "truth.json").read_text("utf-8"))
 
 

@@ -20,7 +20,7 @@ from brainmets.classify.evaluation import (
     evaluate_rows,
     load_evaluation_set,
 )
-from brainmets.shared import testdata_dir
+from brainmets.shared import ENV_SHARED, env_shared_dir
 from brainmets.workspace import Workspace
 
 #: value of ``--set UID=auto``: remove a manual override
@@ -69,11 +69,24 @@ def run_evaluate(
 ) -> int:
     """Print the confusion matrices of the evaluation set and of the real test series.
 
-    Returns 0 (the matrices are the evidence; misclassifications are listed, not fatal).
+    The real series are read from ``dicom_dir``, else from ``$BRAINMETS_SHARED/testdata/dicom``
+    (the shared test data); with neither, or when the folder is missing, that part is skipped
+    with a message saying so. Returns 0 (the matrices are the evidence; misclassifications are
+    listed, not fatal).
     """
     console = console or Console()
     print_evaluation(evaluate_rows(load_evaluation_set(evaluation_set)), console)
-    dicom = dicom_dir or testdata_dir() / "dicom"
+    shared = env_shared_dir()
+    if dicom_dir is not None:
+        dicom = dicom_dir
+    elif shared is not None:
+        dicom = shared / "testdata" / "dicom"
+    else:
+        console.print(
+            f"[yellow]real test series skipped: set {ENV_SHARED} to the shared data folder "
+            "(the one holding testdata/dicom) to evaluate them[/]"
+        )
+        return 0
     if dicom.is_dir():
         print_evaluation(evaluate_real(dicom), console)
     else:
