@@ -29,7 +29,6 @@ from pathlib import Path
 
 from brainmets.catalog import Catalog
 from brainmets.config import CONFIG_NAME, Config
-from brainmets.fsutil import atomic_path
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = ".brainmets.lock"
@@ -187,14 +186,6 @@ class Workspace:
     def save_config(self) -> None:
         with self.lock():
             self.config.save()
-
-    def write_private(self, name: str, data: bytes) -> Path:
-        """Write a file into the private area (mapping tables etc.), mode 0600."""
-        dest = self.config.path("private") / name
-        with atomic_path(dest) as tmp:
-            tmp.write_bytes(data)
-            os.chmod(tmp, 0o600)
-        return dest
 
 
 def read_key(key_file: Path) -> bytes:

@@ -44,7 +44,7 @@ from brainmets.classify.rules import (
     is_mr_image,
     physics_call,
 )
-from brainmets.classify.vocabulary import OTHER_KINDS, DescriptionCall, describe, normalise
+from brainmets.classify.vocabulary import DescriptionCall, describe, normalise
 
 CLASSES: tuple[str, ...] = ("t1", "t1c", "t2", "flair", "other")
 TARGETS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
@@ -459,11 +459,6 @@ def classify_study(
 def classify_series(h: SeriesHeader, **kwargs: Any) -> Classification:
     """Classify one series on its own (no study context for the contrast decision)."""
     return classify_study([h], **kwargs)[h.uid]
-
-
-def other_kinds() -> list[str]:
-    """The 'other' kinds the vocabulary knows (for documentation and reports)."""
-    return sorted(OTHER_KINDS)
 
 
 __all__ = [

@@ -884,10 +884,6 @@ class DescriptionCall:
     norm: str = " "
     tokens: list[str] = field(default_factory=list)
 
-    @property
-    def informative(self) -> bool:
-        return self.other is not None or self.weighting is not None or self.contrast != 0
-
 
 def _find(pattern: re.Pattern[str], text: str) -> str | None:
     m = pattern.search(text)

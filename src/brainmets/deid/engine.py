@@ -399,11 +399,6 @@ class Deidentifier:
             mapping=run.mapping,
         )
 
-    def deidentify_file(self, path: str | Path, *, collect_mapping: bool = False) -> DeidResult:
-        """Read a DICOM file and de-identify it in memory (nothing is written)."""
-        ds = pydicom.dcmread(path)
-        return self.deidentify(ds, collect_mapping=collect_mapping)
-
 
 def _finish(ds: Dataset, options: DeidOptions, sop_class: str, new_sop: str) -> None:
     """Add the de-identification attributes and replace file meta information and preamble."""

@@ -51,10 +51,6 @@ class LabelMap:
     def voxel_volume_mm3(self) -> float:
         return float(abs(np.linalg.det(self.affine[:3, :3])))
 
-    @property
-    def spacing_mm(self) -> np.ndarray:
-        return np.linalg.norm(self.affine[:3, :3], axis=0)
-
 
 def parse_mapping(spec: str | Mapping[int | str, int | str] | None) -> dict[int, int] | None:
     """A label mapping from a name in :data:`MAPPINGS`, ``"1:1,2:2,4:3"`` or a mapping.

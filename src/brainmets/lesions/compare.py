@@ -89,12 +89,6 @@ class Comparison:
     def identical(self) -> bool:
         return not (self.only_a or self.only_b or self.differences)
 
-    def by_patient(self) -> dict[str, list[Difference]]:
-        out: dict[str, list[Difference]] = {}
-        for d in self.differences:
-            out.setdefault(d.patient, []).append(d)
-        return out
-
     def by_column(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for d in self.differences:
