@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import platformdirs
 
@@ -174,7 +175,7 @@ def _save_3d(src: Path, dest: Path) -> None:
     import nibabel as nib
     import numpy as np
 
-    img = nib.load(str(src))
+    img = cast(nib.Nifti1Image, nib.load(str(src)))
     data = np.asarray(img.dataobj)
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]

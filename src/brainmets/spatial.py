@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -45,9 +46,9 @@ class Grid:
         return {"shape": list(self.shape), "affine": np.round(self.affine, 8).tolist()}
 
     @classmethod
-    def from_json(cls, d: dict[str, object]) -> Grid:
-        shape = tuple(int(v) for v in d["shape"])  # type: ignore[union-attr]
-        return cls(shape, np.asarray(d["affine"], dtype=float))  # type: ignore[arg-type]
+    def from_json(cls, d: Mapping[str, Any]) -> Grid:
+        shape = cast("tuple[int, int, int]", tuple(int(v) for v in d["shape"]))
+        return cls(shape, np.asarray(d["affine"], dtype=float))
 
 
 @dataclass

@@ -462,7 +462,9 @@ def map_to_pseudonyms(
     """Re-key an MRN-keyed table by pseudonymous patient ID. Rows whose pseudonym is not a
     patient of the workspace are reported (by sheet row) and left out."""
     if pseudonym is None:
-        from brainmets.ids import patient_pseudonym as pseudonym
+        from brainmets.ids import patient_pseudonym
+
+        pseudonym = patient_pseudonym
     known = set(known_patients) if known_patients is not None else None
     out = ClinicalTable(key_column="patient", problems=list(table.problems), n_rows=table.n_rows)
     for mrn, rec in table.rows.items():

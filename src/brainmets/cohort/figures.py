@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -101,8 +102,8 @@ class SliceChoice:
 
 
 def _canonical(path: str | os.PathLike[str]) -> nib.Nifti1Image:
-    img = nib.load(str(path))
-    return nib.as_closest_canonical(img)  # type: ignore[arg-type]
+    img = cast(nib.Nifti1Image, nib.load(str(path)))
+    return nib.as_closest_canonical(img)
 
 
 def choose_slice(

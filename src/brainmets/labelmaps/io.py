@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -52,7 +53,7 @@ class LabelMap:
         return float(abs(np.linalg.det(self.affine[:3, :3])))
 
 
-def parse_mapping(spec: str | Mapping[int | str, int | str] | None) -> dict[int, int] | None:
+def parse_mapping(spec: str | Mapping[Any, int | str] | None) -> dict[int, int] | None:
     """A label mapping from a name in :data:`MAPPINGS`, ``"1:1,2:2,4:3"`` or a mapping.
 
     Values absent from the mapping are errors when reading (so a label never disappears
@@ -129,8 +130,8 @@ def as_label_array(
         arr = rounded
     lo, hi = (arr.min(), arr.max()) if arr.size else (0, 0)
     if lo < 0 or hi > 65535:
-        present = np.unique(arr)
-        raise LabelMapError(f"{source}: label values out of range ({_describe(present.tolist())})")
+        values = np.unique(arr)
+        raise LabelMapError(f"{source}: label values out of range ({_describe(values.tolist())})")
     ints = arr.astype(np.uint16 if hi > 255 else np.uint8, copy=False)
     allowed_set = {int(a) for a in allowed}
     if mapping is None and allowed_set >= set(range(int(hi) + 1)):
@@ -168,7 +169,7 @@ def load_label_map(
     """Read a NIfTI label map and check it (see :func:`as_label_array`)."""
     path = Path(path)
     try:
-        img = nib.load(str(path))
+        img = cast(nib.Nifti1Image, nib.load(str(path)))
         raw = np.asanyarray(img.dataobj)
     except FileNotFoundError:
         raise LabelMapError(f"{path}: no such file") from None
@@ -202,7 +203,7 @@ def grid_difference(
 
 def check_same_grid(label_map: LabelMap, image_path: str | os.PathLike[str]) -> None:
     """Raise :class:`LabelMapError` when ``label_map`` is not on the grid of ``image_path``."""
-    img = nib.load(str(image_path))
+    img = cast(nib.Nifti1Image, nib.load(str(image_path)))
     diff = grid_difference(label_map.shape, label_map.affine, img.shape, img.affine)
     if diff is not None:
         raise LabelMapError(

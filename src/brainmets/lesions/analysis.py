@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import cc3d
 import numpy as np
@@ -239,7 +239,9 @@ def count_components(
     """Connected components of a boolean mask (cc3d): ``(component labels, count)``;
     components below ``min_size_voxels`` keep their labels but are not counted."""
     cc, n = cc3d.connected_components(
-        np.ascontiguousarray(mask, dtype=np.uint8), connectivity=connectivity, return_N=True
+        np.ascontiguousarray(mask, dtype=np.uint8),
+        connectivity=cast("Literal[6, 18, 26]", connectivity),  # checked in FeatureParams
+        return_N=True,
     )
     if min_size_voxels > 1 and n:
         sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
@@ -329,7 +331,9 @@ def analyse(
     counts = np.bincount(crop.ravel(), minlength=4)
     et_vox, nec_vox, ed_vox = int(counts[ENHANCING]), int(counts[NECROSIS]), int(counts[EDEMA])
     # one multi-label pass: cc3d separates components of different labels
-    all_cc, n_all = cc3d.connected_components(crop, connectivity=p.connectivity, return_N=True)
+    all_cc, n_all = cc3d.connected_components(
+        crop, connectivity=cast("Literal[6, 18, 26]", p.connectivity), return_N=True
+    )
     comp_label = np.zeros(n_all + 1, np.uint8)
     comp_label[all_cc.ravel()] = crop.ravel()
     comp_size = np.bincount(all_cc.ravel(), minlength=n_all + 1)
@@ -506,7 +510,7 @@ def _assign_edema(
     comp_label: np.ndarray,
     sizes: np.ndarray,
     core_cc: np.ndarray,
-    core_boxes: list[tuple[slice, ...]],
+    core_boxes: Sequence[tuple[slice, ...]],
     touching: dict[int, list[int]],
     spacing: np.ndarray,
     p: FeatureParams,
@@ -517,8 +521,8 @@ def _assign_edema(
     edema_of: dict[int, int] = {}
     shared: set[int] = set()
     orphan_n = orphan_vox = 0
-    for eid in np.flatnonzero(comp_label == EDEMA):
-        eid = int(eid)
+    for e in np.flatnonzero(comp_label == EDEMA):
+        eid = int(e)
         if sizes[eid] == 0:
             continue
         owners = touching.get(eid, [])

@@ -21,6 +21,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -52,8 +53,8 @@ class AtlasLabels:
 def _load(directory: str | None) -> AtlasLabels:
     sup_path = atlas_file("suptent.nii.gz", directory)
     tis_path = atlas_file("tissues.nii.gz", directory)
-    sup = nib.load(str(sup_path))
-    tis = nib.load(str(tis_path))
+    sup = cast(nib.Nifti1Image, nib.load(str(sup_path)))
+    tis = cast(nib.Nifti1Image, nib.load(str(tis_path)))
     if sup.shape[:3] != tis.shape[:3] or not np.allclose(sup.affine, tis.affine, atol=1e-3):
         raise AtlasError(f"{sup_path} and {tis_path} are not on the same grid")
     shape = sup.shape[:3]
@@ -79,7 +80,7 @@ def _parcellation(
         path = atlas_file("tzo116plus.nii.gz", directory)
     except AtlasError:
         return None, {}
-    img = nib.load(str(path))
+    img = cast(nib.Nifti1Image, nib.load(str(path)))
     names_file = path.parent / "tzo116plus_labels.txt"
     if img.shape[:3] != tuple(shape) or not np.allclose(img.affine, affine, atol=1e-3):
         return None, {}

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 
@@ -107,7 +108,7 @@ def analyse_case(
             raise LabelMapError(
                 f"{case.folder}: no segmentation {case.case_id}-seg.nii.gz in the case folder"
             )
-        dtype = nib.load(str(case.seg)).get_data_dtype()
+        dtype = cast(nib.Nifti1Image, nib.load(str(case.seg))).get_data_dtype()
         lm = load_label_map(case.seg)
         if dtype.kind == "f":
             res.notes.append(f"segmentation stored as {dtype}; cast to uint8 (all values integral)")

@@ -21,6 +21,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -244,6 +245,10 @@ def _add_neck(t: Template) -> Template:
     )
     tex = 1.0 + 0.35 * tex / max(float(tex.std()), 1e-6)
     ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    ci: float
+    cj: float
+    half_i: float
+    half_j: float
     if base_head.any():
         ci, cj = np.argwhere(base_head).mean(axis=0)
         half_i = np.ptp(np.argwhere(base_head)[:, 0]) / 2.0
@@ -291,6 +296,7 @@ def _crop_to_head(t: Template, margin: int = 3) -> Template:
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     shift = np.eye(4)
     shift[:3, 3] = lo
+    origin = np.array(t.pad_origin) - lo
     return Template(
         name=t.name,
         affine=t.affine @ shift,
@@ -304,7 +310,7 @@ def _crop_to_head(t: Template, margin: int = 3) -> Template:
         parcellation=None if t.parcellation is None else np.ascontiguousarray(t.parcellation[sl]),
         parcel_names=t.parcel_names,
         source_dir=t.source_dir,
-        pad_origin=tuple(int(v) for v in np.array(t.pad_origin) - lo),
+        pad_origin=(int(origin[0]), int(origin[1]), int(origin[2])),
         original_shape=t.original_shape,
     )
 
@@ -326,13 +332,13 @@ def load_sri24(directory: Path) -> Template:
     missing = [n for n in need if not (directory / n).is_file()]
     if missing:
         raise TemplateError(f"SRI24 folder {directory} lacks {', '.join(missing)}")
-    tis_img = nib.load(str(directory / "tissues.nii.gz"))
+    tis_img = cast(nib.Nifti1Image, nib.load(str(directory / "tissues.nii.gz")))
     affine = tis_img.affine.copy()
     tissues = np.asarray(tis_img.dataobj).astype(np.uint8)
     shape = tissues.shape
 
     def on_grid(name: str, dtype: type) -> np.ndarray:
-        img = nib.load(str(directory / name))
+        img = cast(nib.Nifti1Image, nib.load(str(directory / name)))
         data = np.asarray(img.dataobj)
         out = exact_reorient(data, img.affine, affine, shape)
         if out is None:
@@ -390,11 +396,14 @@ def load_mni152() -> Template:
     """
     d = _nilearn_data_dir()
     stem = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
-    t1_img = nib.load(str(d / stem.format("t1")))
+    t1_img = cast(nib.Nifti1Image, nib.load(str(d / stem.format("t1"))))
+    gm_img = cast(nib.Nifti1Image, nib.load(str(d / stem.format("gm"))))
+    wm_img = cast(nib.Nifti1Image, nib.load(str(d / stem.format("wm"))))
     pad = 22
+    sx, sy, sz = t1_img.shape[:3]
     t1_raw = np.pad(np.asarray(t1_img.dataobj).astype(np.float32), pad)
-    gm = np.pad(np.asarray(nib.load(str(d / stem.format("gm"))).dataobj).astype(np.float32), pad)
-    wm = np.pad(np.asarray(nib.load(str(d / stem.format("wm"))).dataobj).astype(np.float32), pad)
+    gm = np.pad(np.asarray(gm_img.dataobj).astype(np.float32), pad)
+    wm = np.pad(np.asarray(wm_img.dataobj).astype(np.float32), pad)
     gm /= 255.0
     wm /= 255.0
     shift = np.eye(4)
@@ -446,7 +455,7 @@ def load_mni152() -> Template:
         infratentorial_method="approximate: MNI z <= -14 & y <= -34, or z <= -26 & y <= -12",
         source_dir=str(d),
         pad_origin=(pad, pad, pad),
-        original_shape=tuple(int(v) for v in t1_img.shape[:3]),  # type: ignore[arg-type]
+        original_shape=(int(sx), int(sy), int(sz)),
     )
     return _crop_to_head(_add_neck(t))
 

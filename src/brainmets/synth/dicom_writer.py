@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.pixels import pack_bits
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import format_number_as_ds
 
 from brainmets.synth.acquisition import SeriesPlan, StudyPlan
@@ -69,7 +69,8 @@ def tm(seconds: float) -> str:
 class Planter:
     """Records identifying values written into files (tag path, value, where)."""
 
-    entries: dict[tuple[str, str, str], dict[str, object]] = field(default_factory=dict)
+    #: (category, tag path, value) -> series folder -> its files, or "all" of them
+    entries: dict[tuple[str, str, str], dict[str, str | list[str]]] = field(default_factory=dict)
 
     def add(
         self,
@@ -87,7 +88,7 @@ class Planter:
             prev = locs.get(series_dir)
             if prev == "all":
                 return
-            merged = sorted(set(prev or []) | set(files))  # type: ignore[arg-type]
+            merged = sorted(set(prev or []) | set(files))
             locs[series_dir] = merged
 
     def set(
@@ -344,7 +345,7 @@ def _file_meta(ds: Dataset) -> None:
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
     meta.ImplementationVersionName = "BRAINMETS_SYN1"
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128

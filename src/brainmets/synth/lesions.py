@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
@@ -407,7 +408,7 @@ def lesion_stats(t: Template, ls: LesionSet) -> list[dict]:
     return out
 
 
-def component_counts(labels: np.ndarray, connectivity: int = 26) -> dict[str, int]:
+def component_counts(labels: np.ndarray, connectivity: Literal[6, 18, 26] = 26) -> dict[str, int]:
     """Connected components per label (ET, necrosis, edema) as the reference sheet counts."""
     import cc3d
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+from pydicom.valuerep import DA, TM
 
 from brainmets import codes
 from brainmets.synth.anatomy import Template
@@ -48,7 +49,7 @@ def lesion_ids_on_grid(
             thickness=thickness,
             n_sub=n_sub,
             box=box,
-            src_origin=tuple(int(v) for v in lo),
+            src_origin=(int(lo[0]), int(lo[1]), int(lo[2])),
         )
         sl = tuple(slice(a, b) for a, b in box)
         region = best[sl]
@@ -132,10 +133,10 @@ def write_seg(
         content_time=when.time(),
         omit_empty_frames=True,
     )
-    seg.InstanceCreationDate = when.strftime("%Y%m%d")
-    seg.InstanceCreationTime = when.strftime("%H%M%S")
-    seg.SeriesDate = when.strftime("%Y%m%d")
-    seg.SeriesTime = when.strftime("%H%M%S")
+    seg.InstanceCreationDate = DA(when.strftime("%Y%m%d"))
+    seg.InstanceCreationTime = TM(when.strftime("%H%M%S"))
+    seg.SeriesDate = DA(when.strftime("%Y%m%d"))
+    seg.SeriesTime = TM(when.strftime("%H%M%S"))
     for item in getattr(seg, "ContributingEquipmentSequence", []):
         if "ContributionDateTime" in item:
             item.ContributionDateTime = when.strftime("%Y%m%d%H%M%S")
