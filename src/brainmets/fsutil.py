@@ -1,4 +1,4 @@
-"""Atomic file writing and content hashing.
+"""Atomic file writing, content hashing, listing the files of a tree, worker counts.
 
 Every file a stage produces is written to a temporary name in the destination folder and
 renamed into place only when complete, so a process killed at any moment never leaves a
@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -83,3 +83,53 @@ def remove_stale_temporaries(root: str | os.PathLike[str]) -> int:
                 p.unlink()
                 n += 1
     return n
+
+
+def iter_files(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    follow_symlinks: bool = False,
+    symlinked_files: bool = True,
+    skip_temporaries: bool = False,
+) -> Iterator[Path]:
+    """Every file under ``sources`` (a folder or file, or several), in a stable order.
+
+    Names are sorted and each folder is listed before the next one's (``os.walk`` order); a
+    source that is a file is yielded itself. ``follow_symlinks``: descend into linked folders
+    too (and yield any entry that exists, not only regular files). ``symlinked_files``: yield
+    links to files (False: only files that are not links). ``skip_temporaries``: leave out
+    the leftovers of atomic writes (names starting with :data:`TMP_PREFIX`).
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    for source in sources:
+        src = Path(source)
+        if src.is_file():
+            yield src
+            continue
+        for dirpath, dirnames, filenames in os.walk(src, followlinks=follow_symlinks):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if skip_temporaries and name.startswith(TMP_PREFIX):
+                    continue
+                p = Path(dirpath) / name
+                if not symlinked_files and p.is_symlink():
+                    continue
+                if p.is_file() or (follow_symlinks and p.exists()):
+                    yield p
+
+
+def default_workers(memory_per_worker: int | None = None) -> int:
+    """One worker per core available to this process; with ``memory_per_worker`` (bytes), no
+    more workers than the machine's physical memory holds (at least one)."""
+    try:
+        cpus = max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cpus = max(1, os.cpu_count() or 1)
+    if memory_per_worker is None:
+        return cpus
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return cpus
+    return max(1, min(cpus, int(total // memory_per_worker)))

@@ -26,20 +26,25 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from brainmets.deid._parallel import default_workers, parallel_map
+from brainmets.deid._parallel import parallel_map
 from brainmets.deid.engine import (
     Deidentifier,
     DeidOptions,
     NotAnInstanceError,
 )
-from brainmets.fsutil import TMP_PREFIX, atomic_path, atomic_write_bytes
+from brainmets.fsutil import (
+    TMP_PREFIX,
+    atomic_path,
+    atomic_write_bytes,
+    default_workers,
+    iter_files,
+)
 
 DEIDENTIFIED = "deidentified"
 QUARANTINED = "quarantined"
@@ -265,16 +270,10 @@ def _copy_to_quarantine(path: Path, quarantine: Path) -> str:
 
 
 # -- parent side ------------------------------------------------------------------------------
-def iter_files(root: Path) -> Iterator[Path]:
-    """Regular files under ``root`` (sorted, symlinks not followed, temporaries skipped)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.startswith(TMP_PREFIX):
-                continue
-            p = Path(dirpath) / name
-            if p.is_file() and not p.is_symlink():
-                yield p
+def tree_files(root: Path) -> list[Path]:
+    """The files of a tree to de-identify or verify: regular files under ``root`` (sorted,
+    symlinks neither followed nor listed, temporaries of atomic writes skipped)."""
+    return list(iter_files(root, symlinked_files=False, skip_temporaries=True))
 
 
 def deidentify_tree(
@@ -302,7 +301,7 @@ def deidentify_tree(
     options = options or DeidOptions()
     Deidentifier(key, options)  # validate the key and options before starting workers
     dst.mkdir(parents=True, exist_ok=True)
-    files = [str(p) for p in iter_files(src)]
+    files = [str(p) for p in tree_files(src)]
     n_workers = workers if workers is not None else default_workers()
     init_args = (
         key,

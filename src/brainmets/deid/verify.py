@@ -46,7 +46,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from brainmets.deid._parallel import default_workers, parallel_map
+from brainmets.deid._parallel import parallel_map
 from brainmets.deid._vr import DATE_VRS, raw_vr, string_values
 from brainmets.deid.engine import (
     ALL_METHOD_CODES,
@@ -56,8 +56,9 @@ from brainmets.deid.engine import (
     DeidOptions,
 )
 from brainmets.deid.text import IDENTITY_TAGS, Identifiers, collect_identifiers
-from brainmets.deid.tree import TruncatedError, iter_files, read_instance
+from brainmets.deid.tree import TruncatedError, read_instance, tree_files
 from brainmets.deid.uids import is_class_uid_attribute, is_well_known
+from brainmets.fsutil import default_workers
 from brainmets.ids import patient_key
 
 PIXEL_DATA = 0x7FE00010
@@ -502,7 +503,7 @@ def verify_tree(
     original = Path(original).resolve()
     deidentified = Path(deidentified).resolve()
     n = workers if workers is not None else default_workers()
-    orig_files = [str(p) for p in iter_files(original)]
+    orig_files = [str(p) for p in tree_files(original)]
     scanned = parallel_map(
         _scan_original,
         orig_files,
@@ -527,7 +528,7 @@ def verify_tree(
     # cannot be told apart from that code in the output.
     needles = {k: v for k, v in needles.items() if k.lower() not in codes}
     pooled = {k.lower() for k in needles}
-    out_files = [str(p) for p in iter_files(deidentified)]
+    out_files = [str(p) for p in tree_files(deidentified)]
     outputs = parallel_map(
         _scan_output,
         out_files,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from pydicom.errors import InvalidDicomError
 
 from brainmets.catalog import Catalog, utcnow
 from brainmets.config import Config
-from brainmets.fsutil import atomic_write_text
+from brainmets.fsutil import atomic_write_text, iter_files
 from brainmets.ids import patient_key, patient_pseudonym, uid_pseudonym
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.workspace import Workspace, read_key
@@ -44,20 +42,6 @@ class ScanEntry:
     reason: str | None = None
     patient_id: str | None = None
     sop_uid: str | None = None
-
-
-def iter_files(sources: list[Path], follow_symlinks: bool = False) -> Iterator[Path]:
-    """Every regular file under the sources, in a stable order."""
-    for src in sources:
-        if src.is_file():
-            yield src
-            continue
-        for dirpath, dirnames, filenames in os.walk(src, followlinks=follow_symlinks):
-            dirnames.sort()
-            for name in sorted(filenames):
-                p = Path(dirpath) / name
-                if p.is_file() or (follow_symlinks and p.exists()):
-                    yield p
 
 
 def classify_file(path: Path, key: bytes) -> ScanEntry:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import ctypes
 import multiprocessing as mp
-import os
 import signal
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
+
+from brainmets.fsutil import default_workers
 
 
 class Executor(Protocol):
@@ -32,13 +33,6 @@ class Executor(Protocol):
     def result(self, handle: Any) -> Any: ...
 
     def close(self) -> None: ...
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _Done:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainmets import fsutil
 from brainmets.fsutil import atomic_write_text
 from brainmets.synth import lesions as L
 from brainmets.synth.acquisition import MAIN_KINDS, SeriesPlan, StudyPlan, choose_scanner
@@ -450,13 +451,8 @@ WORKER_MEMORY = 2 * 1024**3
 
 
 def default_workers() -> int:
-    """CPU count, capped so that the workers' memory fits in the machine's RAM."""
-    cpus = os.cpu_count() or 1
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return cpus
-    return max(1, min(cpus, int(total // WORKER_MEMORY)))
+    """One worker per core, no more than the machine's memory holds (:data:`WORKER_MEMORY`)."""
+    return fsutil.default_workers(memory_per_worker=WORKER_MEMORY)
 
 
 class CohortDirError(RuntimeError):
