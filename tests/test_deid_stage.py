@@ -55,15 +55,15 @@ def test_ingest_then_deid_accounts_for_every_file(tmp_path: Path, testdata: Path
     r = run_cli("deid", "-w", str(ws.root), "--workers", "2")
     assert r.returncode == 0, r.stderr
     with ws.catalog(readonly=True) as cat:
-        rows = cat.query("SELECT path, status, reason FROM source_files")
-        instances = cat.query("SELECT * FROM instances")
-        series = cat.query("SELECT * FROM series")
+        rows = cat.source_files()
+        instances = cat.instances()
+        series = cat.series()
     assert len(rows) == n_files
-    status = {Path(x["path"]).name: x["status"] for x in rows}
+    status = {Path(x.path).name: x.status for x in rows}
     assert status["readme.txt"] == "rejected"
     assert status["screenshot.dcm"] == "quarantined"
     assert sum(1 for s in status.values() if s == "deidentified") == n_files - 2 == len(instances)
-    assert sum(s["n_instances"] for s in series) == len(instances)
+    assert sum(s.n_instances for s in series) == len(instances)
 
     written = [p for p in ws.config.path("dicom").rglob("*") if p.is_file()]
     assert len(written) == len(instances)
@@ -95,7 +95,7 @@ def test_ingest_then_deid_accounts_for_every_file(tmp_path: Path, testdata: Path
     assert run_cli("deid", "-w", str(ws.root)).returncode == 0
     with ws.catalog(readonly=True) as cat:
         assert {r.attempts for r in cat.stage_runs() if r.stage == "deid"} == {2}
-        assert len(cat.query("SELECT * FROM instances")) == len(instances)
+        assert len(cat.instances()) == len(instances)
     assert len([p for p in ws.config.path("dicom").rglob("*.dcm")]) == len(instances)
 
 

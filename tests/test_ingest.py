@@ -38,24 +38,24 @@ def test_ingest_accounts_for_every_file(tmp_path: Path, testdata: Path) -> None:
     r = run_cli("ingest", "-w", str(ws.root), str(src))
     assert r.returncode == 0, r.stderr
     with ws.catalog(readonly=True) as cat:
-        rows = cat.query("SELECT * FROM source_files")
+        rows = cat.source_files()
         patients = cat.patient_ids()
     assert len(rows) == n_files
     by_status: dict[str, list] = {}
     for row in rows:
-        by_status.setdefault(row["status"], []).append(row)
-    reasons = {Path(r["path"]).name: r["reason"] for r in rows if r["status"] != "pending"}
+        by_status.setdefault(row.status, []).append(row)
+    reasons = {Path(r.path).name: r.reason for r in rows if r.status != "pending"}
     assert reasons["notes.txt"] == "not a DICOM file"
     assert "empty.dcm" in reasons and "truncated.dcm" in reasons
     (dup,) = by_status["duplicate"]
-    assert dup["reason"].startswith("same SOPInstanceUID as")
-    pair = {Path(dup["path"]).name, Path(dup["reason"].split(" as ", 1)[1]).name}
+    assert dup.reason.startswith("same SOPInstanceUID as")
+    pair = {Path(dup.path).name, Path(dup.reason.split(" as ", 1)[1]).name}
     assert pair == {"copy_of_first.dcm", "1-001.dcm"}
     # patients are pseudonymous, computed with the workspace key
     key = ws.key()
     originals = set()
     for row in by_status["pending"]:
-        originals.add(pydicom.dcmread(row["path"], stop_before_pixels=True).PatientID)
+        originals.add(pydicom.dcmread(row.path, stop_before_pixels=True).PatientID)
     assert sorted(patients) == sorted(patient_pseudonym(key, o) for o in originals)
     for o in originals:  # no original identifier in the catalog
         assert o.encode() not in ws.catalog_path.read_bytes()
@@ -65,13 +65,13 @@ def test_ingest_accounts_for_every_file(tmp_path: Path, testdata: Path) -> None:
     assert r2.returncode == 0, r2.stderr
     with ws.catalog(readonly=True) as cat:
         assert cat.stage_run("*", "ingest").attempts == 1
-        assert len(cat.query("SELECT * FROM source_files")) == n_files
+        assert len(cat.source_files()) == n_files
 
     # a new file is picked up
     (src / "more.txt").write_text("x")
     assert run_cli("ingest", "-w", str(ws.root)).returncode == 0
     with ws.catalog(readonly=True) as cat:
-        assert len(cat.query("SELECT * FROM source_files")) == n_files + 1
+        assert len(cat.source_files()) == n_files + 1
 
 
 def test_ingest_of_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -108,12 +108,12 @@ def check_workspace(ws: Workspace, sent: list[Path]) -> None:
     r = run_cli("deid", "-w", str(ws.root))
     assert r.returncode == 0, r.stderr
     with ws.catalog(readonly=True) as cat:
-        files = cat.query("SELECT status FROM source_files")
-        instances = cat.query("SELECT path FROM instances")
-    assert [f["status"] for f in files] == ["received"] * len(sent)
+        files = cat.source_files()
+        instances = cat.instances()
+    assert [f.status for f in files] == ["received"] * len(sent)
     assert len(instances) == len(sent)
     for i in instances:
-        ds = pydicom.dcmread(ws.root / i["path"])
+        ds = pydicom.dcmread(ws.root / i.path)
         assert ds.PatientIdentityRemoved == "YES" and ds.PatientID.startswith("BM-")
     # scan everything the workspace holds: data, catalog, WAL, logs, temporaries
     assert assert_no_leak(ws.root, values) > len(sent)

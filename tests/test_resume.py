@@ -52,19 +52,19 @@ def test_sigkill_mid_stage_then_rerun_finishes_without_duplicates(tmp_path: Path
     r = run_cli("run", "-w", str(ws.root), "--workers", "2")
     assert r.returncode == 0, r.stderr
     with ws.catalog(readonly=True) as cat:
-        rows = cat.query("SELECT patient_id, stage, status FROM stage_runs")
-        keys = [(x["patient_id"], x["stage"]) for x in rows]
+        rows = cat.stage_runs()
+        keys = [(x.patient_id, x.stage) for x in rows]
         assert len(keys) == len(set(keys)) == 4 * 2 + 2
-        assert {x["status"] for x in rows} == {"done"}
-        outs = cat.query("SELECT * FROM stage_outputs WHERE stage = 'make'")
+        assert {x.status for x in rows} == {"done"}
+        outs = cat.output_files(stage="make")
         assert len(outs) == 4
         for o in outs:
-            path = ws.root / o["path"]
+            path = ws.root / o.path
             data = path.read_bytes()
-            assert data == _expected_make_bytes(o["patient_id"], size)
-            assert hashlib.sha256(data).hexdigest() == o["sha256"]
-        runs = cat.query("SELECT status FROM runs ORDER BY id")
-    assert [x["status"] for x in runs] == ["interrupted", "done"]
+            assert data == _expected_make_bytes(o.patient_id, size)
+            assert hashlib.sha256(data).hexdigest() == o.sha256
+        runs = cat.runs()
+    assert [x.status for x in runs] == ["interrupted", "done"]
     assert not [p for p in deriv.rglob(f"{TMP_PREFIX}*")], "temporary files left behind"
 
 
@@ -79,7 +79,7 @@ def test_second_run_on_a_locked_workspace_refuses(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:
             with ws.catalog(readonly=True) as cat:
-                if cat.query("SELECT 1 FROM runs"):
+                if cat.runs():
                     break
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -90,4 +90,4 @@ def test_second_run_on_a_locked_workspace_refuses(tmp_path: Path) -> None:
         proc.wait(timeout=120)
     assert proc.returncode == 0
     with ws.catalog(readonly=True) as cat:
-        assert len(cat.query("SELECT 1 FROM runs")) == 1
+        assert len(cat.runs()) == 1

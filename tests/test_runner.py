@@ -133,10 +133,7 @@ def test_local_process_pool_gives_the_same_outputs(tmp_path: Path) -> None:
 
 def _outputs(ws: Workspace) -> dict[tuple[str, str, str], str]:
     with ws.catalog(readonly=True) as cat:
-        return {
-            (r["patient_id"], r["stage"], r["role"]): r["sha256"]
-            for r in cat.query("SELECT * FROM stage_outputs")
-        }
+        return {(r.patient_id, r.stage, r.role): r.sha256 for r in cat.output_files()}
 
 
 @pytest.mark.slow

@@ -696,14 +696,14 @@ def status(
         cat = ws.catalog(readonly=True)
         try:
             runs = {(r.patient_id, r.stage): r for r in cat.stage_runs()}
-            patients = cat.query("SELECT id, status, excluded_reason FROM patients ORDER BY id")
-            files = cat.query(
-                "SELECT status, COUNT(*) AS n FROM source_files GROUP BY status ORDER BY status"
-            )
-            rejected = cat.query(
-                "SELECT path, status, reason FROM source_files"
-                " WHERE status IN ('rejected','quarantined','duplicate','vanished') ORDER BY path"
-            )
+            patients = [vars(p) for p in cat.patients()]
+            files = [{"status": s, "n": n} for s, n in cat.source_file_counts().items()]
+            rejected = [
+                vars(f)
+                for f in cat.source_files(
+                    statuses=("rejected", "quarantined", "duplicate", "vanished")
+                )
+            ]
         finally:
             cat.close()
     if as_json:

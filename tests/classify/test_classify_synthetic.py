@@ -95,21 +95,11 @@ def test_classification_inclusion_and_conversion_match_the_truth(
     ws = pipeline_ws
     with ws.catalog(readonly=True) as cat:
         files = {
-            Path(r["path"]).resolve(): (r["patient_id"], r["sop_uid"], r["status"])
-            for r in cat.query("SELECT path, patient_id, sop_uid, status FROM source_files")
+            Path(r.path).resolve(): (r.patient_id, r.sop_uid, r.status) for r in cat.source_files()
         }
-        series_of = {
-            r["sop_uid"]: r["series_uid"]
-            for r in cat.query("SELECT sop_uid, series_uid FROM instances")
-        }
-        header = {
-            r["uid"]: json.loads(r["header_json"])
-            for r in cat.query("SELECT uid, header_json FROM series WHERE header_json IS NOT NULL")
-        }
-        status = {
-            r["id"]: (r["status"], r["excluded_reason"])
-            for r in cat.query("SELECT id, status, excluded_reason FROM patients")
-        }
+        series_of = {r.sop_uid: r.series_uid for r in cat.instances()}
+        header = {r.uid: r for r in cat.indexed_series()}
+        status = {r.id: (r.status, r.excluded_reason) for r in cat.patients()}
 
     checked, wrong = 0, []
     for patient in truth["patients"]:
@@ -126,7 +116,7 @@ def test_classification_inclusion_and_conversion_match_the_truth(
                     continue
                 uid = series_of[sop]
                 truth_of[uid] = se
-                got = header[uid]["classification"]
+                got = header[uid].classification
                 checked += 1
                 if got["cls"] != KIND.get(se["kind"], "other"):
                     wrong.append((patient["mrn"], se["kind"], se["description"], got))

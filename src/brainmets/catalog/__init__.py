@@ -4,14 +4,26 @@ It records patients, studies, series, instances, every input file and what becam
 and one row per (patient, stage) with the stage's status, timing, error, parameters, tool
 versions, fingerprint and output hashes. Only the coordinating process writes to it; stage
 workers return their rows to the runner (see :mod:`brainmets.pipeline`).
+
+Every SQL statement is behind a named :class:`Catalog` method that returns typed records
+(:class:`PatientRow`, :class:`SourceFile`, :class:`IndexedSeries`, ...); the classify
+stage's indexed series header is read back as an :class:`IndexedSeries`, never as text.
 """
 
 from brainmets.catalog.catalog import (
     COHORT,
     Catalog,
     CatalogError,
+    CommandRun,
+    IndexedSeries,
+    InstanceRow,
+    OutputFile,
+    PatientRow,
     SchemaTooNew,
+    SeriesRow,
+    SourceFile,
     StageRun,
+    StudyRow,
     utcnow,
 )
 from brainmets.catalog.migrations import LATEST_VERSION, MIGRATIONS, Migration
@@ -20,10 +32,18 @@ __all__ = [
     "COHORT",
     "Catalog",
     "CatalogError",
+    "CommandRun",
+    "IndexedSeries",
+    "InstanceRow",
     "LATEST_VERSION",
     "MIGRATIONS",
     "Migration",
+    "OutputFile",
+    "PatientRow",
     "SchemaTooNew",
+    "SeriesRow",
+    "SourceFile",
     "StageRun",
+    "StudyRow",
     "utcnow",
 ]

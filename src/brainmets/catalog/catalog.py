@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from brainmets.catalog.migrations import LATEST_VERSION, MIGRATIONS, Migration
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: patient_id used for stages that run once for the whole cohort
 COHORT = "*"
@@ -80,6 +84,164 @@ class StageRun:
         )
 
 
+@dataclass(frozen=True)
+class PatientRow:
+    """A patient of the catalog: ``status`` is active or excluded (with the reason)."""
+
+    id: str
+    status: str
+    excluded_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """What became of one input file (``path`` is absolute; see the ``source_files`` table).
+
+    ``status`` is one of pending, deidentified, received, quarantined, rejected, duplicate or
+    vanished; ``patient_id`` and ``sop_uid`` are pseudonymous.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    status: str
+    reason: str | None = None
+    patient_id: str | None = None
+    sop_uid: str | None = None
+    seen_at: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """The row of the ``source_files`` table."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """A de-identified study (dates shifted, accession pseudonymous)."""
+
+    uid: str
+    patient_id: str
+    study_date: str | None = None
+    study_time: str | None = None
+    description: str | None = None
+    accession: str | None = None
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """A de-identified series as de-identification recorded it."""
+
+    uid: str
+    study_uid: str
+    patient_id: str
+    modality: str | None = None
+    sop_class_uid: str | None = None
+    series_number: int | None = None
+    description: str | None = None
+    n_instances: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """A de-identified instance written to the workspace (``path`` relative to its root)."""
+
+    sop_uid: str
+    series_uid: str
+    patient_id: str
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class IndexedSeries:
+    """A series' indexed header and classification, as the classify stage recorded them.
+
+    Attributes:
+        uid, study_uid, patient_id: the (de-identified) series, its study and patient.
+        header: the indexed header fields (classify's ``SeriesHeader.to_json()``).
+        classification: the automatic classification (``Classification.to_json()``).
+        selected_as: the sequence class (t1, t1c, t2, flair) the series was chosen for.
+        selection_why: why it was chosen.
+
+    Stored as the ``header_json`` text of the ``series`` table; only this class reads
+    and writes that text.
+    """
+
+    uid: str
+    study_uid: str
+    patient_id: str
+    header: dict[str, Any] = field(default_factory=dict)
+    classification: dict[str, Any] = field(default_factory=dict)
+    selected_as: str | None = None
+    selection_why: str | None = None
+
+    @classmethod
+    def from_json(
+        cls, uid: str, study_uid: str, patient_id: str, text: str | None
+    ) -> IndexedSeries | None:
+        """Read the stored index; None when there is none or it is not an index."""
+        try:
+            doc = json.loads(text) if text else None
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(doc, dict):
+            return None
+        sel, why = doc.get("selected_as"), doc.get("selection_why")
+        return cls(
+            uid=uid,
+            study_uid=study_uid,
+            patient_id=patient_id,
+            header=dict(doc.get("header") or {}),
+            classification=dict(doc.get("classification") or {}),
+            selected_as=str(sel) if sel else None,
+            selection_why=None if why is None else str(why),
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The row of the ``series`` table that stores this index (a stage record)."""
+        return {
+            "uid": self.uid,
+            "study_uid": self.study_uid,
+            "patient_id": self.patient_id,
+            "header_json": json.dumps(
+                {
+                    "header": self.header,
+                    "classification": self.classification,
+                    "selected_as": self.selected_as,
+                    "selection_why": self.selection_why,
+                },
+                sort_keys=True,
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One recorded output of a (patient, stage) run (``path`` relative to the workspace)."""
+
+    patient_id: str
+    stage: str
+    role: str
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """One command that ran the pipeline (the ``runs`` table)."""
+
+    id: int
+    command: str
+    started_at: str
+    status: str
+    ended_at: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    version: str | None = None
+
+
 class Catalog:
     """A connection to a workspace catalog.
 
@@ -89,7 +251,7 @@ class Catalog:
 
     def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool) -> None:
         self.path = path
-        self.conn = conn
+        self._conn = conn
         self.readonly = readonly
 
     # ------------------------------------------------------------------ opening
@@ -173,7 +335,7 @@ class Catalog:
         return version
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Catalog:
         return self
@@ -183,12 +345,12 @@ class Catalog:
 
     # --------------------------------------------------------------- migrations
     def version(self) -> int:
-        has = self.conn.execute(
+        has = self._conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
         ).fetchone()
         if not has:
             return 0
-        row = self.conn.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()
+        row = self._conn.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()
         return int(row["v"] or 0)
 
     def migrate(
@@ -201,19 +363,19 @@ class Catalog:
             if m.version > target:
                 break
             with self.transaction():
-                self.conn.execute(
+                self._conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
                     " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
                     " applied_at TEXT NOT NULL)"
                 )
-                done = self.conn.execute(
+                done = self._conn.execute(
                     "SELECT 1 FROM schema_migrations WHERE version = ?", (m.version,)
                 ).fetchone()
                 if done:
                     continue
                 for stmt in _split_sql(m.sql):
-                    self.conn.execute(stmt)
-                self.conn.execute(
+                    self._conn.execute(stmt)
+                self._conn.execute(
                     "INSERT INTO schema_migrations(version, description, applied_at) "
                     "VALUES (?, ?, ?)",
                     (m.version, m.description, utcnow()),
@@ -222,23 +384,25 @@ class Catalog:
         return applied
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[None]:
+        """Group the writes inside the ``with`` block into one (immediate) transaction."""
         if self.readonly:
             raise CatalogError(f"{self.path}: opened read-only")
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
         else:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
 
     # ----------------------------------------------------------- generic access
-    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
-        return list(self.conn.execute(sql, params))
+    # Private: every statement lives behind a named method of this class.
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+        return list(self._conn.execute(sql, params))
 
-    def upsert(self, table: str, row: Mapping[str, Any]) -> None:
+    def _upsert(self, table: str, row: Mapping[str, Any]) -> None:
         """Insert or update one row of a catalog table by its primary key."""
         keys = _TABLE_KEYS.get(table)
         if keys is None:
@@ -257,7 +421,7 @@ class Catalog:
                 else "NOTHING"
             )
         )
-        self.conn.execute(sql, [_sql_value(row[c]) for c in cols])
+        self._conn.execute(sql, [_sql_value(row[c]) for c in cols])
 
     def apply_records(self, records: Mapping[str, Iterable[Mapping[str, Any]]]) -> int:
         """Upsert the rows a stage returned, parents first (patients, studies, series...)."""
@@ -265,39 +429,148 @@ class Catalog:
         order = list(_TABLE_KEYS)
         for table in sorted(records, key=lambda t: order.index(t) if t in order else 99):
             for row in records[table]:
-                self.upsert(table, row)
+                self._upsert(table, row)
                 n += 1
         return n
 
     # ------------------------------------------------------------------ patients
     def ensure_patient(self, patient_id: str) -> None:
-        self.conn.execute(
+        self._conn.execute(
             "INSERT INTO patients(id, created_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
             (patient_id, utcnow()),
         )
 
     def patient_ids(self) -> list[str]:
-        return [r["id"] for r in self.conn.execute("SELECT id FROM patients ORDER BY id")]
+        return [r["id"] for r in self._conn.execute("SELECT id FROM patients ORDER BY id")]
+
+    def patients(self) -> list[PatientRow]:
+        """Every patient, by ID."""
+        return [
+            _from_row(PatientRow, r)
+            for r in self._query("SELECT id, status, excluded_reason FROM patients ORDER BY id")
+        ]
+
+    def patient(self, patient_id: str) -> PatientRow | None:
+        """One patient, or None when the catalog has no such patient."""
+        rows = self._query(
+            "SELECT id, status, excluded_reason FROM patients WHERE id = ?", (patient_id,)
+        )
+        return _from_row(PatientRow, rows[0]) if rows else None
 
     def set_patient_status(self, patient_id: str, status: str, reason: str | None = None) -> None:
-        self.conn.execute(
+        self._conn.execute(
             "UPDATE patients SET status = ?, excluded_reason = ? WHERE id = ?",
             (status, reason, patient_id),
         )
 
+    # -------------------------------------------------------------- input files
+    def source_files(
+        self, *, patient_id: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[SourceFile]:
+        """The accounting of input files, by path; optionally of one patient and/or only
+        those whose status is one of ``statuses``."""
+        where, params = _where(patient_id=patient_id)
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        return [
+            _from_row(SourceFile, r)
+            for r in self._query(
+                "SELECT * FROM source_files" + _and(where) + " ORDER BY path", params
+            )
+        ]
+
+    def source_file_counts(self) -> dict[str, int]:
+        """How many input files have each status (status -> count, by status)."""
+        return {
+            r["status"]: int(r["n"])
+            for r in self._query(
+                "SELECT status, COUNT(*) AS n FROM source_files GROUP BY status ORDER BY status"
+            )
+        }
+
+    def record_source_file(self, file: SourceFile) -> None:
+        """Record (insert or update by path) one input file, and its patient if it has
+        one, in one transaction."""
+        with self.transaction():
+            if file.patient_id:
+                self.ensure_patient(file.patient_id)
+            self._upsert("source_files", file.record())
+
+    # ------------------------------------------------- studies, series, instances
+    def studies(self, patient_id: str | None = None) -> list[StudyRow]:
+        """Studies (of one patient), by date, time and UID."""
+        where, params = _where(patient_id=patient_id)
+        return [
+            _from_row(StudyRow, r)
+            for r in self._query(
+                "SELECT * FROM studies" + _and(where) + " ORDER BY study_date, study_time, uid",
+                params,
+            )
+        ]
+
+    def series(self, patient_id: str | None = None) -> list[SeriesRow]:
+        """Series (of one patient), by study, series number and UID."""
+        where, params = _where(patient_id=patient_id)
+        return [
+            _from_row(SeriesRow, r)
+            for r in self._query(
+                "SELECT * FROM series" + _and(where) + " ORDER BY study_uid, series_number, uid",
+                params,
+            )
+        ]
+
+    def has_series(self, uid: str) -> bool:
+        """Whether a series with this (de-identified) SeriesInstanceUID is recorded."""
+        return bool(self._query("SELECT 1 FROM series WHERE uid = ?", (uid,)))
+
+    def instances(self, patient_id: str | None = None) -> list[InstanceRow]:
+        """Instances written to the workspace (of one patient), by path."""
+        where, params = _where(patient_id=patient_id)
+        return [
+            _from_row(InstanceRow, r)
+            for r in self._query("SELECT * FROM instances" + _and(where) + " ORDER BY path", params)
+        ]
+
+    def indexed_series(self, patient_id: str | None = None) -> list[IndexedSeries]:
+        """The series that carry an indexed header (written by the classify stage), by
+        patient, study and UID. A stored index that cannot be read is skipped."""
+        where, params = _where(patient_id=patient_id)
+        where.append("header_json IS NOT NULL")
+        out = []
+        for r in self._query(
+            "SELECT uid, study_uid, patient_id, header_json FROM series"
+            + _and(where)
+            + " ORDER BY patient_id, study_uid, uid",
+            params,
+        ):
+            s = IndexedSeries.from_json(r["uid"], r["study_uid"], r["patient_id"], r["header_json"])
+            if s is not None:
+                out.append(s)
+        return out
+
+    def selected_series(self, patient_id: str | None = None) -> list[IndexedSeries]:
+        """The indexed series chosen for one of the sequence classes (``selected_as``)."""
+        return [s for s in self.indexed_series(patient_id) if s.selected_as]
+
     # -------------------------------------------------------------------- runs
     def start_run(self, command: str, version: str) -> int:
         with self.transaction():
-            cur = self.conn.execute(
+            cur = self._conn.execute(
                 "INSERT INTO runs(command, started_at, status, host, pid, version) "
                 "VALUES (?, ?, 'running', ?, ?, ?)",
                 (command, utcnow(), socket.gethostname(), os.getpid(), version),
             )
         return int(cur.lastrowid or 0)
 
+    def runs(self) -> list[CommandRun]:
+        """The history of commands that ran the pipeline, oldest first."""
+        return [_from_row(CommandRun, r) for r in self._query("SELECT * FROM runs ORDER BY id")]
+
     def end_run(self, run_id: int, status: str) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (utcnow(), status, run_id)
             )
 
@@ -307,12 +580,12 @@ class Catalog:
         Only call while holding the workspace lock: then nothing else can be running.
         """
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE runs SET status = 'interrupted', ended_at = COALESCE(ended_at, ?) "
                 "WHERE status = 'running'",
                 (utcnow(),),
             )
-            cur = self.conn.execute(
+            cur = self._conn.execute(
                 "UPDATE stage_runs SET status = 'interrupted', "
                 "error = 'interrupted (process ended during the stage)' WHERE status = 'running'"
             )
@@ -320,7 +593,7 @@ class Catalog:
 
     # -------------------------------------------------------------- stage runs
     def stage_run(self, patient_id: str, stage: str) -> StageRun | None:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT * FROM stage_runs WHERE patient_id = ? AND stage = ?", (patient_id, stage)
         ).fetchone()
         return StageRun.from_row(row) if row else None
@@ -328,14 +601,14 @@ class Catalog:
     def stage_runs(self) -> list[StageRun]:
         return [
             StageRun.from_row(r)
-            for r in self.conn.execute("SELECT * FROM stage_runs ORDER BY patient_id, stage")
+            for r in self._conn.execute("SELECT * FROM stage_runs ORDER BY patient_id, stage")
         ]
 
     def mark_stage_running(
         self, patient_id: str, stage: str, fingerprint: str, run_id: int | None
     ) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO stage_runs(patient_id, stage, status, fingerprint, started_at,"
                 " ended_at, duration_s, error, run_id, attempts)"
                 " VALUES (?, ?, 'running', ?, ?, NULL, NULL, NULL, ?, 1)"
@@ -372,7 +645,7 @@ class Catalog:
         with self.transaction():
             if records:
                 self.apply_records(records)
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO stage_runs(patient_id, stage, status, fingerprint, started_at,"
                 " ended_at, duration_s, error, params_json, tools_json, inputs_json,"
                 " metrics_json, run_id, attempts)"
@@ -400,23 +673,77 @@ class Catalog:
                 ),
             )
             if outputs is not None:
-                self.conn.execute(
+                self._conn.execute(
                     "DELETE FROM stage_outputs WHERE patient_id = ? AND stage = ?",
                     (patient_id, stage),
                 )
-                self.conn.executemany(
+                self._conn.executemany(
                     "INSERT INTO stage_outputs(patient_id, stage, role, path, sha256, size)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [(patient_id, stage, role, p, h, s) for role, (p, h, s) in outputs.items()],
                 )
 
     def stage_outputs(self, patient_id: str, stage: str) -> dict[str, tuple[str, str, int]]:
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT role, path, sha256, size FROM stage_outputs WHERE patient_id = ? AND stage = ?"
             " ORDER BY role",
             (patient_id, stage),
         )
         return {r["role"]: (r["path"], r["sha256"], int(r["size"])) for r in rows}
+
+    def output_files(
+        self,
+        *,
+        stage: str | None = None,
+        role: str | None = None,
+        status: str | None = None,
+        cohort: bool = True,
+    ) -> list[OutputFile]:
+        """Recorded stage outputs, by patient, stage and role.
+
+        Args:
+            stage, role: only outputs of this stage / with this role.
+            status: only outputs of (patient, stage) runs whose status is this (e.g. "done").
+            cohort: include the outputs of cohort-wide stages (patient :data:`COHORT`).
+        """
+        where, params = _where(**{"o.stage": stage, "o.role": role, "r.status": status})
+        if not cohort:
+            where.append("o.patient_id != ?")
+            params.append(COHORT)
+        return [
+            _from_row(OutputFile, r)
+            for r in self._query(
+                "SELECT o.* FROM stage_outputs o"
+                + (
+                    " JOIN stage_runs r ON r.patient_id = o.patient_id AND r.stage = o.stage"
+                    if status is not None
+                    else ""
+                )
+                + _and(where)
+                + " ORDER BY o.patient_id, o.stage, o.role",
+                params,
+            )
+        ]
+
+
+_R = TypeVar("_R", bound="DataclassInstance")
+
+
+def _from_row(cls: type[_R], row: sqlite3.Row) -> _R:
+    """A record dataclass from the columns of ``row`` that it has fields for."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    present = set(row.keys())  # (``in row`` would test the values)
+    return cls(**{n: row[n] for n in names if n in present})
+
+
+def _where(**equal: Any) -> tuple[list[str], list[Any]]:
+    """``column = ?`` conditions (and their parameters) for the arguments that are set."""
+    cols = [c for c, v in equal.items() if v is not None]
+    return [f"{c} = ?" for c in cols], [equal[c] for c in cols]
+
+
+def _and(conditions: Sequence[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
 
 
 def _dumps(v: Mapping[str, Any] | None) -> str | None:

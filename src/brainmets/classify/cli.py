@@ -106,7 +106,7 @@ def set_override(workspace_root: Path, series_uid: str, cls: str) -> None:
         raise ValueError(f"unknown class {cls!r}; use one of {', '.join(CLASSES)} or {AUTO}")
     ws = Workspace.open(workspace_root)
     with ws.catalog(readonly=True) as cat:
-        known = cat.query("SELECT uid FROM series WHERE uid = ?", (series_uid,))
+        known = cat.has_series(series_uid)
     if not known:
         raise KeyError(
             f"no series {series_uid!r} in this workspace (the de-identified SeriesInstanceUID, "

@@ -12,8 +12,8 @@ Outputs (in ``data/derivatives/<patient>/classify/``):
   ``convert`` stage converts), and per study which classes it has and lacks;
 * ``series.json`` (role ``series``): the header index and classification of every series.
 
-Catalog: each series row gets ``header_json`` = ``{"header": ..., "classification": ...,
-"selected_as": "t1c" | null, "selection_why": ...}``. A patient without a complete study
+Catalog: each series row gets its index (:class:`brainmets.catalog.IndexedSeries`: header,
+classification, ``selected_as`` "t1c" | None, ``selection_why``). A patient without a complete study
 is excluded with the reason (``patients.excluded_reason``).
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import pydicom
 
-from brainmets.catalog import Catalog
+from brainmets.catalog import Catalog, IndexedSeries, SeriesRow, StudyRow
 from brainmets.classify.classifier import (
     CLASSES,
     TARGETS,
@@ -73,36 +73,26 @@ def _check_params(params: dict[str, Any]) -> None:
         raise ValueError(f"[stages.classify] required must list classes of {TARGETS}, got {bad}")
 
 
-def _rows(cat: Catalog, patient: str) -> tuple[list[Any], list[Any], dict[str, list[str]]]:
-    studies = cat.query(
-        "SELECT uid, study_date, study_time, description FROM studies WHERE patient_id = ?"
-        " ORDER BY study_date, study_time, uid",
-        (patient,),
-    )
-    series = cat.query(
-        "SELECT uid, study_uid, series_number, description FROM series WHERE patient_id = ?"
-        " ORDER BY study_uid, series_number, uid",
-        (patient,),
-    )
+def _rows(
+    cat: Catalog, patient: str
+) -> tuple[list[StudyRow], list[SeriesRow], dict[str, list[str]]]:
     paths: dict[str, list[str]] = defaultdict(list)
-    for r in cat.query(
-        "SELECT series_uid, path FROM instances WHERE patient_id = ? ORDER BY path", (patient,)
-    ):
-        paths[r["series_uid"]].append(r["path"])
-    return studies, series, paths
+    for inst in cat.instances(patient):
+        paths[inst.series_uid].append(inst.path)
+    return cat.studies(patient), cat.series(patient), paths
 
 
 def index_patient_series(
-    ctx: StageContext, series_rows: list[Any], paths: dict[str, list[str]]
+    ctx: StageContext, series_rows: list[SeriesRow], paths: dict[str, list[str]]
 ) -> tuple[dict[str, SeriesHeader], dict[str, list[str]]]:
     """Read every series' instance headers: header index and image-instance paths."""
     headers: dict[str, SeriesHeader] = {}
     images: dict[str, list[str]] = {}
     for row in series_rows:
-        uid = row["uid"]
+        uid = row.uid
         read = read_headers(ctx.root / p for p in paths.get(uid, []))
         rel = {str(p): os.path.relpath(p, ctx.root) for p, _ in read}
-        headers[uid] = index_series([ds for _, ds in read], uid=uid, study_uid=row["study_uid"])
+        headers[uid] = index_series([ds for _, ds in read], uid=uid, study_uid=row.study_uid)
         images[uid] = sorted(rel[str(p)] for p, ds in read if is_image(ds))
     return headers, images
 
@@ -124,13 +114,13 @@ def run_classify(ctx: StageContext) -> StageResult:
     classes: dict[str, Classification] = {}
     by_study: dict[str, list[SeriesHeader]] = defaultdict(list)
     for row in series_rows:
-        by_study[row["study_uid"]].append(headers[row["uid"]])
+        by_study[row.study_uid].append(headers[row.uid])
     for members in by_study.values():
         classes.update(
             classify_study(members, site_rules=params["site_rules"], overrides=params["overrides"])
         )
     for row in series_rows:
-        h, c = headers[row["uid"]], classes[row["uid"]]
+        h, c = headers[row.uid], classes[row.uid]
         ctx.info(
             f"series {h.series_number} {h.text!r}: {c.cls} ({c.confidence:.2f}, {c.source}) "
             f"- {c.reason}",
@@ -142,11 +132,11 @@ def run_classify(ctx: StageContext) -> StageResult:
     }
     study_list = [
         StudyCandidates(
-            uid=s["uid"],
-            date=s["study_date"],
-            time=s["study_time"],
-            description=s["description"],
-            series=[candidates[h.uid] for h in by_study.get(s["uid"], [])],
+            uid=s.uid,
+            date=s.study_date,
+            time=s.study_time,
+            description=s.description,
+            series=[candidates[h.uid] for h in by_study.get(s.uid, [])],
         )
         for s in studies
     ]
@@ -176,20 +166,15 @@ def run_classify(ctx: StageContext) -> StageResult:
     out_idx = atomic_write_text(ctx.out_dir / "series.json", json.dumps(index, indent=1))
 
     records = [
-        {
-            "uid": row["uid"],
-            "study_uid": row["study_uid"],
-            "patient_id": ctx.patient_id,
-            "header_json": json.dumps(
-                {
-                    "header": headers[row["uid"]].to_json(),
-                    "classification": classes[row["uid"]].to_json(),
-                    "selected_as": role_of.get(row["uid"]),
-                    "selection_why": why_of.get(row["uid"]),
-                },
-                sort_keys=True,
-            ),
-        }
+        IndexedSeries(
+            uid=row.uid,
+            study_uid=row.study_uid,
+            patient_id=ctx.patient_id,
+            header=headers[row.uid].to_json(),
+            classification=classes[row.uid].to_json(),
+            selected_as=role_of.get(row.uid),
+            selection_why=why_of.get(row.uid),
+        ).record()
         for row in series_rows
     ]
     counts = {cls: sum(1 for c in classes.values() if c.cls == cls) for cls in CLASSES}

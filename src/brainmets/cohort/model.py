@@ -234,35 +234,22 @@ def load_cohort(
         if r.patient_id != COHORT:
             runs.setdefault(r.patient_id, {})[r.stage] = r
     outputs: dict[str, dict[str, dict[str, Path]]] = {}
-    for row in catalog.query(
-        "SELECT patient_id, stage, role, path FROM stage_outputs WHERE patient_id != ?"
-        " ORDER BY patient_id, stage, role",
-        (COHORT,),
-    ):
-        outputs.setdefault(row["patient_id"], {}).setdefault(row["stage"], {})[row["role"]] = (
-            root / row["path"]
-        )
+    for out in catalog.output_files(cohort=False):
+        outputs.setdefault(out.patient_id, {}).setdefault(out.stage, {})[out.role] = root / out.path
     selected: dict[str, dict[str, dict[str, Any]]] = {}
     studies: dict[str, str] = {}
-    for row in catalog.query(
-        "SELECT patient_id, study_uid, header_json FROM series WHERE header_json IS NOT NULL"
-    ):
-        try:
-            doc = json.loads(row["header_json"])
-        except (TypeError, ValueError):
-            continue
-        cls = doc.get("selected_as") if isinstance(doc, dict) else None
-        if cls:
-            selected.setdefault(row["patient_id"], {})[str(cls)] = dict(doc.get("header") or {})
-            studies[row["patient_id"]] = row["study_uid"]
+    for se in catalog.selected_series():
+        assert se.selected_as is not None
+        selected.setdefault(se.patient_id, {})[se.selected_as] = dict(se.header)
+        studies[se.patient_id] = se.study_uid
 
     patients: list[PatientRecord] = []
-    for row in catalog.query("SELECT id, status, excluded_reason FROM patients ORDER BY id"):
-        pid = row["id"]
+    for row in catalog.patients():
+        pid = row.id
         p = PatientRecord(
             id=pid,
-            status=row["status"] or "active",
-            excluded_reason=row["excluded_reason"],
+            status=row.status or "active",
+            excluded_reason=row.excluded_reason,
             runs=runs.get(pid, {}),
             outputs=outputs.get(pid, {}),
         )

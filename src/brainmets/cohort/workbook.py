@@ -308,21 +308,16 @@ def workspace_features(
     root = Path(root)
     cat = Catalog.open(root / CATALOG_NAME, readonly=True)
     try:
-        rows = cat.query(
-            "SELECT o.patient_id, o.path FROM stage_outputs o JOIN stage_runs r"
-            " ON r.patient_id = o.patient_id AND r.stage = o.stage"
-            " WHERE o.stage = 'features' AND o.role = 'features' AND r.status = 'done'"
-            " ORDER BY o.patient_id"
-        )
+        rows = cat.output_files(stage="features", role="features", status="done")
     finally:
         cat.close()
     feats: dict[str, dict[str, Any]] = {}
     lesions: dict[str, list[dict[str, Any]]] = {}
     params: dict[str, Any] = {}
     for r in rows:
-        doc = json.loads((root / r["path"]).read_text())
-        feats[r["patient_id"]] = doc["features"]
-        lesions[r["patient_id"]] = doc["lesions"]
+        doc = json.loads((root / r.path).read_text())
+        feats[r.patient_id] = doc["features"]
+        lesions[r.patient_id] = doc["lesions"]
         params = params or doc.get("params", {})
     return feats, lesions, params
 

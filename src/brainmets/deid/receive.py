@@ -19,7 +19,7 @@ import logging
 import threading
 from typing import Any
 
-from brainmets.catalog import LATEST_VERSION, Catalog, CatalogError, utcnow
+from brainmets.catalog import LATEST_VERSION, Catalog, CatalogError, SourceFile, utcnow
 from brainmets.deid.engine import DeidOptions, DeidResult
 from brainmets.workspace import Workspace
 
@@ -46,34 +46,32 @@ class ReceiptIndexer:
         now = utcnow()
         if result.deidentified and result.path is not None:
             st = result.path.stat()
-            row: dict[str, Any] = {
-                "path": str(result.path),
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "status": "received",
-                "reason": None,
-                "patient_id": result.patient_id,
-                "sop_uid": result.sop_uid,
-                "seen_at": now,
-            }
+            row = SourceFile(
+                path=str(result.path),
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                status="received",
+                reason=None,
+                patient_id=result.patient_id,
+                sop_uid=result.sop_uid,
+                seen_at=now,
+            )
             kind = "received"
         else:
             # nothing was written: record the event so the instance is accounted for
-            row = {
-                "path": f"received:quarantined/{now}/{next(self._seq)}",
-                "size": 0,
-                "mtime_ns": 0,
-                "status": "quarantined",
-                "reason": f"received instance quarantined: {result.reason}; not written",
-                "patient_id": None,
-                "sop_uid": None,
-                "seen_at": now,
-            }
+            row = SourceFile(
+                path=f"received:quarantined/{now}/{next(self._seq)}",
+                size=0,
+                mtime_ns=0,
+                status="quarantined",
+                reason=f"received instance quarantined: {result.reason}; not written",
+                patient_id=None,
+                sop_uid=None,
+                seen_at=now,
+            )
             kind = "quarantined"
-        with self._lock, self.catalog.transaction():
-            if row["patient_id"]:
-                self.catalog.ensure_patient(row["patient_id"])
-            self.catalog.upsert("source_files", row)
+        with self._lock:
+            self.catalog.record_source_file(row)
             self.counts[kind] += 1
 
     def close(self) -> None:

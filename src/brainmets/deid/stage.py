@@ -32,12 +32,16 @@ DEFAULTS: dict[str, Any] = DeidOptions.defaults()
 
 
 def _source_rows(cat: Catalog, patient: str) -> list[dict[str, Any]]:
-    rows = cat.query(
-        "SELECT path, size, mtime_ns, status, seen_at FROM source_files WHERE patient_id = ?"
-        f" AND status IN ({', '.join('?' for _ in _ACCEPTED)}) ORDER BY path",
-        (patient, *_ACCEPTED),
-    )
-    return [dict(r) for r in rows]
+    return [
+        {
+            "path": f.path,
+            "size": f.size,
+            "mtime_ns": f.mtime_ns,
+            "status": f.status,
+            "seen_at": f.seen_at,
+        }
+        for f in cat.source_files(patient_id=patient, statuses=_ACCEPTED)
+    ]
 
 
 def _fingerprint_inputs(ws: Workspace, cat: Catalog, patient: str) -> Any:

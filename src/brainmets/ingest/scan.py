@@ -11,7 +11,7 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from brainmets.catalog import Catalog, utcnow
+from brainmets.catalog import Catalog, SourceFile, utcnow
 from brainmets.config import Config
 from brainmets.fsutil import atomic_write_text, iter_files
 from brainmets.ids import patient_key, patient_pseudonym, uid_pseudonym
@@ -47,24 +47,27 @@ class ScanEntry:
 def classify_file(path: Path, key: bytes) -> ScanEntry:
     """Read one file's header and decide what it is (original identifiers stay in memory)."""
     st = path.stat()
-    base = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    def rejected(reason: str) -> ScanEntry:
+        return ScanEntry(str(path), st.st_size, st.st_mtime_ns, status="rejected", reason=reason)
+
     if path.name in IGNORED_NAMES:
-        return ScanEntry(**base, status="rejected", reason="operating-system metadata file")
+        return rejected("operating-system metadata file")
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     except InvalidDicomError:
-        return ScanEntry(**base, status="rejected", reason="not a DICOM file")
+        return rejected("not a DICOM file")
     except Exception as exc:  # truncated or corrupt files raise all sorts of errors
-        return ScanEntry(
-            **base, status="rejected", reason=f"unreadable DICOM ({type(exc).__name__}: {exc})"
-        )
+        return rejected(f"unreadable DICOM ({type(exc).__name__}: {exc})")
     meta_class = str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "")) if ds.file_meta else ""
     if meta_class == DICOMDIR_CLASS or path.name.upper() == "DICOMDIR":
-        return ScanEntry(**base, status="rejected", reason="DICOMDIR media index, not an instance")
+        return rejected("DICOMDIR media index, not an instance")
     if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
-        return ScanEntry(**base, status="rejected", reason="no SOPInstanceUID (0008,0018)")
+        return rejected("no SOPInstanceUID (0008,0018)")
     return ScanEntry(
-        **base,
+        str(path),
+        st.st_size,
+        st.st_mtime_ns,
         status="pending",
         patient_id=patient_pseudonym(key, patient_key(ds)),
         sop_uid=uid_pseudonym(key, str(ds.SOPInstanceUID)),
@@ -72,9 +75,10 @@ def classify_file(path: Path, key: bytes) -> ScanEntry:
 
 
 def scan_sources(
-    sources: list[Path], key: bytes, known: dict[str, tuple[int, int, dict[str, Any]]]
+    sources: list[Path], key: bytes, known: Mapping[str, SourceFile]
 ) -> tuple[list[ScanEntry], Counter[str]]:
-    """Classify every file; reuse ``known`` rows (path -> (size, mtime_ns, row)) unchanged.
+    """Classify every file; reuse the ``known`` accounting (path -> recorded file) of files
+    whose size and modification time are unchanged.
 
     Returns new/changed entries and a count of every file by outcome.
     """
@@ -84,16 +88,15 @@ def scan_sources(
     for path in iter_files(sources):
         st = path.stat()
         prev = known.get(str(path))
-        if prev and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
-            row = prev[2]
+        if prev and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns:
             entry = ScanEntry(
                 path=str(path),
                 size=st.st_size,
                 mtime_ns=st.st_mtime_ns,
-                status=row["status"],
-                reason=row["reason"],
-                patient_id=row["patient_id"],
-                sop_uid=row["sop_uid"],
+                status=prev.status,
+                reason=prev.reason,
+                patient_id=prev.patient_id,
+                sop_uid=prev.sop_uid,
             )
         else:
             entry = classify_file(path, key)
@@ -101,12 +104,8 @@ def scan_sources(
         if entry.sop_uid and entry.status != "rejected":
             first = seen_sop.setdefault(entry.sop_uid, entry.path)
             if first != entry.path and entry.status != "duplicate":
-                entry = ScanEntry(
-                    **{
-                        **entry.__dict__,
-                        "status": "duplicate",
-                        "reason": f"same SOPInstanceUID as {first}",
-                    }
+                entry = dataclasses.replace(
+                    entry, status="duplicate", reason=f"same SOPInstanceUID as {first}"
                 )
                 changed.append(entry)
         counts[_bucket(entry.status)] += 1
@@ -143,10 +142,7 @@ def run_ingest(ctx: StageContext) -> StageResult:
     key = read_key(config.key_file)
     cat = ctx.catalog()
     try:
-        known = {
-            r["path"]: (int(r["size"]), int(r["mtime_ns"]), dict(r))
-            for r in cat.query("SELECT * FROM source_files")
-        }
+        known = {f.path: f for f in cat.source_files()}
         known_patients = set(cat.patient_ids())
     finally:
         cat.close()
@@ -155,12 +151,12 @@ def run_ingest(ctx: StageContext) -> StageResult:
     present = {e.path for e in changed}
     vanished = [
         {"path": p, "status": "vanished", "reason": "file no longer in the source folders"}
-        for p, (_, _, row) in known.items()
-        if row["status"] != "vanished" and not Path(p).exists() and p not in present
+        for p, f in known.items()
+        if f.status != "vanished" and not Path(p).exists() and p not in present
     ]
     files = [{**e.__dict__, "seen_at": now} for e in changed]
     files += [
-        {**v, "size": known[v["path"]][0], "mtime_ns": known[v["path"]][1], "seen_at": now}
+        {**v, "size": known[v["path"]].size, "mtime_ns": known[v["path"]].mtime_ns, "seen_at": now}
         for v in vanished
     ]
     new_patients = sorted({e.patient_id for e in changed if e.patient_id} - known_patients)

@@ -478,10 +478,8 @@ class Runner:
             )
 
     def _update_patient_status(self, cat: Catalog, st: Stage, outcome: StageOutcome) -> None:
-        row = cat.query(
-            "SELECT status, excluded_reason FROM patients WHERE id = ?", (outcome.patient_id,)
-        )
-        if not row:
+        patient = cat.patient(outcome.patient_id)
+        if patient is None:
             return
         tag = f"{st.name}: "
         with cat.transaction():
@@ -489,7 +487,7 @@ class Runner:
                 cat.set_patient_status(
                     outcome.patient_id, "excluded", tag + (outcome.exclude_reason or "")
                 )
-            elif outcome.status == "done" and (row[0]["excluded_reason"] or "").startswith(tag):
+            elif outcome.status == "done" and (patient.excluded_reason or "").startswith(tag):
                 cat.set_patient_status(outcome.patient_id, "active", None)
 
 

@@ -61,14 +61,10 @@ def _digest(ctx: StageContext) -> StageResult:
 def _summarise(ctx: StageContext) -> StageResult:
     cat = ctx.catalog()
     try:
-        rows = cat.query(
-            "SELECT o.patient_id, o.path FROM stage_outputs o JOIN stage_runs r"
-            " ON r.patient_id = o.patient_id AND r.stage = o.stage"
-            " WHERE o.stage = 'digest' AND r.status = 'done' ORDER BY o.patient_id"
-        )
+        rows = cat.output_files(stage="digest", status="done")
     finally:
         cat.close()
-    lines = [(ctx.root / r["path"]).read_text() for r in rows]
+    lines = [(ctx.root / r.path).read_text() for r in rows]
     out = atomic_write_text(ctx.out_dir / "summary.jsonl", "\n".join(lines) + "\n")
     return StageResult(outputs={"summary": out}, metrics={"patients": len(rows)})
 
