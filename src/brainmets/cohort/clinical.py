@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainmets.ids import normalise_id
+from brainmets.problems import Problems
 from brainmets.vocab import DEATH, ETHNICITY, NO_YES, PRIMARY, SEX
 
 if TYPE_CHECKING:
@@ -129,22 +130,15 @@ class Problem:
 
 
 @dataclass
-class ClinicalTable:
-    """Validated clinical rows keyed by patient (MRN, pseudonym or collection ID)."""
+class ClinicalTable(Problems[Problem]):
+    """Validated clinical rows keyed by patient (MRN, pseudonym or collection ID); ``errors``
+    and ``warnings``: see :class:`Problems`."""
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     source_rows: dict[str, int] = field(default_factory=dict)  # key -> sheet row
     key_column: str = "MRN"
     n_rows: int = 0
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
 
 # -------------------------------------------------------------------- reading

@@ -31,6 +31,7 @@ import numpy as np
 
 from brainmets.export.conventions import SHAPE
 from brainmets.export.manifest import MANIFEST_NAME, check_manifest
+from brainmets.problems import Problems
 from brainmets.vocab import IMAGE_SUFFIXES
 
 SUFFIXES: tuple[str, ...] = (*IMAGE_SUFFIXES, "seg")
@@ -51,8 +52,8 @@ class Problem:
 
 
 @dataclass
-class ValidationReport:
-    """What :func:`validate` found."""
+class ValidationReport(Problems[Problem]):
+    """What :func:`validate` found (``errors`` and ``warnings``: see :class:`Problems`)."""
 
     root: Path
     layout: str
@@ -60,14 +61,6 @@ class ValidationReport:
     files_checked: int = 0
     checksums_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
     @property
     def ok(self) -> bool:
