@@ -1,4 +1,4 @@
-"""The command line: help with examples, honest not-implemented stages, status, config."""
+"""The command line: help with examples, the common stage options, status, config."""
 
 from __future__ import annotations
 
@@ -41,17 +41,52 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
     assert f"brainmets {command}" in res.output
 
 
-def test_run_with_a_stage_not_implemented_says_so_and_fails(tmp_path: Path) -> None:
+STAGE_COMMANDS = ["deid", "classify", "convert", "preprocess", "segment", "features", "report"]
+
+
+def test_stage_commands_take_the_common_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    import brainmets.cli as cli
+
+    seen: list[tuple[str, cli.StageOptions]] = []
+    monkeypatch.setattr(cli, "_run_stage", lambda name, opts: seen.append((name, opts)))
+    given = ["-w", "ws", "-p", "A", "-p", "B", "--force", "-j", "2", "--scheduler", "tcp://h:1"]
+    for command in STAGE_COMMANDS:
+        res = CliRunner().invoke(app, [command, *given, "-vv", "-q"])
+        assert res.exit_code == 0, res.output
+        res = CliRunner(env={cli.ENV_WORKSPACE: None}).invoke(app, [command])
+        assert res.exit_code == 0, res.output
+    everything = cli.StageOptions(Path("ws"), ["A", "B"], True, 2, "tcp://h:1", 2, True)
+    expected = [(c, opts) for c in STAGE_COMMANDS for opts in (everything, cli.StageOptions())]
+    assert seen == expected
+
+
+def test_stage_command_help_matches_the_stage_definition() -> None:
+    import brainmets.cli as cli
+    from brainmets.stages import default_pipeline
+
+    for name in ("convert", "segment", "report"):
+        doc = " ".join((getattr(cli, name).__doc__ or "").split())
+        assert f"Run the '{name}' stage: {default_pipeline().get(name).summary}." in doc
+
+
+def test_a_stage_the_workspace_pipeline_lacks_is_a_usage_error(tmp_path: Path) -> None:
     ws = make_toy_workspace(tmp_path / "ws")
-    ws.config.data["runner"]["pipeline"] = "brainmets.pipeline.toy:pipeline_with_planned_stage"
-    ws.save_config()
-    r = run_cli("run", "-w", str(ws.root), "--workers", "1")
+    r = run_cli("convert", "-w", str(ws.root))
     assert r.returncode == 2, r.stderr
-    assert "not implemented yet" in r.stderr and "publish" in r.stderr and "#99" in r.stderr
-    # everything that exists ran
-    with ws.catalog(readonly=True) as cat:
-        assert {x.status for x in cat.stage_runs()} == {"done"}
-        assert len(cat.stage_runs()) == 3 * 2 + 2
+    assert "unknown stage 'convert'" in r.stderr
+
+
+def test_help_does_not_import_the_stages() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import brainmets.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('brainmets.', 'numpy', 'pydicom'))"
+        " and m != 'brainmets.cli'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert eval(out.stdout) == []
 
 
 def test_missing_workspace_is_a_clear_error(tmp_path: Path) -> None:
@@ -139,3 +174,29 @@ def test_workspace_with_newer_schema_is_refused_untouched(tmp_path: Path) -> Non
         assert "newer" in r.stderr
     assert hashlib.sha256(ws.catalog_path.read_bytes()).hexdigest() == before
     assert str(tmp_path) not in (ws.root / "brainmets.toml").read_text()
+
+
+def test_demo_prints_each_step(tmp_path: Path) -> None:
+    # an existing cohort (no generation) and a workspace on the toy pipeline
+    (tmp_path / "demo" / "cohort" / "dicom").mkdir(parents=True)
+    (tmp_path / "demo" / "cohort" / "truth.json").write_text("{}")
+    make_toy_workspace(tmp_path / "demo" / "workspace")
+    r = run_cli("demo", str(tmp_path / "demo"), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    for text in (
+        "using the existing synthetic cohort",
+        "2. workspace",
+        "3. pipeline",
+        "4. status",
+        "TOY-003",
+        "5. de-identification check",
+        "no finding",
+        "demo finished: 4 stages (enrol, make, digest, summarise)",
+        "no report was written",
+    ):
+        assert text in out, text
+    assert "summarise" in r.stderr  # the run's summary table
+    assert (tmp_path / "demo" / "workspace" / "logs" / "brainmets.jsonl").is_file()
+    bad = run_cli("demo", str(tmp_path / "demo"), "--patients", "0")
+    assert bad.returncode == 2 and "at least 1" in bad.stdout

@@ -1,31 +1,37 @@
 """The ``brainmets`` command line.
 
+Each command parses its options, calls :mod:`brainmets.api` (or a stage package's own
+functions) and prints what it returns. Heavy modules are imported inside the commands
+that need them, so that ``brainmets --help`` is quick.
+
 Exit codes: 0 success; 1 some patient or stage failed (see ``brainmets status``);
-2 not implemented yet / bad usage; 3 workspace problem (missing, locked, newer schema).
+2 bad usage; 3 workspace problem (missing, locked, newer schema).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
 from rich.table import Table
 
 import brainmets
-from brainmets.atlas import ATLAS_FILES, CITATION, AtlasError, locate_atlas
-from brainmets.catalog import COHORT, CatalogError
-from brainmets.config import ConfigError
-from brainmets.logsetup import setup_logging
-from brainmets.pipeline import Pipeline, Runner, RunSummary, load_pipeline, make_executor
-from brainmets.workspace import Workspace, WorkspaceError
+
+if TYPE_CHECKING:
+    from brainmets.api import RunReport, StatusReport
+    from brainmets.pipeline import Pipeline
+    from brainmets.workspace import Workspace
 
 EXIT_FAILED, EXIT_USAGE, EXIT_WORKSPACE = 1, 2, 3
 ENV_WORKSPACE = "BRAINMETS_WORKSPACE"
@@ -74,9 +80,80 @@ VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="Mo
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")]
 
 
+@dataclass(frozen=True)
+class StageOptions:
+    """The options every stage command takes, declared once: a command registered with
+    :func:`stage_command` receives them as its first parameter."""
+
+    workspace: Path = Path(".")
+    patient: list[str] | None = None
+    force: bool = False
+    workers: int = 0
+    scheduler: str = ""
+    verbose: int = 0
+    quiet: bool = False
+
+
+#: how each field of :class:`StageOptions` appears on the command line
+STAGE_OPTION_TYPES: dict[str, Any] = {
+    "workspace": WorkspaceOpt,
+    "patient": PatientOpt,
+    "force": ForceOpt,
+    "workers": WorkersOpt,
+    "scheduler": SchedulerOpt,
+    "verbose": VerboseOpt,
+    "quiet": QuietOpt,
+}
+
+
+def _is_argument(param: inspect.Parameter) -> bool:
+    meta = getattr(param.annotation, "__metadata__", ())
+    return any(isinstance(m, typer.models.ArgumentInfo) for m in meta)
+
+
+def stage_command(
+    name: str, **command_settings: Any
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``func(opts: StageOptions, **own)`` as the command ``name``: it takes the
+    options of :class:`StageOptions` (after its own arguments, before its own options) and
+    receives them as one ``StageOptions``."""
+
+    def register(func: Callable[..., None]) -> Callable[..., None]:
+        own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        common = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=f.default,
+                annotation=STAGE_OPTION_TYPES[f.name],
+            )
+            for f in dataclasses.fields(StageOptions)
+        ]
+        arguments = [p for p in own if _is_argument(p)]
+        params = [*arguments, *common, *(p for p in own if not _is_argument(p))]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> None:
+            opts = StageOptions(**{p.name: kwargs.pop(p.name) for p in common})
+            func(opts, **kwargs)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        app.command(name=name, **command_settings)(command)
+        return command
+
+    return register
+
+
 @contextmanager
 def _handled() -> Iterator[None]:
     """Turn expected errors into one clear line and the documented exit code."""
+    from brainmets.atlas import AtlasError
+    from brainmets.catalog import CatalogError
+    from brainmets.config import ConfigError
+    from brainmets.workspace import WorkspaceError
+
     try:
         yield
     except (WorkspaceError, CatalogError, ConfigError) as exc:
@@ -89,72 +166,49 @@ def _handled() -> Iterator[None]:
 
 
 def _open(ws_dir: Path, verbose: int = 0, quiet: bool = False) -> Workspace:
+    """Open the workspace and send the log to the terminal and its log file."""
+    from brainmets.logsetup import setup_logging
+    from brainmets.workspace import Workspace
+
     ws = Workspace.open(ws_dir)
     setup_logging(err, ws.config.path("logs") / "brainmets.jsonl", -1 if quiet else verbose)
     return ws
 
 
 def _pipeline(ws: Workspace) -> Pipeline:
-    return load_pipeline(ws.config.data["runner"]["pipeline"])
+    from brainmets.api import pipeline_of
+
+    return pipeline_of(ws)
 
 
-def _execute(
-    ws: Workspace,
-    stages: list[str] | None,
-    *,
-    workers: int = 0,
-    scheduler: str = "",
-    patients: list[str] | None = None,
-    force: list[str] | None = None,
-) -> RunSummary:
-    pipeline = _pipeline(ws)
-    workers = workers or int(ws.config.data["runner"].get("workers") or 0)
-    scheduler = scheduler or str(ws.config.data["runner"].get("scheduler") or "")
-    with ws.lock():
-        executor = make_executor(workers or None, scheduler or None)
-        try:
-            runner = Runner(ws, pipeline, executor, console=err)
-            summary = runner.run(stages, patients, force or [])
-        finally:
-            executor.close()
-    _print_summary(summary, pipeline)
-    return summary
+def _run_stage(name: str, opts: StageOptions) -> None:
+    """Run one stage on the workspace, print the summary; exit 1 when a patient failed."""
+    from brainmets import api
+
+    with _handled():
+        ws = _open(opts.workspace, opts.verbose, opts.quiet)
+        rep = api.run(
+            ws,
+            [name],
+            patients=opts.patient,
+            force=[name] if opts.force else (),
+            workers=opts.workers,
+            scheduler=opts.scheduler,
+            console=err,
+            progress=None,
+        )
+    _print_run(rep)
+    _exit_for(rep)
 
 
-def _run_one_stage(
-    name: str,
-    workspace: Path,
-    *,
-    patient: list[str] | None,
-    force: bool,
-    workers: int,
-    scheduler: str,
-    verbose: int,
-    quiet: bool,
-) -> RunSummary:
-    """Open the workspace and run one stage (exit 2 when it is not implemented yet)."""
-    ws = _open(workspace, verbose, quiet)
-    stage = _pipeline(ws).get(name)
-    if not stage.implemented:
-        err.print(f"[yellow]{stage.not_implemented_message()}[/]")
-        raise typer.Exit(EXIT_USAGE)
-    return _execute(
-        ws,
-        [name],
-        workers=workers,
-        scheduler=scheduler,
-        patients=patient,
-        force=[name] if force else None,
-    )
-
-
-def _print_summary(summary: RunSummary, pipeline: Pipeline) -> None:
+def _print_run(rep: RunReport) -> None:
+    summary = rep.summary
     table = Table(title=f"run {summary.run_id}", show_edge=False)
     table.add_column("stage")
     statuses = ["done", "skipped", "excluded", "failed", "blocked"]
     for s in statuses:
         table.add_column(s, justify="right")
-    for st in pipeline.stages:
+    for st in rep.pipeline.stages:
         c = summary.counts.get(st.name)
         if c:
             table.add_row(st.name, *[str(c.get(s, 0) or "") for s in statuses])
@@ -163,24 +217,12 @@ def _print_summary(summary: RunSummary, pipeline: Pipeline) -> None:
         err.print(f"[red]failed[/] {pid} {stage}: {msg}", highlight=False)
     for pid, stage, msg in summary.blocked[:20]:
         err.print(f"[yellow]blocked[/] {pid} {stage}: {msg}", highlight=False)
-    if summary.missing:
-        missing = [pipeline.get(m) for m in dict.fromkeys(summary.missing)]
-        err.print(
-            Panel(
-                "\n".join(f"{s.name}: {s.summary} (issue #{s.issue})" for s in missing),
-                title="not implemented yet - the pipeline stops before these stages",
-                border_style="yellow",
-            )
-        )
 
 
-def _exit_for(summary: RunSummary, allow_missing: bool = False) -> None:
-    """1 when a patient failed or was blocked; 2 when the pipeline stopped at a stage that
-    is not implemented yet (the output is not the complete dataset)."""
-    if summary.failures or summary.blocked:
+def _exit_for(rep: RunReport) -> None:
+    """1 when a patient failed or was blocked."""
+    if not rep.ok:
         raise typer.Exit(EXIT_FAILED)
-    if summary.missing and not allow_missing:
-        raise typer.Exit(EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------- init
@@ -195,12 +237,14 @@ def init(
 
     Example:  brainmets init ~/bm-workspace --atlas /data/sri24
     """
+    from brainmets import api
+
     with _handled():
-        ws = Workspace.init(directory, str(atlas) if atlas else None)
-    console.print(f"created workspace [bold]{ws.root}[/]")
-    console.print(f"  config  {ws.root / 'brainmets.toml'}")
-    console.print(f"  catalog {ws.catalog_path}")
-    console.print(f"  key     {ws.config.key_file} (mode 0600; back it up, never share it)")
+        rep = api.init(directory, atlas)
+    console.print(f"created workspace [bold]{rep.root}[/]")
+    console.print(f"  config  {rep.config}")
+    console.print(f"  catalog {rep.catalog}")
+    console.print(f"  key     {rep.key_file} (mode 0600; back it up, never share it)")
 
 
 # ------------------------------------------------------------------------- ingest
@@ -217,64 +261,48 @@ def ingest(
 
     Example:  brainmets ingest -w ~/bm-workspace /mnt/pacs-export/batch1
     """
+    from brainmets import api
+
     with _handled():
         ws = _open(workspace, verbose, quiet)
-        with ws.lock():
-            for src in sources or []:
-                if not src.exists():
-                    raise FileNotFoundError(f"{src}: no such folder")
-                ws.config.add_source(src)
-            ws.config.save()
-        summary = _execute(ws, ["ingest"])
-    _exit_for(summary)
+        rep = api.ingest(ws, sources or [], console=err, progress=None)
+    _print_run(rep)
+    _exit_for(rep)
 
 
-def _stage_command(name: str, example: str) -> None:
-    def command(
-        workspace: WorkspaceOpt = Path("."),
-        patient: PatientOpt = None,
-        force: ForceOpt = False,
-        workers: WorkersOpt = 0,
-        scheduler: SchedulerOpt = "",
-        verbose: VerboseOpt = 0,
-        quiet: QuietOpt = False,
-    ) -> None:
-        with _handled():
-            summary = _run_one_stage(
-                name,
-                workspace,
-                patient=patient,
-                force=force,
-                workers=workers,
-                scheduler=scheduler,
-                verbose=verbose,
-                quiet=quiet,
-            )
-        _exit_for(summary)
+# ------------------------------------------- convert, segment, report (no own options)
+@stage_command("convert")
+def convert(opts: StageOptions) -> None:
+    """Run the 'convert' stage: convert the selected series to NIfTI (dcm2niix, BIDS sidecars).
 
-    from brainmets.stages import PLANNED, default_pipeline
-
-    summary = PLANNED.get(name, ("", 0))[0] or default_pipeline().get(name).summary or name
-    command.__doc__ = f"Run the '{name}' stage: {summary}.\n\nExample:  {example}"
-    app.command(name=name)(command)
+    Example:  brainmets convert -w ~/bm-workspace --patient BM-K7Q2ZP4M
+    """
+    _run_stage("convert", opts)
 
 
-for _name, _example in [
-    ("convert", "brainmets convert -w ~/bm-workspace --patient BM-K7Q2ZP4M"),
-    ("segment", "brainmets segment -w ~/bm-workspace"),
-    ("report", "brainmets report -w ~/bm-workspace"),
-]:
-    _stage_command(_name, _example)
+@stage_command("segment")
+def segment(opts: StageOptions) -> None:
+    """Run the 'segment' stage: import annotations and fuse them into one label map.
+
+    Example:  brainmets segment -w ~/bm-workspace
+    """
+    _run_stage("segment", opts)
+
+
+@stage_command("report")
+def report(opts: StageOptions) -> None:
+    """Run the 'report' stage: dataset descriptor: cohort flow, Table 1, scanners, lesions,
+    figures, QC.
+
+    Example:  brainmets report -w ~/bm-workspace
+    """
+    _run_stage("report", opts)
 
 
 # ----------------------------------------------------------------------- classify
-@app.command()
+@stage_command("classify")
 def classify(
-    workspace: WorkspaceOpt = Path("."),
-    patient: PatientOpt = None,
-    force: ForceOpt = False,
-    workers: WorkersOpt = 0,
-    scheduler: SchedulerOpt = "",
+    opts: StageOptions,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -292,8 +320,6 @@ def classify(
             help="Print the classifier's confusion matrices (evaluation set, real test series).",
         ),
     ] = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
 ) -> None:
     """Run the 'classify' stage: find the four pretreatment sequences; apply the inclusion rule.
 
@@ -309,37 +335,21 @@ def classify(
         from brainmets.classify.cli import run_evaluate
 
         raise typer.Exit(run_evaluate(console=console))
-    with _handled():
-        if set_:
-            from brainmets.classify.cli import parse_assignment, set_override
+    if set_:
+        from brainmets.classify.cli import parse_assignment, set_override
 
+        with _handled():
             for item in set_:
                 uid, cls = parse_assignment(item)
-                set_override(workspace, uid, cls)
+                set_override(opts.workspace, uid, cls)
                 console.print(f"override {uid} = {cls.lower()}", highlight=False)
-        summary = _run_one_stage(
-            "classify",
-            workspace,
-            patient=patient,
-            force=force,
-            workers=workers,
-            scheduler=scheduler,
-            verbose=verbose,
-            quiet=quiet,
-        )
-    _exit_for(summary)
+    _run_stage("classify", opts)
 
 
 # --------------------------------------------------------------------- preprocess
-@app.command()
+@stage_command("preprocess")
 def preprocess(
-    workspace: WorkspaceOpt = Path("."),
-    patient: PatientOpt = None,
-    force: ForceOpt = False,
-    workers: WorkersOpt = 0,
-    scheduler: SchedulerOpt = "",
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    opts: StageOptions,
     t1: Annotated[Path | None, typer.Option("--t1", help="Standalone: T1 NIfTI.")] = None,
     t1c: Annotated[Path | None, typer.Option("--t1c", help="Standalone: T1 post-contrast.")] = None,
     t2: Annotated[Path | None, typer.Option("--t2", help="Standalone: T2 NIfTI.")] = None,
@@ -378,12 +388,12 @@ def preprocess(
       brainmets preprocess --to-native c1/c1-seg.nii.gz --transforms c1/c1-transforms.json
       --out seg_native.nii.gz
     """
-    from brainmets.preprocess.cli import run_standalone, run_to_native
-
     with _handled():
         if to_native is not None:
             if transforms is None or out is None:
                 raise ValueError("--to-native needs --transforms and --out")
+            from brainmets.preprocess.cli import run_to_native
+
             raise typer.Exit(run_to_native(to_native, transforms, out, space))
         if any(x is not None for x in (t1, t1c, t2, flair, out)):
             missing = [
@@ -400,32 +410,18 @@ def preprocess(
             if missing:
                 raise ValueError(f"standalone mode needs {', '.join(missing)}")
             params = _key_values(settings or [])
+            from brainmets.preprocess.cli import run_standalone
+
             raise typer.Exit(
                 run_standalone(t1, t1c, t2, flair, out, segs=seg or [], case_id=case_id, **params)  # type: ignore[arg-type]
             )
-        summary = _run_one_stage(
-            "preprocess",
-            workspace,
-            patient=patient,
-            force=force,
-            workers=workers,
-            scheduler=scheduler,
-            verbose=verbose,
-            quiet=quiet,
-        )
-    _exit_for(summary)
+    _run_stage("preprocess", opts)
 
 
 # ----------------------------------------------------------------------- features
-@app.command("features")
+@stage_command("features")
 def features(
-    workspace: WorkspaceOpt = Path("."),
-    patient: PatientOpt = None,
-    force: ForceOpt = False,
-    workers: WorkersOpt = 0,
-    scheduler: SchedulerOpt = "",
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
+    opts: StageOptions,
     collection: Annotated[
         Path | None,
         typer.Option(
@@ -454,20 +450,9 @@ def features(
         from brainmets.features.cli import run_collection
 
         with _handled():
-            rc = run_collection(collection, output, clinical=clinical, workers=workers or None)
+            rc = run_collection(collection, output, clinical=clinical, workers=opts.workers or None)
         raise typer.Exit(rc)
-    with _handled():
-        summary = _run_one_stage(
-            "features",
-            workspace,
-            patient=patient,
-            force=force,
-            workers=workers,
-            scheduler=scheduler,
-            verbose=verbose,
-            quiet=quiet,
-        )
-    _exit_for(summary)
+    _run_stage("features", opts)
 
 
 @app.command()
@@ -514,11 +499,11 @@ def export(
 
       brainmets export -w ~/bm-workspace --layout nnunet --ids brats
     """
-    from brainmets.export.cli import run_export
+    from brainmets.export.cli import export_command
 
     with _handled():
         ws = _open(workspace, verbose, quiet)
-        rc = run_export(ws.root, layout or None, out, console=err, ids=ids or None)  # locks
+        rc = export_command(ws.root, layout or None, out, console=err, ids=ids or None)  # locks
     raise typer.Exit(rc)
 
 
@@ -538,17 +523,13 @@ def validate(
 
 
 # --------------------------------------------------------------------------- deid
-@app.command(context_settings={"allow_extra_args": False})
+@stage_command("deid", context_settings={"allow_extra_args": False})
 def deid(
+    opts: StageOptions,
     args: Annotated[
         list[str] | None,
         typer.Argument(help="Nothing (workspace stage), IN OUT (folder mode) or verify IN OUT."),
     ] = None,
-    workspace: WorkspaceOpt = Path("."),
-    patient: PatientOpt = None,
-    force: ForceOpt = False,
-    workers: WorkersOpt = 0,
-    scheduler: SchedulerOpt = "",
     key_file: Annotated[
         Path | None, typer.Option("--key", help="Key file for folder mode (32+ random bytes).")
     ] = None,
@@ -562,8 +543,6 @@ def deid(
             help="verify: exit 0 even when some originals or values could not be checked.",
         ),
     ] = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Profile + options, keyed pseudonyms).
 
@@ -586,28 +565,18 @@ def deid(
                 run_verify(Path(args[1]), Path(args[2]), allow_unchecked=allow_unchecked)
             )
         if len(args) == 2:
-            from brainmets.deid.cli import run_deid
+            from brainmets.deid.cli import deid_folder
 
             if key_file is None:
                 raise ValueError(
                     "folder mode needs --key KEYFILE (e.g. a workspace's private/deid.key)"
                 )
             raise typer.Exit(
-                run_deid(Path(args[0]), Path(args[1]), key_file, workers or None, mapping)
+                deid_folder(Path(args[0]), Path(args[1]), key_file, opts.workers or None, mapping)
             )
         if args:
             raise ValueError("expected no argument, IN OUT, or verify IN OUT")
-        summary = _run_one_stage(
-            "deid",
-            workspace,
-            patient=patient,
-            force=force,
-            workers=workers,
-            scheduler=scheduler,
-            verbose=verbose,
-            quiet=quiet,
-        )
-    _exit_for(summary)
+    _run_stage("deid", opts)
 
 
 # ------------------------------------------------------------------------ receive
@@ -663,12 +632,21 @@ def run(
 
       brainmets run -w ~/bm-workspace --scheduler tcp://10.0.0.5:8786
     """
+    from brainmets import api
+
     with _handled():
         ws = _open(workspace, verbose, quiet)
-        summary = _execute(
-            ws, None, workers=workers, scheduler=scheduler, patients=patient, force=force
+        rep = api.run(
+            ws,
+            patients=patient,
+            force=force or (),
+            workers=workers,
+            scheduler=scheduler,
+            console=err,
+            progress=None,
         )
-    _exit_for(summary)
+    _print_run(rep)
+    _exit_for(rep)
 
 
 # ------------------------------------------------------------------------- status
@@ -690,26 +668,14 @@ def status(
 
     Example:  brainmets status -w ~/bm-workspace
     """
+    from brainmets import api
+
     with _handled():
-        ws = Workspace.open(workspace)
-        pipeline = _pipeline(ws)
-        cat = ws.catalog(readonly=True)
-        try:
-            runs = {(r.patient_id, r.stage): r for r in cat.stage_runs()}
-            patients = [vars(p) for p in cat.patients()]
-            files = [{"status": s, "n": n} for s, n in cat.source_file_counts().items()]
-            rejected = [
-                vars(f)
-                for f in cat.source_files(
-                    statuses=("rejected", "quarantined", "duplicate", "vanished")
-                )
-            ]
-        finally:
-            cat.close()
+        rep = api.status(workspace)
     if as_json:
         out = {
-            "workspace": str(ws.root),
-            "patients": [dict(p) for p in patients],
+            "workspace": str(rep.workspace),
+            "patients": [dataclasses.asdict(p) for p in rep.patients],
             "stages": [
                 {
                     "patient": r.patient_id,
@@ -718,49 +684,49 @@ def status(
                     "error": r.error,
                     "duration_s": r.duration_s,
                 }
-                for r in runs.values()
+                for r in rep.runs
             ],
-            "files": {f["status"]: f["n"] for f in files},
-            "missing_stages": [s.name for s in pipeline.missing()],
+            "files": rep.files,
         }
         console.print_json(json.dumps(out))
         return
-    table = Table(title=f"brainmets workspace {ws.root}", show_lines=False)
+    _print_status(rep)
+
+
+def _print_status(rep: StatusReport) -> None:
+    from brainmets.catalog import COHORT
+
+    runs = {(r.patient_id, r.stage): r for r in rep.runs}
+    table = Table(title=f"brainmets workspace {rep.workspace}", show_lines=False)
     table.add_column("patient", no_wrap=True, min_width=11)
-    for st in pipeline.stages:
-        table.add_column(st.name + ("" if st.implemented else "*"), overflow="ellipsis")
-    rows: list[tuple[str, Any]] = [(COHORT, None)] + [(p["id"], p) for p in patients]
-    for pid, _ in rows:
+    for st in rep.pipeline.stages:
+        table.add_column(st.name, overflow="ellipsis")
+    for pid in [COHORT, *(p.id for p in rep.patients)]:
         cells = []
-        for st in pipeline.stages:
-            key_pid = COHORT if st.scope == "cohort" else pid
+        for st in rep.pipeline.stages:
             if (st.scope == "cohort") != (pid == COHORT):
                 cells.append("")
                 continue
-            r = runs.get((key_pid, st.name))
+            r = runs.get((pid, st.name))
             cells.append(STATUS_STYLE.get(r.status, r.status) if r else "[dim]-[/]")
         table.add_row("(cohort)" if pid == COHORT else pid, *cells)
     console.print(table)
-    if pipeline.missing():
-        console.print("[dim]* not implemented yet[/]")
-    if patients:
-        n_excl = sum(1 for p in patients if p["status"] == "excluded")
+    if rep.patients:
+        n_excl = len(rep.excluded)
         console.print(
-            f"patients: {len(patients)} found, {len(patients) - n_excl} included so far, "
+            f"patients: {len(rep.patients)} found, {len(rep.patients) - n_excl} included so far, "
             f"{n_excl} excluded"
         )
-    if files:
-        console.print("input files: " + ", ".join(f"{f['n']} {f['status']}" for f in files))
-    errors = [r for r in runs.values() if r.status in ("failed", "interrupted")]
-    excluded = [p for p in patients if p["status"] == "excluded"]
-    for r in errors:
+    if rep.files:
+        console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
+    for r in rep.errors:
         console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
-    for p in excluded:
-        console.print(f"[yellow]excluded[/] {p['id']}: {p['excluded_reason']}", highlight=False)
-    for f in rejected[:50]:
-        console.print(f"[dim]{f['status']}[/] {f['path']}: {f['reason']}", highlight=False)
-    if len(rejected) > 50:
-        console.print(f"... and {len(rejected) - 50} more (brainmets status --json)")
+    for p in rep.excluded:
+        console.print(f"[yellow]excluded[/] {p.id}: {p.excluded_reason}", highlight=False)
+    for f in rep.not_taken[:50]:
+        console.print(f"[dim]{f.status}[/] {f.path}: {f.reason}", highlight=False)
+    if len(rep.not_taken) > 50:
+        console.print(f"... and {len(rep.not_taken) - 50} more (brainmets status --json)")
 
 
 # ------------------------------------------------------------------------- stages
@@ -770,6 +736,9 @@ def stages(workspace: WorkspaceOpt = Path(".")) -> None:
 
     Example:  brainmets stages -w ~/bm-workspace
     """
+    from brainmets.pipeline import load_pipeline
+    from brainmets.workspace import Workspace, WorkspaceError
+
     with _handled():
         ws_dir = workspace
         try:
@@ -778,14 +747,13 @@ def stages(workspace: WorkspaceOpt = Path(".")) -> None:
             ws = None
         pipeline = _pipeline(ws) if ws else load_pipeline("brainmets.stages:default_pipeline")
         table = Table()
-        for c in ("stage", "scope", "implemented", "parameters", "what it does"):
+        for c in ("stage", "scope", "parameters", "what it does"):
             table.add_column(c)
         for st in pipeline.stages:
             params = ws.config.stage_params(st.name, st.defaults) if ws else dict(st.defaults)
             table.add_row(
                 st.name,
                 st.scope,
-                "yes" if st.implemented else f"no (#{st.issue})",
                 "\n".join(f"{k} = {json.dumps(v)}" for k, v in params.items()),
                 st.summary,
             )
@@ -799,6 +767,8 @@ def config_show(workspace: WorkspaceOpt = Path(".")) -> None:
 
     Example:  brainmets config show -w ~/bm-workspace
     """
+    from brainmets.workspace import Workspace
+
     with _handled():
         ws = Workspace.open(workspace)
     console.print(ws.config.dumps(), highlight=False, markup=False)
@@ -833,6 +803,8 @@ def config_set(
 
     Example:  brainmets config set -w ~/bm-workspace stages.features.connectivity 18
     """
+    from brainmets.workspace import Workspace
+
     with _handled():
         ws = Workspace.open(workspace)
         parsed = _toml_value(value)
@@ -863,6 +835,8 @@ def atlas_check(
 
     Example:  brainmets atlas check
     """
+    from brainmets.atlas import ATLAS_FILES, CITATION, locate_atlas
+
     rep = locate_atlas(atlas_dir)
     table = Table(title=f"SRI24 atlas: {rep.directory or 'not found'} (from {rep.source})")
     table.add_column("file")
@@ -950,68 +924,63 @@ def demo(
 
     Example:  brainmets demo /tmp/bm-demo --patients 6
     """
-    from brainmets.synth.cli import run_demo_data
+    from brainmets import api
+    from brainmets.synth.anatomy import TemplateError
+    from brainmets.synth.cli import cohort_table
+    from brainmets.synth.cohort import CohortDirError
 
-    directory = directory.resolve()
-    cohort = directory / "cohort"
-    ws_dir = directory / "workspace"
-    if not (cohort / "truth.json").exists():
-        console.rule("1. synthetic cohort")
-        rc = run_demo_data(cohort, patients, seed, workers or None, None)
-        if rc:
-            raise typer.Exit(rc)
-    else:
-        console.print(f"using the existing synthetic cohort in {cohort}")
+    if patients < 1:
+        console.print("[red]--patients must be at least 1[/red]")
+        raise typer.Exit(EXIT_USAGE)
+
+    def on_step(step: str, rep: api.DemoReport) -> None:
+        if step == "cohort":
+            console.rule("1. synthetic cohort")
+        elif step == "workspace":
+            if rep.cohort is not None:
+                console.print(cohort_table(rep.cohort, rep.cohort_seconds))
+            else:
+                console.print(f"using the existing synthetic cohort in {rep.cohort_dir}")
+            console.rule("2. workspace")
+        elif step == "pipeline":
+            _open(rep.workspace_dir)  # the log goes to the workspace's log file too
+            console.rule("3. pipeline")
+        elif step == "status":
+            assert rep.run is not None and rep.status is not None
+            _print_run(rep.run)
+            console.rule("4. status")
+            _print_status(rep.status)
+        elif step == "deid-check":
+            console.rule("5. de-identification check: originals vs workspace")
+
     with _handled():
-        console.rule("2. workspace")
-        ws = (
-            Workspace.open(ws_dir)
-            if (ws_dir / "brainmets.toml").exists()
-            else Workspace.init(ws_dir)
-        )
-        setup_logging(err, ws.config.path("logs") / "brainmets.jsonl", 0)
-        with ws.lock():
-            ws.config.add_source(cohort / "dicom")
-            # the synthetic annotators' masks and the clinical sheet that come with the cohort
-            ws.config.set_stage_param("segment", "annotations_dir", str(cohort / "truth" / "{mrn}"))
-            ws.config.set_stage_param("report", "clinical_sheet", str(cohort / "clinical.xlsx"))
-            ws.config.save()
-        console.rule("3. pipeline")
-        summary = _execute(ws, None, workers=workers)
-    console.rule("4. status")
-    status(workspace=ws_dir, as_json=False)
-    pipeline = _pipeline(ws)
-    leak_free = True
-    if pipeline.get("deid").implemented and ws.config.path("dicom").is_dir():
-        from brainmets.deid import verify_tree
-
-        console.rule("5. de-identification check: originals vs workspace")
-        report = verify_tree(cohort / "dicom", ws.config.path("dicom"), progress=False)
-        leak_free = report.ok
-        console.print(
-            f"{report.outputs} de-identified file(s) checked against {report.originals} "
-            f"original(s) ({report.identifiers_checked} identifying values, "
-            f"{report.uids_checked} UIDs): "
-            + (
-                "[green]no finding[/]"
-                if report.ok
-                else f"[red]{len(report.findings)} finding(s)[/]"
+        try:
+            rep = api.demo(
+                directory, patients, seed, workers, console=err, progress=None, on_step=on_step
             )
+        except (TemplateError, CohortDirError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(EXIT_FAILED) from None
+    check = rep.deid_check
+    if check is not None:
+        console.print(
+            f"{check.outputs} de-identified file(s) checked against {check.originals} "
+            f"original(s) ({check.identifiers_checked} identifying values, "
+            f"{check.uids_checked} UIDs): "
+            + ("[green]no finding[/]" if check.ok else f"[red]{len(check.findings)} finding(s)[/]")
         )
-        for f in report.findings[:20]:
+        for f in check.findings[:20]:
             console.print(f"  {f.kind} {f.file}: {f.detail}", highlight=False)
-    done = [s.name for s in pipeline.stages if s.implemented]
+    assert rep.run is not None
+    names = rep.run.pipeline.names
     console.print(
-        f"[bold]demo finished[/]: {len(done)} of {len(pipeline.stages)} stages implemented "
-        f"({', '.join(done)}); workspace {ws_dir}"
+        f"[bold]demo finished[/]: {len(names)} stages ({', '.join(names)}); "
+        f"workspace {rep.workspace_dir}"
     )
-    if pipeline.get("report").implemented:
-        from brainmets.report import report_path
-
-        rp = report_path(ws_dir)
-        console.print(f"[bold]report[/]: {rp}" if rp else "[yellow]no report was written[/]")
-    _exit_for(summary, allow_missing=True)
-    if not leak_free:
+    console.print(
+        f"[bold]report[/]: {rep.report}" if rep.report else "[yellow]no report was written[/]"
+    )
+    if not rep.ok:
         raise typer.Exit(EXIT_FAILED)
 
 

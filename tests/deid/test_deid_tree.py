@@ -16,7 +16,7 @@ import pytest
 from deid_helpers import copy_files
 
 from brainmets.deid import DeidOptions, deidentify_tree, verify_tree
-from brainmets.deid.cli import run_deid, run_verify
+from brainmets.deid.cli import deid_folder, run_verify
 from brainmets.fsutil import TMP_PREFIX
 from brainmets.ids import patient_pseudonym
 
@@ -164,7 +164,7 @@ def test_cli_functions_exit_codes_and_mapping(
     key_file.write_bytes(key)
     os.chmod(key_file, 0o600)
     mapping = tmp_path / "mapping"
-    assert run_deid(src, tmp_path / "out", key_file, 2, mapping) == 0
+    assert deid_folder(src, tmp_path / "out", key_file, 2, mapping) == 0
     with open(mapping / "uid_mapping.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == ["id_old", "id_new"] and len(rows) > 4
@@ -172,13 +172,13 @@ def test_cli_functions_exit_codes_and_mapping(
     with open(mapping / "patient_id_mapping.csv", newline="") as fh:
         assert list(csv.reader(fh))[1] == ["crlab", patient_pseudonym(key, "crlab")]
     assert os.stat(mapping / "uid_mapping.csv").st_mode & 0o077 == 0
-    assert run_deid(src, tmp_path / "out2", key_file, 1, tmp_path / "all.csv") == 0
+    assert deid_folder(src, tmp_path / "out2", key_file, 1, tmp_path / "all.csv") == 0
     assert (tmp_path / "all.csv").read_text().startswith("id_old,id_new\n")
     assert run_verify(src, tmp_path / "out") == 0
     printed = capsys.readouterr()
     assert key.hex() not in printed.out + printed.err
     os.chmod(key_file, 0o644)
-    assert run_deid(src, tmp_path / "out3", key_file, 1, None) == 3
+    assert deid_folder(src, tmp_path / "out3", key_file, 1, None) == 3
     assert not (tmp_path / "out3").exists()
 
 

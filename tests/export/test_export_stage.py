@@ -19,7 +19,7 @@ import pydicom
 import pytest
 from rx_workspace import MRNS, NAMES, read_dicom_uids
 
-from brainmets.export.cli import run_export, run_validate
+from brainmets.export.cli import export_command, run_validate
 from brainmets.export.ids import assign_ids, brats_id
 from brainmets.export.manifest import MANIFEST_NAME
 from brainmets.export.validate import validate
@@ -126,7 +126,7 @@ def test_corrupted_export_is_caught(rx, tmp_path: Path) -> None:
 
 def test_brats_ids_stable_and_no_pseudonym(rx, tmp_path: Path) -> None:
     out = tmp_path / "brats"
-    assert run_export(rx.root, "collection", out, ids="brats", header="brats-met") == 0
+    assert export_command(rx.root, "collection", out, ids="brats", header="brats-met") == 0
     a, b = sorted(rx.pids[k] for k in "ab")
     assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "report") == [
         brats_id(1),
@@ -143,7 +143,7 @@ def test_brats_ids_stable_and_no_pseudonym(rx, tmp_path: Path) -> None:
     # the mapping is private: no pseudonym in a BraTS-numbered export
     scan_export(rx, out, {f"pseudonym {k}": rx.pids[k].encode() for k in "ab"})
     # exporting again keeps the numbers
-    assert run_export(rx.root, "collection", out, ids="brats") == 0
+    assert export_command(rx.root, "collection", out, ids="brats") == 0
     assert (out / brats_id(2)).is_dir() and not (out / brats_id(3)).exists()
 
 
@@ -167,7 +167,7 @@ def test_id_assignment_is_stable() -> None:
 
 
 def test_nnunet_export(rx) -> None:
-    assert run_export(rx.root, "nnunet", None) == 0
+    assert export_command(rx.root, "nnunet", None) == 0
     ds = rx.root / "exports" / "nnunet" / "Dataset801_BrainMets"
     meta = json.loads((ds / "dataset.json").read_text())
     assert meta["channel_names"] == {"0": "T1", "1": "T1c", "2": "T2", "3": "FLAIR"}
@@ -204,7 +204,7 @@ def test_nnunet_export(rx) -> None:
 
 def test_symlink_mode(rx, tmp_path: Path) -> None:
     out = tmp_path / "nn"
-    assert run_export(rx.root, "nnunet", out, link="symlink") == 0
+    assert export_command(rx.root, "nnunet", out, link="symlink") == 0
     ds = out / "Dataset801_BrainMets"
     f = ds / "imagesTr" / f"{rx.pids['b']}_0003.nii.gz"
     assert f.is_symlink() and f.resolve().name == f"{rx.pids['b']}-t2f.nii.gz"
@@ -213,7 +213,7 @@ def test_symlink_mode(rx, tmp_path: Path) -> None:
 
 def test_dicom_seg_export(rx, tmp_path: Path) -> None:
     out = tmp_path / "dseg"
-    assert run_export(rx.root, "dicom-seg", out) == 0
+    assert export_command(rx.root, "dicom-seg", out) == 0
     a = rx.pids["a"]
     seg_file = out / a / f"{a}-seg.dcm"
     seg = hd.seg.segread(str(seg_file))
@@ -243,17 +243,17 @@ def test_dicom_seg_export(rx, tmp_path: Path) -> None:
     assert (out / MANIFEST_NAME).is_file() and (out / "README.md").is_file()
     scan_export(rx, out)
     # the SEG must carry the pseudonym of its series: no BraTS numbering for this layout
-    assert run_export(rx.root, "dicom-seg", tmp_path / "dseg2", ids="brats") == 1
+    assert export_command(rx.root, "dicom-seg", tmp_path / "dseg2", ids="brats") == 1
 
 
 def test_destination_safety(rx, tmp_path: Path) -> None:
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.txt").write_text("keep me")
-    assert run_export(rx.root, "collection", foreign) == 1
+    assert export_command(rx.root, "collection", foreign) == 1
     assert [p.name for p in foreign.iterdir()] == ["thesis.txt"]
-    assert run_export(rx.root, "collection", rx.root / "private" / "x") == 1
-    assert run_export(rx.root, "collection", rx.root) == 1
+    assert export_command(rx.root, "collection", rx.root / "private" / "x") == 1
+    assert export_command(rx.root, "collection", rx.root) == 1
     assert (rx.root / "catalog.sqlite").is_file()
 
 
@@ -274,4 +274,4 @@ def test_nobody_included_exports_nothing(tmp_path: Path) -> None:
     assert not (ws.root / "exports" / "collection").exists()
     md = (ws.root / "data/derivatives/_cohort/report/report.md").read_text()
     assert "0 patients found, 0 with all four pretreatment sequences, 0 included" in md
-    assert run_export(ws.root, "collection", None) == 1  # an explicit export says so
+    assert export_command(ws.root, "collection", None) == 1  # an explicit export says so

@@ -15,7 +15,7 @@ from brainmets.preprocess.transforms import apply
 
 
 def test_stage_defaults_round_trip() -> None:
-    assert STAGE.name == "preprocess" and STAGE.implemented
+    assert STAGE.name == "preprocess" and callable(STAGE.func)
     opts = PreprocessOptions.from_params(DEFAULTS)
     assert opts == PreprocessOptions()
     assert DEFAULTS["atlas_registration"] == "rigid"

@@ -369,14 +369,10 @@ def read_dicom_uids(paths: list[Path]) -> set[str]:
 
 
 def full_pipeline() -> Pipeline:
-    """The default pipeline with every stage implemented by its package (also those the
-    default pipeline may still list as planned)."""
-    from brainmets.preprocess.stage import STAGE as PREPROCESS
+    """The default pipeline (every stage, each implemented by its package)."""
     from brainmets.stages import default_pipeline
 
-    given = {"preprocess": PREPROCESS, "report": REPORT, "export": EXPORT}
-    stages = [s if s.implemented else given[s.name] for s in default_pipeline().stages]
-    return Pipeline(tuple(stages))
+    return default_pipeline()
 
 
 def enrol_report_export() -> Pipeline:

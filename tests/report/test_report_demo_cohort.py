@@ -169,11 +169,11 @@ def test_demo_report_opens_in_chromium(demo_ws: Path, tmp_path: Path) -> None:
 
 
 def test_demo_export_validates(demo_ws: Path, tmp_path: Path) -> None:
-    from brainmets.export.cli import run_export
+    from brainmets.export.cli import export_command
     from brainmets.export.validate import validate
 
     out = tmp_path / "collection"
-    assert run_export(demo_ws, "collection", out) == 0
+    assert export_command(demo_ws, "collection", out) == 0
     rep = validate(out)
     assert rep.ok and not rep.warnings, [str(p) for p in rep.problems]
     assert rep.patients >= 1

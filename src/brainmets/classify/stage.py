@@ -213,5 +213,4 @@ STAGE = Stage(
     version="1",
     defaults=DEFAULTS,
     summary="find the four pretreatment sequences; apply the inclusion rule",
-    issue=5,
 )

@@ -182,6 +182,5 @@ STAGE = Stage(
     version="1",
     defaults=DEFAULTS,
     summary="convert the selected series to NIfTI (dcm2niix, BIDS sidecars)",
-    issue=5,
     tools=_tools,
 )

@@ -39,7 +39,7 @@ def load_key(key_file: Path) -> bytes:
     return read_key(Path(key_file))
 
 
-def run_deid(
+def deid_folder(
     src: Path,
     dst: Path,
     key_file: Path,

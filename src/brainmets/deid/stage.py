@@ -198,6 +198,5 @@ STAGE = Stage(
     version="1",
     defaults=DEFAULTS,
     summary="de-identify each patient's DICOM (PS3.15 + options, keyed pseudonyms)",
-    issue=4,
     fingerprint_inputs=_fingerprint_inputs,
 )

@@ -11,7 +11,7 @@ Public API:
   folder, every problem listed;
 * :func:`conform` and the header conventions (:mod:`brainmets.export.conventions`);
 * :func:`write_manifest` / :func:`check_manifest`;
-* :func:`run_export` / :func:`run_validate` in :mod:`brainmets.export.cli` for the CLI;
+* :func:`export_command` / :func:`run_validate` in :mod:`brainmets.export.cli` for the CLI;
 * :data:`STAGE` lives in :mod:`brainmets.export.stage`.
 """
 

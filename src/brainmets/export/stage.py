@@ -150,6 +150,5 @@ STAGE = Stage(
     version=VERSION,
     defaults=DEFAULTS,
     summary="write the dataset: collection / nnU-Net / DICOM-SEG layouts with checksums",
-    issue=8,
     tools=_tools,
 )

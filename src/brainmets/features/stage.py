@@ -99,7 +99,6 @@ STAGE = Stage(
     version=VERSION,
     defaults=DEFAULTS,
     summary="count and measure lesions; per-patient imaging features",
-    issue=7,
     tools=_tools,
 )
 

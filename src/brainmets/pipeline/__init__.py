@@ -16,7 +16,6 @@ from brainmets.pipeline.stage import (
     Pipeline,
     Stage,
     StageContext,
-    StageNotImplemented,
     StageResult,
     load_pipeline,
 )
@@ -32,7 +31,6 @@ __all__ = [
     "Runner",
     "Stage",
     "StageContext",
-    "StageNotImplemented",
     "StageOutcome",
     "StageResult",
     "default_workers",

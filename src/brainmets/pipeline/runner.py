@@ -52,7 +52,7 @@ REUSABLE = ("done", "excluded")
 
 @dataclass
 class RunSummary:
-    """What a run did, per stage and status, with the failures and missing stages."""
+    """What a run did, per stage and status, with the failures and blocked patients."""
 
     run_id: int
     counts: dict[str, collections.Counter[str]] = field(
@@ -60,7 +60,6 @@ class RunSummary:
     )
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     blocked: list[tuple[str, str, str]] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -292,11 +291,6 @@ class Runner:
     # ----------------------------------------------------------------- cohort
     def _run_cohort(self, cat: Catalog, st: Stage, selected: set[str], summary: RunSummary) -> None:
         task = self._add_task(st.name, 1)
-        if not st.implemented:
-            summary.missing.append(st.name)
-            self._cohort_fp = None
-            self._advance(task)
-            return
         upstream = {
             "previous": self._cohort_fp,
             "patients": {p: (c.last_fp, c.stopped) for p, c in sorted(self._chains.items())},
@@ -332,9 +326,6 @@ class Runner:
         summary: RunSummary,
     ) -> None:
         tasks = {st.name: self._add_task(st.name, len(pids)) for st in seg}
-        for st in seg:
-            if not st.implemented:
-                summary.missing.append(st.name)
         for p in pids:
             self._chains.setdefault(p, _Chain())
             self._chains[p].pos = 0
@@ -353,9 +344,6 @@ class Runner:
             chain = self._chains[p]
             while chain.pos < len(seg):
                 st = seg[chain.pos]
-                if not st.implemented:
-                    finish_chain(p, f"stage '{st.name}' not implemented")
-                    return
                 fp, inputs = self._fingerprint(cat, st, p, chain.last_fp)
                 prev = cat.stage_run(p, st.name)
                 if self._reusable(cat, prev, fp, st):

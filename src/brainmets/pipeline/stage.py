@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 Scope = Literal["patient", "cohort"]
 
 
-class StageNotImplemented(RuntimeError):
-    """Raised when a stage that a later release provides is asked to run."""
-
-
 @dataclass
 class StageContext:
     """Everything a stage run may use. Picklable: it travels to worker processes."""
@@ -130,13 +126,12 @@ class Stage:
 
     Attributes:
         name: the stage's name (also its CLI command and config table).
-        func: the stage function; ``None`` for a stage not implemented yet.
+        func: the stage function.
         scope: ``"patient"`` (runs once per patient, in parallel) or ``"cohort"``.
         version: bump when the stage's output changes for the same inputs and parameters;
             it is part of the fingerprint, so existing results are redone.
         defaults: parameters and their defaults; ``[stages.<name>]`` overrides them.
         summary: one line for ``--help`` and ``brainmets stages``.
-        issue: where the missing implementation is tracked (for the not-implemented message).
         fingerprint_inputs: optional ``(workspace, catalog, patient_id) -> JSON-able`` that
             describes inputs not produced by earlier stages (e.g. source files), so that a
             change to them re-runs the stage.
@@ -144,22 +139,13 @@ class Stage:
     """
 
     name: str
-    func: StageFunc | None
+    func: StageFunc
     scope: Scope = "patient"
     version: str = "1"
     defaults: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
-    issue: int | None = None
     fingerprint_inputs: FingerprintInputs | None = None
     tools: Callable[[], dict[str, str]] | None = None
-
-    @property
-    def implemented(self) -> bool:
-        return self.func is not None
-
-    def not_implemented_message(self) -> str:
-        where = f" (tracked in issue #{self.issue})" if self.issue else ""
-        return f"stage '{self.name}' is not implemented yet{where}"
 
 
 @dataclass(frozen=True)
@@ -185,9 +171,6 @@ class Pipeline:
 
     def index(self, name: str) -> int:
         return self.names.index(name)
-
-    def missing(self) -> list[Stage]:
-        return [s for s in self.stages if not s.implemented]
 
 
 def load_pipeline(spec: str) -> Pipeline:

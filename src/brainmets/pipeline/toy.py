@@ -83,13 +83,3 @@ def pipeline() -> Pipeline:
             Stage("summarise", _summarise, scope="cohort", summary="summary table"),
         )
     )
-
-
-def pipeline_with_planned_stage() -> Pipeline:
-    """The toy pipeline followed by a stage that is not implemented (``publish``)."""
-    return Pipeline(
-        (
-            *pipeline().stages,
-            Stage("publish", None, scope="cohort", summary="publish it", issue=99),
-        )
-    )

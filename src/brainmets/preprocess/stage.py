@@ -70,6 +70,5 @@ STAGE = Stage(
     version="2",  # 2: atlas step from a 12-dof fit, fixed_image, lesion protection rework
     defaults=DEFAULTS,
     summary="co-register, register to SRI24 (BraTS), resample 1 mm 240x240x155, skull strip",
-    issue=6,
     tools=_tools,
 )

@@ -66,7 +66,6 @@ STAGE = Stage(
     version=VERSION,
     defaults=DEFAULTS,
     summary="dataset descriptor: cohort flow, Table 1, scanners, lesions, figures, QC",
-    issue=8,
     fingerprint_inputs=_fingerprint_inputs,
     tools=_tools,
 )

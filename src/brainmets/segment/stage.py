@@ -253,7 +253,6 @@ STAGE = Stage(
     version=VERSION,
     defaults=DEFAULTS,
     summary="import annotations and fuse them into one label map",
-    issue=7,
     fingerprint_inputs=_fingerprint_inputs,
     tools=_tools,
 )

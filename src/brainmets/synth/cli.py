@@ -9,7 +9,22 @@ from rich.console import Console
 from rich.table import Table
 
 from brainmets.synth.anatomy import TemplateError
-from brainmets.synth.cohort import CohortDirError, generate_cohort
+from brainmets.synth.cohort import CohortDirError, CohortSummary, generate_cohort
+
+
+def cohort_table(summary: CohortSummary, seconds: float) -> Table:
+    """What :func:`generate_cohort` wrote, as a table (``brainmets demo-data`` / ``demo``)."""
+    table = Table(title=f"Synthetic cohort ({summary.template} anatomy, seed {summary.seed})")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("patients", str(len(summary.mrns)))
+    table.add_row("series / DICOM files", f"{summary.n_series} / {summary.n_files}")
+    table.add_row("expected exclusions", ", ".join(summary.excluded) or "none")
+    table.add_row("DICOM export", str(summary.out_dir / "dicom"))
+    table.add_row("ground truth", str(summary.truth_json))
+    table.add_row("clinical sheet", str(summary.clinical_sheet))
+    table.add_row("time", f"{seconds:.1f} s")
+    return table
 
 
 def run_demo_data(
@@ -30,16 +45,5 @@ def run_demo_data(
     except (TemplateError, CohortDirError) as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
-    dt = time.perf_counter() - t0
-    table = Table(title=f"Synthetic cohort ({summary.template} anatomy, seed {seed})")
-    table.add_column("what")
-    table.add_column("value")
-    table.add_row("patients", str(len(summary.mrns)))
-    table.add_row("series / DICOM files", f"{summary.n_series} / {summary.n_files}")
-    table.add_row("expected exclusions", ", ".join(summary.excluded) or "none")
-    table.add_row("DICOM export", str(summary.out_dir / "dicom"))
-    table.add_row("ground truth", str(summary.truth_json))
-    table.add_row("clinical sheet", str(summary.clinical_sheet))
-    table.add_row("time", f"{dt:.1f} s")
-    console.print(table)
+    console.print(cohort_table(summary, time.perf_counter() - t0))
     return 0

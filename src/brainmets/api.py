@@ -1,0 +1,297 @@
+"""Run a workspace from Python: what the ``brainmets`` commands do, as functions that
+return reports.
+
+    >>> from brainmets import api
+    >>> api.init("ws")                                   # doctest: +SKIP
+    >>> api.ingest("ws", ["/mnt/pacs-export/batch1"])    # doctest: +SKIP
+    >>> rep = api.run("ws", workers=8)                   # doctest: +SKIP
+    >>> rep.ok, rep.failures                             # doctest: +SKIP
+    >>> api.status("ws").excluded                        # doctest: +SKIP
+
+Each function takes a workspace folder or an open :class:`~brainmets.workspace.Workspace`
+and returns a report (a dataclass); none prints and none exits. Progress bars go to
+``console`` when ``progress`` is true. Problems are raised: ``WorkspaceError`` /
+``CatalogError`` / ``ConfigError`` (workspace missing, locked, newer schema, bad config),
+``KeyError`` / ``ValueError`` (unknown stage, bad argument), ``FileNotFoundError``. A
+patient or stage that fails is not an exception: it is in the report (``ok`` is false).
+The ``brainmets`` command line calls these functions and prints their reports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from brainmets import demo as _demo
+from brainmets.pipeline import Pipeline, RunSummary, load_pipeline
+from brainmets.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from brainmets.catalog import PatientRow, SourceFile, StageRun
+    from brainmets.deid.verify import VerifyReport
+    from brainmets.synth.cohort import CohortSummary
+
+__all__ = [
+    "DemoReport",
+    "InitReport",
+    "RunReport",
+    "StatusReport",
+    "demo",
+    "ingest",
+    "init",
+    "run",
+    "status",
+]
+
+#: a workspace folder or an open workspace
+WorkspaceLike = Workspace | str | os.PathLike[str]
+
+#: source-file statuses that ``status`` lists one by one (the files not taken in)
+NOT_TAKEN = ("rejected", "quarantined", "duplicate", "vanished")
+
+
+def _workspace(workspace: WorkspaceLike) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+
+
+def pipeline_of(workspace: WorkspaceLike) -> Pipeline:
+    """The pipeline the workspace runs (``[runner] pipeline`` of its config)."""
+    return load_pipeline(_workspace(workspace).config.data["runner"]["pipeline"])
+
+
+# --------------------------------------------------------------------------- init
+@dataclass(frozen=True)
+class InitReport:
+    """What :func:`init` created."""
+
+    root: Path
+    config: Path
+    catalog: Path
+    key_file: Path
+
+
+def init(
+    directory: str | os.PathLike[str], atlas: str | os.PathLike[str] | None = None
+) -> InitReport:
+    """Create a workspace: config, catalog, secret key (mode 0600) and data folders;
+    ``atlas``: an SRI24 folder to record in the config."""
+    ws = Workspace.init(directory, str(atlas) if atlas else None)
+    return InitReport(
+        root=ws.root,
+        config=ws.root / "brainmets.toml",
+        catalog=ws.catalog_path,
+        key_file=ws.config.key_file,
+    )
+
+
+# ---------------------------------------------------------------------------- run
+@dataclass(frozen=True)
+class RunReport:
+    """What :func:`run` (or :func:`ingest`) did: the runner's summary and the pipeline.
+
+    ``summary.counts[stage][status]`` counts done / skipped / excluded / failed / blocked;
+    ``failures`` and ``blocked`` are ``(patient, stage, message)``.
+    """
+
+    workspace: Path
+    pipeline: Pipeline
+    summary: RunSummary
+
+    @property
+    def ok(self) -> bool:
+        """No patient failed or was blocked."""
+        return self.summary.ok
+
+    @property
+    def failures(self) -> list[tuple[str, str, str]]:
+        return self.summary.failures
+
+    @property
+    def blocked(self) -> list[tuple[str, str, str]]:
+        return self.summary.blocked
+
+    def count(self, stage: str, status: str) -> int:
+        return self.summary.count(stage, status)
+
+
+def run(
+    workspace: WorkspaceLike,
+    stages: Sequence[str] | None = None,
+    *,
+    patients: Sequence[str] | None = None,
+    force: Sequence[str] = (),
+    workers: int = 0,
+    scheduler: str = "",
+    console: Console | None = None,
+    progress: bool | None = False,
+) -> RunReport:
+    """Run ``stages`` (default: every stage) for ``patients`` (default: all), skipping
+    what is up to date; ``force``: stages to redo anyway.
+
+    ``workers`` (0: the config's, else all cores) and ``scheduler`` (a Dask address; "":
+    the config's) choose the executor. Holds the workspace lock while it runs.
+    ``progress``: show progress bars on ``console`` (None: when it is a terminal).
+    """
+    ws = _workspace(workspace)
+    pipeline = pipeline_of(ws)
+    for name in stages or ():
+        pipeline.get(name)  # KeyError for an unknown stage
+    from brainmets.pipeline import Runner, make_executor
+
+    runner_cfg = ws.config.data["runner"]
+    workers = workers or int(runner_cfg.get("workers") or 0)
+    scheduler = scheduler or str(runner_cfg.get("scheduler") or "")
+    with ws.lock():
+        executor = make_executor(workers or None, scheduler or None)
+        try:
+            runner = Runner(ws, pipeline, executor, console=console, progress=progress)
+            summary = runner.run(list(stages) if stages else None, patients, list(force))
+        finally:
+            executor.close()
+    return RunReport(ws.root, pipeline, summary)
+
+
+def ingest(
+    workspace: WorkspaceLike,
+    sources: Iterable[str | os.PathLike[str]] = (),
+    *,
+    console: Console | None = None,
+    progress: bool | None = False,
+) -> RunReport:
+    """Add ``sources`` (folders of DICOM files) to the workspace's config, then run the
+    ``ingest`` stage, which accounts for every file in every source."""
+    ws = _workspace(workspace)
+    with ws.lock():
+        for src in sources:
+            if not Path(src).exists():
+                raise FileNotFoundError(f"{src}: no such folder")
+            ws.config.add_source(Path(src))
+        ws.config.save()
+    return run(ws, ["ingest"], console=console, progress=progress)
+
+
+# ------------------------------------------------------------------------- status
+@dataclass(frozen=True)
+class StatusReport:
+    """A workspace's state: its patients, each (patient, stage) run and the input files.
+
+    ``runs`` holds the cohort stages under the patient ID :data:`brainmets.catalog.COHORT`;
+    ``files`` counts input files by status; ``not_taken`` lists those rejected,
+    quarantined, duplicate or vanished.
+    """
+
+    workspace: Path
+    pipeline: Pipeline
+    patients: list[PatientRow]
+    runs: list[StageRun]
+    files: dict[str, int]
+    not_taken: list[SourceFile]
+
+    def run(self, patient_id: str, stage: str) -> StageRun | None:
+        """The recorded run of ``stage`` for ``patient_id`` (None when it never ran)."""
+        return next((r for r in self.runs if r.patient_id == patient_id and r.stage == stage), None)
+
+    @property
+    def excluded(self) -> list[PatientRow]:
+        return [p for p in self.patients if p.status == "excluded"]
+
+    @property
+    def errors(self) -> list[StageRun]:
+        """Runs that failed or were interrupted."""
+        return [r for r in self.runs if r.status in ("failed", "interrupted")]
+
+
+def status(workspace: WorkspaceLike) -> StatusReport:
+    """What the catalog records about the workspace (read-only; takes no lock)."""
+    ws = _workspace(workspace)
+    pipeline = pipeline_of(ws)
+    cat = ws.catalog(readonly=True)
+    try:
+        return StatusReport(
+            workspace=ws.root,
+            pipeline=pipeline,
+            patients=cat.patients(),
+            runs=cat.stage_runs(),
+            files=cat.source_file_counts(),
+            not_taken=cat.source_files(statuses=NOT_TAKEN),
+        )
+    finally:
+        cat.close()
+
+
+# --------------------------------------------------------------------------- demo
+@dataclass
+class DemoReport:
+    """What :func:`demo` did, filled in step by step (``on_step`` sees it as it grows).
+
+    ``cohort`` is None when an existing synthetic cohort was used; ``deid_check`` is None
+    when the pipeline wrote no de-identified files; ``report`` the HTML report, if any.
+    """
+
+    directory: Path
+    cohort_dir: Path
+    workspace_dir: Path
+    cohort: CohortSummary | None = None
+    cohort_seconds: float = 0.0
+    run: RunReport | None = None
+    status: StatusReport | None = None
+    deid_check: VerifyReport | None = None
+    report: Path | None = None
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """The pipeline ran without failures and the de-identified files leak nothing."""
+        run_ok = self.run is not None and self.run.ok
+        return run_ok and (self.deid_check is None or self.deid_check.ok)
+
+
+#: the steps of :func:`demo`, in order, as ``on_step`` names them ("cohort" only when
+#: the cohort is generated, "deid-check" only when there are de-identified files)
+DEMO_STEPS = ("cohort", "workspace", "pipeline", "status", "deid-check")
+
+
+def demo(
+    directory: str | os.PathLike[str] = "brainmets-demo",
+    patients: int = 6,
+    seed: int = 0,
+    workers: int = 0,
+    *,
+    console: Console | None = None,
+    progress: bool | None = False,
+    on_step: Callable[[str, DemoReport], None] | None = None,
+) -> DemoReport:
+    """The whole pipeline on a synthetic cohort (no patient data needed).
+
+    Generates ``patients`` synthetic patients into ``DIRECTORY/cohort`` (unless a cohort is
+    there already), sets up ``DIRECTORY/workspace`` to read it, runs every stage, and checks
+    the de-identified files against the originals. ``on_step(step, report)`` is called as
+    each step of :data:`DEMO_STEPS` begins.
+    """
+    root = Path(directory).resolve()
+    rep = DemoReport(root, root / _demo.COHORT_DIR, root / _demo.WORKSPACE_DIR)
+
+    def step(name: str) -> None:
+        rep.steps.append(name)
+        if on_step is not None:
+            on_step(name, rep)
+
+    if not _demo.has_cohort(rep.cohort_dir):
+        step("cohort")
+        rep.cohort, rep.cohort_seconds = _demo.make_cohort(rep.cohort_dir, patients, seed, workers)
+    step("workspace")
+    ws = _demo.prepare_workspace(rep.workspace_dir, rep.cohort_dir)
+    step("pipeline")
+    rep.run = run(ws, workers=workers, console=console, progress=progress)
+    rep.status = status(ws)
+    step("status")
+    if _demo.deidentified_dir(ws) is not None:
+        step("deid-check")
+        rep.deid_check = _demo.check_deidentification(rep.cohort_dir, ws)
+    rep.report = _demo.report_file(ws)
+    return rep
