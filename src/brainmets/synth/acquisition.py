@@ -349,137 +349,286 @@ def geometry_for(
     return GeometrySpec("2D", "AX", (cols, rows), (fov, px * rows), n, th, spacing)
 
 
+class ParamRule:
+    """A parameter value that depends on the scanner or is drawn at random."""
+
+    def value(self, rng: np.random.Generator, scanner: Scanner) -> object:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Uniform(ParamRule):
+    """``rng.uniform(lo, hi)``."""
+
+    lo: float
+    hi: float
+
+    def value(self, rng: np.random.Generator, scanner: Scanner) -> object:
+        return rng.uniform(self.lo, self.hi)
+
+
+@dataclass(frozen=True)
+class IntUniform(ParamRule):
+    """``int(rng.uniform(lo, hi))`` (an echo train length, say)."""
+
+    lo: float
+    hi: float
+
+    def value(self, rng: np.random.Generator, scanner: Scanner) -> object:
+        return int(rng.uniform(self.lo, self.hi))
+
+
+@dataclass(frozen=True)
+class Choice(ParamRule):
+    """One of ``options``, drawn with :func:`pick`."""
+
+    options: tuple
+
+    def value(self, rng: np.random.Generator, scanner: Scanner) -> object:
+        return pick(rng, list(self.options))
+
+
+@dataclass(frozen=True)
+class ByVendor(ParamRule):
+    """``values[vendor]``, else ``default`` (constants: nothing is drawn)."""
+
+    values: dict[str, object]
+    default: object
+
+    def value(self, rng: np.random.Generator, scanner: Scanner) -> object:
+        return self.values.get(scanner.vendor, self.default)
+
+
+@dataclass(frozen=True)
+class ByField(ParamRule):
+    """``high`` at 3 T (``field_t >= 2.9``), else ``low``; only the one used is drawn."""
+
+    high: ParamRule
+    low: ParamRule
+
+    def value(self, rng: np.random.Generator, scanner: Scanner) -> object:
+        rule = self.high if scanner.field_t >= 2.9 else self.low
+        return rule.value(rng, scanner)
+
+
+@dataclass(frozen=True)
+class ProtocolRow:
+    """One row of :data:`PROTOCOLS`: the DICOM parameters of the series of ``kinds``
+    acquired as ``acq_type`` on a ``vendor`` scanner (``None``: any). ``params`` are set
+    in their order, so random ones are drawn in that order."""
+
+    kinds: tuple[str, ...]
+    acq_type: str | None
+    vendor: str | None
+    params: tuple[tuple[str, object], ...]
+
+    def matches(self, kind: str, acq_type: str, vendor: str) -> bool:
+        return (
+            kind in self.kinds
+            and self.acq_type in (None, acq_type)
+            and self.vendor in (None, vendor)
+        )
+
+
+_SIEMENS_150 = ByVendor({"SIEMENS": 150.0}, 90.0)
+
+#: Sequence parameters per kind, acquisition type and vendor; the first matching row
+#: applies (so a row for one vendor precedes the row for any vendor).
+PROTOCOLS: tuple[ProtocolRow, ...] = (
+    ProtocolRow(
+        ("FLAIR",),
+        "2D",
+        None,
+        (
+            ("RepetitionTime", Uniform(8000, 11000)),
+            ("EchoTime", Uniform(85, 140)),
+            ("InversionTime", ByField(Uniform(2450, 2800), Uniform(2200, 2500))),
+            ("FlipAngle", _SIEMENS_150),
+            ("EchoTrainLength", IntUniform(14, 25)),
+            ("ScanningSequence", "SE\\IR"),
+            ("SequenceVariant", "SK\\SP\\MP\\OSP"),
+            ("ScanOptions", "IR"),
+            ("SequenceName", ByVendor({"SIEMENS": "*tir2d1_16"}, "IR")),
+        ),
+    ),
+    ProtocolRow(
+        ("FLAIR",),
+        None,
+        None,
+        (
+            ("RepetitionTime", Uniform(4800, 6500)),
+            ("EchoTime", Uniform(330, 420)),
+            ("InversionTime", Uniform(1650, 1900)),
+            ("FlipAngle", 120.0),
+            ("EchoTrainLength", IntUniform(140, 240)),
+            ("ScanningSequence", "SE\\IR"),
+            ("SequenceVariant", "SK\\SP\\MP"),
+            ("ScanOptions", "IR"),
+            ("SequenceName", ByVendor({"SIEMENS": "*spcir_278ns"}, "3D FLAIR")),
+        ),
+    ),
+    ProtocolRow(
+        ("T1", "T1c"),
+        "3D",
+        "SIEMENS",
+        (
+            ("RepetitionTime", Uniform(1900, 2300)),
+            ("EchoTime", Uniform(2.2, 3.5)),
+            ("InversionTime", Uniform(900, 1100)),
+            ("FlipAngle", Choice((8.0, 9.0))),
+            ("ScanningSequence", "GR\\IR"),
+            ("SequenceVariant", "SK\\SP\\MP"),
+            ("ScanOptions", "IR"),
+            ("SequenceName", "*tfl3d1_16ns"),
+        ),
+    ),
+    ProtocolRow(
+        ("T1", "T1c"),
+        "3D",
+        "GE",
+        (
+            ("RepetitionTime", Uniform(6.0, 9.0)),
+            ("EchoTime", Uniform(2.4, 3.6)),
+            ("InversionTime", Uniform(400, 650)),
+            ("FlipAngle", Choice((12.0, 13.0, 15.0))),
+            ("ScanningSequence", "GR"),
+            ("SequenceVariant", "SS\\SK"),
+            ("ScanOptions", "FAST_GEMS\\EDR_GEMS\\IR_GEMS"),
+            ("SequenceName", "efgre3d"),
+        ),
+    ),
+    ProtocolRow(
+        ("T1", "T1c"),
+        "3D",
+        "PHILIPS",
+        (
+            ("RepetitionTime", Uniform(7.0, 9.5)),
+            ("EchoTime", Uniform(3.0, 4.6)),
+            ("InversionTime", 0.0),
+            ("FlipAngle", 8.0),
+            ("ScanningSequence", "GR"),
+            ("SequenceVariant", "SK\\SS"),
+            ("ScanOptions", "OTHER"),
+            ("SequenceName", "T1TFE"),
+        ),
+    ),
+    ProtocolRow(
+        ("T1", "T1c"),
+        "3D",
+        None,
+        (
+            ("RepetitionTime", Uniform(9.0, 12.0)),
+            ("EchoTime", Uniform(3.0, 4.5)),
+            ("FlipAngle", Uniform(10, 15)),
+            ("ScanningSequence", "GR"),
+            ("SequenceVariant", "SP"),
+            ("ScanOptions", ""),
+            ("SequenceName", "RSSG"),
+        ),
+    ),
+    ProtocolRow(
+        ("T1", "T1c"),
+        None,
+        None,
+        (
+            ("RepetitionTime", Uniform(400, 650)),
+            ("EchoTime", Uniform(8, 15)),
+            ("FlipAngle", ByVendor({"GE": 70.0}, 90.0)),
+            ("EchoTrainLength", Choice((1, 2, 3))),
+            ("ScanningSequence", "SE"),
+            ("SequenceVariant", ByVendor({"HITACHI": "NONE"}, "SK\\SP")),
+            ("ScanOptions", ByVendor({"SIEMENS": "SAT1"}, "")),
+            ("SequenceName", ByVendor({"SIEMENS": "*se2d1"}, "SE")),
+        ),
+    ),
+    ProtocolRow(
+        ("T2",),
+        None,
+        None,
+        (
+            ("RepetitionTime", Uniform(3500, 6500)),
+            ("EchoTime", Uniform(85, 110)),
+            ("FlipAngle", _SIEMENS_150),
+            ("EchoTrainLength", IntUniform(10, 21)),
+            ("ScanningSequence", "SE"),
+            ("SequenceVariant", "SK\\SP\\OSP"),
+            ("ScanOptions", "PFP"),
+            ("SequenceName", ByVendor({"SIEMENS": "*tse2d1_15"}, "TSE")),
+        ),
+    ),
+    ProtocolRow(
+        ("DWI", "ADC"),
+        None,
+        None,
+        (
+            ("RepetitionTime", Uniform(3000, 8000)),
+            ("EchoTime", Uniform(60, 100)),
+            ("FlipAngle", 90.0),
+            ("ScanningSequence", "EP"),
+            ("SequenceVariant", "SK\\SP"),
+            ("ScanOptions", "PFP\\FS"),
+            ("SequenceName", ByVendor({"SIEMENS": "*ep_b1000t"}, "EPI")),
+        ),
+    ),
+    ProtocolRow(
+        ("SWI",),
+        None,
+        None,
+        (
+            ("RepetitionTime", Uniform(27, 50)),
+            ("EchoTime", Uniform(20, 40)),
+            ("FlipAngle", 15.0),
+            ("ScanningSequence", "GR"),
+            ("SequenceVariant", "SK\\SP\\OSP"),
+            ("ScanOptions", ""),
+            ("SequenceName", ByVendor({"SIEMENS": "*swi3d1r"}, "SWI")),
+        ),
+    ),
+    ProtocolRow(
+        ("LOC",),
+        None,
+        None,
+        (
+            ("RepetitionTime", Uniform(7.5, 9.0)),
+            ("EchoTime", Uniform(3.5, 4.8)),
+            ("FlipAngle", 20.0),
+            ("ScanningSequence", "GR"),
+            ("SequenceVariant", "SP"),
+            ("ScanOptions", ""),
+            ("SequenceName", "*fl2d1"),
+        ),
+    ),
+)
+
+#: Parameters every series starts with (a protocol row may override them).
+BASE_PARAMS: tuple[tuple[str, object], ...] = (("EchoTrainLength", 1), ("NumberOfAverages", 1.0))
+
+#: PixelBandwidth range per acquisition type (drawn last, for every series).
+PIXEL_BANDWIDTH: dict[str, tuple[float, float]] = {"2D": (130, 300), "3D": (150, 250)}
+
+#: Parameters rounded to two decimals.
+ROUNDED_PARAMS = ("RepetitionTime", "EchoTime", "InversionTime", "FlipAngle")
+
+
+def protocol_for(kind: str, acq_type: str, vendor: str) -> ProtocolRow | None:
+    """The first row of :data:`PROTOCOLS` for this series, or ``None`` (no sequence
+    parameters beyond the base ones)."""
+    return next((row for row in PROTOCOLS if row.matches(kind, acq_type, vendor)), None)
+
+
 def acquisition_params(
     kind: str, acq_type: str, scanner: Scanner, rng: np.random.Generator
 ) -> dict:
-    """TR/TE/TI, flip angle, ScanningSequence/SequenceVariant and friends."""
-    v = scanner.vendor
-    f = scanner.field_t
-    hi = f >= 2.9
-    p: dict = {"EchoTrainLength": 1, "NumberOfAverages": 1.0}
-    u = rng.uniform
-    if kind == "FLAIR" and acq_type == "2D":
-        p.update(
-            RepetitionTime=u(8000, 11000),
-            EchoTime=u(85, 140),
-            InversionTime=u(2450, 2800) if hi else u(2200, 2500),
-            FlipAngle=150.0 if v == "SIEMENS" else 90.0,
-            EchoTrainLength=int(u(14, 25)),
-            ScanningSequence="SE\\IR",
-            SequenceVariant="SK\\SP\\MP\\OSP",
-            ScanOptions="IR",
-            SequenceName="*tir2d1_16" if v == "SIEMENS" else "IR",
-        )
-    elif kind == "FLAIR":
-        p.update(
-            RepetitionTime=u(4800, 6500),
-            EchoTime=u(330, 420),
-            InversionTime=u(1650, 1900),
-            FlipAngle=120.0,
-            EchoTrainLength=int(u(140, 240)),
-            ScanningSequence="SE\\IR",
-            SequenceVariant="SK\\SP\\MP",
-            ScanOptions="IR",
-            SequenceName="*spcir_278ns" if v == "SIEMENS" else "3D FLAIR",
-        )
-    elif kind in ("T1", "T1c") and acq_type == "3D":
-        if v == "SIEMENS":
-            p.update(
-                RepetitionTime=u(1900, 2300),
-                EchoTime=u(2.2, 3.5),
-                InversionTime=u(900, 1100),
-                FlipAngle=float(pick(rng, [8.0, 9.0])),
-                ScanningSequence="GR\\IR",
-                SequenceVariant="SK\\SP\\MP",
-                ScanOptions="IR",
-                SequenceName="*tfl3d1_16ns",
-            )
-        elif v == "GE":
-            p.update(
-                RepetitionTime=u(6.0, 9.0),
-                EchoTime=u(2.4, 3.6),
-                InversionTime=u(400, 650),
-                FlipAngle=float(pick(rng, [12.0, 13.0, 15.0])),
-                ScanningSequence="GR",
-                SequenceVariant="SS\\SK",
-                ScanOptions="FAST_GEMS\\EDR_GEMS\\IR_GEMS",
-                SequenceName="efgre3d",
-            )
-        elif v == "PHILIPS":
-            p.update(
-                RepetitionTime=u(7.0, 9.5),
-                EchoTime=u(3.0, 4.6),
-                InversionTime=0.0,
-                FlipAngle=8.0,
-                ScanningSequence="GR",
-                SequenceVariant="SK\\SS",
-                ScanOptions="OTHER",
-                SequenceName="T1TFE",
-            )
-        else:
-            p.update(
-                RepetitionTime=u(9.0, 12.0),
-                EchoTime=u(3.0, 4.5),
-                FlipAngle=u(10, 15),
-                ScanningSequence="GR",
-                SequenceVariant="SP",
-                ScanOptions="",
-                SequenceName="RSSG",
-            )
-    elif kind in ("T1", "T1c"):
-        p.update(
-            RepetitionTime=u(400, 650),
-            EchoTime=u(8, 15),
-            FlipAngle=70.0 if v == "GE" else 90.0,
-            EchoTrainLength=int(pick(rng, [1, 2, 3])),
-            ScanningSequence="SE",
-            SequenceVariant="SK\\SP" if v != "HITACHI" else "NONE",
-            ScanOptions="SAT1" if v == "SIEMENS" else "",
-            SequenceName="*se2d1" if v == "SIEMENS" else "SE",
-        )
-    elif kind == "T2":
-        p.update(
-            RepetitionTime=u(3500, 6500),
-            EchoTime=u(85, 110),
-            FlipAngle=150.0 if v == "SIEMENS" else 90.0,
-            EchoTrainLength=int(u(10, 21)),
-            ScanningSequence="SE",
-            SequenceVariant="SK\\SP\\OSP",
-            ScanOptions="PFP",
-            SequenceName="*tse2d1_15" if v == "SIEMENS" else "TSE",
-        )
-    elif kind in ("DWI", "ADC"):
-        p.update(
-            RepetitionTime=u(3000, 8000),
-            EchoTime=u(60, 100),
-            FlipAngle=90.0,
-            ScanningSequence="EP",
-            SequenceVariant="SK\\SP",
-            ScanOptions="PFP\\FS",
-            SequenceName="*ep_b1000t" if v == "SIEMENS" else "EPI",
-        )
-    elif kind == "SWI":
-        p.update(
-            RepetitionTime=u(27, 50),
-            EchoTime=u(20, 40),
-            FlipAngle=15.0,
-            ScanningSequence="GR",
-            SequenceVariant="SK\\SP\\OSP",
-            ScanOptions="",
-            SequenceName="*swi3d1r" if v == "SIEMENS" else "SWI",
-        )
-    elif kind == "LOC":
-        p.update(
-            RepetitionTime=u(7.5, 9.0),
-            EchoTime=u(3.5, 4.8),
-            FlipAngle=20.0,
-            ScanningSequence="GR",
-            SequenceVariant="SP",
-            ScanOptions="",
-            SequenceName="*fl2d1",
-        )
-    p["PixelBandwidth"] = float(round(u(130, 300) if acq_type == "2D" else u(150, 250), 1))
-    for k in ("RepetitionTime", "EchoTime", "InversionTime", "FlipAngle"):
+    """TR/TE/TI, flip angle, ScanningSequence/SequenceVariant and friends, from the row
+    of :data:`PROTOCOLS` for this series."""
+    p: dict = dict(BASE_PARAMS)
+    row = protocol_for(kind, acq_type, scanner.vendor)
+    rules = row.params if row is not None else ()
+    for name, rule in rules:
+        p[name] = rule.value(rng, scanner) if isinstance(rule, ParamRule) else rule
+    lo, hi = PIXEL_BANDWIDTH["2D" if acq_type == "2D" else "3D"]
+    p["PixelBandwidth"] = float(round(rng.uniform(lo, hi), 1))
+    for k in ROUNDED_PARAMS:
         if k in p:
             p[k] = round(float(p[k]), 2)
     return p

@@ -35,10 +35,11 @@ from brainmets.synth.dicom_writer import (
     write_mr_series,
     write_screenshot,
 )
-from brainmets.synth.geometry import apply_affine, set_resample_threads
+from brainmets.synth.geometry import Grid, apply_affine, set_resample_threads
 from brainmets.synth.imaging import PatientImages, acquire, render, series_transform
 from brainmets.synth.planning import (
     INSTITUTIONS,
+    PatientFeatures,
     draw_features,
     plan_study,
     station_and_serial,
@@ -135,7 +136,7 @@ def _write_study(
     files_by_kind: dict[str, tuple[str, list[str]]] = {}
     screenshot_info: dict = {}
     for plan in study.series:
-        volumes = []
+        volumes: list[tuple[Grid, np.ndarray, dict]] = []
         if plan.kind == "LOC":
             for g in plan.grids:
                 volumes.append((g, acquire(render(t, imgs, study, plan, g), plan, rng, bits), {}))
@@ -205,16 +206,38 @@ def _series_record(
     }
 
 
-def generate_patient(job: PatientJob) -> dict:
-    """Generate one patient into the staging area and move it into place; return its
-    truth record (plus the clinical record under ``_clinical``)."""
-    out = Path(job.out_dir)
-    ident = job.ident
-    stage = out / STAGING / ident.mrn
+@dataclass
+class PatientLesions:
+    """A patient's drawn features and lesions (on the template grid)."""
+
+    feats: PatientFeatures
+    params: list  # per-lesion parameters (lesions.place_lesions)
+    lesion_set: L.LesionSet
+    stats: list[dict]
+
+
+@dataclass
+class PatientVisits:
+    """A patient's planned studies, with what goes with each (same order), and the
+    clinical record."""
+
+    studies: list[StudyPlan]
+    place_infos: list[dict]  # placement record per study
+    lesion_sets: list[L.LesionSet]  # lesions as each study sees them
+    clinical: ClinicalRecord
+
+
+def _fresh_stage(job: PatientJob) -> Path:
+    """An empty staging folder for the patient (a leftover one is removed)."""
+    stage = Path(job.out_dir) / STAGING / job.ident.mrn
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    t = get_template(Path(job.atlas_dir) if job.atlas_dir else None, job.anatomy)
+    return stage
+
+
+def draw_lesions(job: PatientJob, t: Template) -> PatientLesions:
+    """Draw the patient's features, then place and rasterise the lesions."""
     rng_f = _rng(job.seed, job.index, "features")
     feats = draw_features(rng_f, job.index, L.lesion_count(rng_f))
     rng_l = _rng(job.seed, job.index, "lesions")
@@ -222,13 +245,20 @@ def generate_patient(job: PatientJob) -> dict:
         t, rng_l, feats.n_lesions, feats.force_infratentorial, feats.force_pair, feats.force_large
     )
     ls = L.rasterise_set(t, params)
-    lesion_stats = L.lesion_stats(t, ls)
+    return PatientLesions(feats, params, ls, L.lesion_stats(t, ls))
+
+
+def plan_visits(job: PatientJob, t: Template, lesions: PatientLesions) -> PatientVisits:
+    """Plan the baseline study and, where the features ask for one, a follow-up study
+    (maybe on another scanner, with shrunken lesions); draw the clinical record; give
+    each study its institution, station name and device serial."""
+    feats, params = lesions.feats, lesions.params
     rng_p = _rng(job.seed, job.index, "plan")
     baseline_date, followup_date, start = _study_dates(rng_p)
     diagnosis = baseline_date - dt.timedelta(days=int(rng_p.integers(0, 21)))
     clinical = make_clinical(
         _rng(job.seed, job.index, "clinical"),
-        ident,
+        job.ident,
         diagnosis,
         followup_date if feats.followup else None,
     )
@@ -236,14 +266,10 @@ def generate_patient(job: PatientJob) -> dict:
     scale = rng_p.uniform(0.93, 1.07, 3)
     centre = t.brain_centre_world()
     institution = INSTITUTIONS[int(rng_p.integers(len(INSTITUTIONS)))]
-    studies: list[StudyPlan] = []
-    place_infos = []
     base, info = plan_study(
         rng_p, "baseline", 0, baseline_date, scanner, feats, centre, scale, start
     )
-    studies.append(base)
-    place_infos.append(info)
-    lesion_sets = [ls]
+    visits = PatientVisits([base], [info], [lesions.lesion_set], clinical)
     if feats.followup:
         fu_scanner = scanner if rng_p.random() < 0.7 else choose_scanner(rng_p)
         fu_start = float(rng_p.uniform(7.5, 17.5) * 3600.0)
@@ -251,61 +277,101 @@ def generate_patient(job: PatientJob) -> dict:
             rng_p, "followup", 1, followup_date, fu_scanner, feats, centre, scale, fu_start
         )
         fu.lesion_scale = [float(v) for v in rng_p.uniform(0.35, 0.95, len(params))]
-        studies.append(fu)
-        place_infos.append(info)
-        lesion_sets.append(L.rasterise_set(t, params, fu.lesion_scale))
-    for s in studies:
+        visits.studies.append(fu)
+        visits.place_infos.append(info)
+        visits.lesion_sets.append(L.rasterise_set(t, params, fu.lesion_scale))
+    for s in visits.studies:
         s.institution = institution
         s.station_name, s.device_serial = station_and_serial(
             _rng(job.seed, job.index, f"stat{s.index}"), s.scanner
         )
-    planter = Planter()
+    return visits
+
+
+def _write_context(
+    job: PatientJob, stage: Path, studies: list[StudyPlan], clinical: ClinicalRecord
+) -> WriteContext:
+    """What the DICOM writer needs: accession numbers, free-text comments (with planted
+    identifiers) and the planter that records every identifier written."""
     rng_c = _rng(job.seed, job.index, "comments")
-    ctx = WriteContext(
+    return WriteContext(
         seed=job.seed,
-        ident=ident,
+        ident=job.ident,
         out_root=stage,
-        planter=planter,
+        planter=Planter(),
         accession={s.index: f"A{int(rng_c.integers(10**7, 10**8 - 1))}" for s in studies},
-        comments=_comments(rng_c, ident, clinical, job.index == 0),
+        comments=_comments(rng_c, job.ident, clinical, job.index == 0),
     )
+
+
+def _study_record(
+    job: PatientJob,
+    s: StudyPlan,
+    ctx: WriteContext,
+    place_info: dict,
+    series_records: list[dict],
+    screenshot: dict,
+) -> dict:
+    """The truth record of one written study."""
+    return {
+        "role": s.role,
+        "index": s.index,
+        "dir": f"dicom/{job.ident.mrn}/ST{s.index + 1:02d}",
+        "date": s.date.isoformat(),
+        "accession_number": ctx.accession[s.index],
+        "study_instance_uid": make_uid(job.seed, job.ident.mrn, s.index, "study"),
+        "study_description": s.study_description,
+        "scanner": {
+            "manufacturer": s.scanner.manufacturer,
+            "vendor": s.scanner.vendor,
+            "model": s.scanner.model,
+            "field_strength_t": s.scanner.field_t,
+            "software": s.scanner.software,
+        },
+        "contrast_agent": s.contrast_agent[0] if s.contrast_agent else None,
+        "placement": {**place_info, "template_to_scanner": _r(s.placement)},
+        "missing_sequences": s.missing,
+        "lesion_scale": s.lesion_scale,
+        "series": series_records,
+        "screenshot": screenshot or None,
+    }
+
+
+def write_studies(
+    job: PatientJob,
+    t: Template,
+    visits: PatientVisits,
+    ctx: WriteContext,
+    feats: PatientFeatures,
+) -> tuple[list[dict], dict[int, dict]]:
+    """Render and write every study's series (one noise stream for the patient).
+
+    Returns the study records and, per study index, the files written per kind and the
+    screenshot."""
     rng_n = _rng(job.seed, job.index, "noise")
     study_records = []
     written: dict[int, dict] = {}
-    for s, lset, pinfo in zip(studies, lesion_sets, place_infos, strict=True):
+    for s, lset, pinfo in zip(visits.studies, visits.lesion_sets, visits.place_infos, strict=True):
         series_records, extra = _write_study(
             t, lset, s, ctx, rng_n, feats, job.seed * 1000 + job.index * 10 + s.index
         )
         written[s.index] = extra
-        study_records.append(
-            {
-                "role": s.role,
-                "index": s.index,
-                "dir": f"dicom/{ident.mrn}/ST{s.index + 1:02d}",
-                "date": s.date.isoformat(),
-                "accession_number": ctx.accession[s.index],
-                "study_instance_uid": make_uid(job.seed, ident.mrn, s.index, "study"),
-                "study_description": s.study_description,
-                "scanner": {
-                    "manufacturer": s.scanner.manufacturer,
-                    "vendor": s.scanner.vendor,
-                    "model": s.scanner.model,
-                    "field_strength_t": s.scanner.field_t,
-                    "software": s.scanner.software,
-                },
-                "contrast_agent": s.contrast_agent[0] if s.contrast_agent else None,
-                "placement": {**pinfo, "template_to_scanner": _r(s.placement)},
-                "missing_sequences": s.missing,
-                "lesion_scale": s.lesion_scale,
-                "series": series_records,
-                "screenshot": extra["screenshot"] or None,
-            }
-        )
-    truth_rel = f"truth/{ident.mrn}"
-    truth_files = _write_truth(t, ls, lesion_sets, studies, written, stage, truth_rel, job)
+        study_records.append(_study_record(job, s, ctx, pinfo, series_records, extra["screenshot"]))
+    return study_records, written
+
+
+def _patient_record(
+    job: PatientJob,
+    t: Template,
+    lesions: PatientLesions,
+    study_records: list[dict],
+    truth_files: dict,
+    planter: Planter,
+) -> dict:
+    """The patient's truth record; inclusion follows from the baseline's kinds."""
+    ident = job.ident
     kinds_present = {r["kind"] for r in study_records[0]["series"]}
-    summary = _summary(t, ls, lesion_stats)
-    record = {
+    return {
         "index": job.index,
         "mrn": ident.mrn,
         "patient_name": ident.dicom_name,
@@ -313,28 +379,55 @@ def generate_patient(job: PatientJob) -> dict:
         "sex": ident.sex,
         "expected_included": all(k in kinds_present for k in MAIN_KINDS),
         "missing_sequences": [k for k in MAIN_KINDS if k not in kinds_present],
-        "features": asdict(feats),
+        "features": asdict(lesions.feats),
         "template": t.name,
         "infratentorial_method": t.infratentorial_method,
-        "lesions": lesion_stats,
-        "merged_edema_groups": L.merged_edema_groups(ls),
-        "summary": summary,
+        "lesions": lesions.stats,
+        "merged_edema_groups": L.merged_edema_groups(lesions.lesion_set),
+        "summary": _summary(t, lesions.lesion_set, lesions.stats),
         "studies": study_records,
         "truth_files": truth_files,
         "identifiers": planter.to_list(),
         "identifying_paths": [f"dicom/{ident.mrn}"],
     }
+
+
+def _publish(job: PatientJob, stage: Path, truth_rel: str, record: dict) -> None:
+    """Write the patient's truth.json, move its dicom/ and truth/ folders from the
+    staging area into place (replacing older ones) and remove the staging folder."""
+    out = Path(job.out_dir)
+    mrn = job.ident.mrn
     text = json.dumps(record, indent=1, sort_keys=True, default=_json_default)
     (stage / truth_rel).mkdir(parents=True, exist_ok=True)
     (stage / truth_rel / "truth.json").write_text(text)
     for sub in ("dicom", "truth"):
-        dest = out / sub / ident.mrn
+        dest = out / sub / mrn
         if dest.exists():
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage / sub / ident.mrn, dest)
+        os.replace(stage / sub / mrn, dest)
     shutil.rmtree(stage)
-    record["_clinical"] = clinical
+
+
+def generate_patient(job: PatientJob) -> dict:
+    """Generate one patient into the staging area and move it into place; return its
+    truth record (plus the clinical record under ``_clinical``).
+
+    Steps: :func:`draw_lesions`, :func:`plan_visits`, :func:`write_studies`, the truth
+    files (masks, SEG, label maps), the truth record, and publishing from staging."""
+    stage = _fresh_stage(job)
+    t = get_template(Path(job.atlas_dir) if job.atlas_dir else None, job.anatomy)
+    lesions = draw_lesions(job, t)
+    visits = plan_visits(job, t, lesions)
+    ctx = _write_context(job, stage, visits.studies, visits.clinical)
+    study_records, written = write_studies(job, t, visits, ctx, lesions.feats)
+    truth_rel = f"truth/{job.ident.mrn}"
+    truth_files = _write_truth(
+        t, lesions.lesion_set, visits.lesion_sets, visits.studies, written, stage, truth_rel, job
+    )
+    record = _patient_record(job, t, lesions, study_records, truth_files, ctx.planter)
+    _publish(job, stage, truth_rel, record)
+    record["_clinical"] = visits.clinical
     return record
 
 
