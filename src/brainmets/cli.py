@@ -811,11 +811,8 @@ def config_set(
         parts = key.split(".")
         if parts[0] == "stages" and len(parts) == 3:
             stage = _pipeline(ws).get(parts[1])
-            if parts[2] not in stage.defaults:
-                raise ValueError(
-                    f"stage {stage.name} has no parameter {parts[2]!r}; "
-                    f"known: {sorted(stage.defaults)}"
-                )
+            # typed check before writing: unknown name, wrong type or value -> ParamError
+            stage.check_param(parts[2], parsed, ws.config.data.get("stages", {}).get(stage.name))
         node = ws.config.data
         for p in parts[:-1]:
             node = node.setdefault(p, {})

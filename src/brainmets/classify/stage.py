@@ -19,9 +19,11 @@ is excluded with the reason (``patients.excluded_reason``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
@@ -43,22 +45,38 @@ from brainmets.classify.selection import (
     selection_json,
 )
 from brainmets.fsutil import atomic_write_text
+from brainmets.pipeline.options import option_defaults
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """The stage parameters (``[stages.classify]``), checked when built.
+
+    Attributes:
+        overrides: series UID -> class (t1, t1c, t2, flair, other): a person's decision,
+            always applied.
+        site_rules: regular expression on SeriesDescription / ProtocolName -> class (first
+            match wins).
+        treatment_dates: patient ID -> treatment date YYYYMMDD (in the workspace's shifted
+            dates); with a date, the last complete study on or before it is chosen, else the
+            earliest complete study.
+        required: the classes a patient must have in one study to be included.
+        min_slices: series with fewer slice positions cannot be chosen (localizer-like slabs).
+    """
+
+    overrides: dict[str, str] = field(default_factory=dict)
+    site_rules: dict[str, str] = field(default_factory=dict)
+    treatment_dates: dict[str, str | int] = field(default_factory=dict)
+    required: list[str] = field(default_factory=lambda: list(TARGETS))
+    min_slices: int = DEFAULT_MIN_SLICES
+
+    def __post_init__(self) -> None:
+        _check_params(dataclasses.asdict(self))
+
+
 #: Stage parameters (``[stages.classify]``) and their defaults.
-DEFAULTS: dict[str, Any] = {
-    # series UID -> class (t1, t1c, t2, flair, other): a person's decision, always applied
-    "overrides": {},
-    # regular expression on SeriesDescription / ProtocolName -> class (first match wins)
-    "site_rules": {},
-    # patient ID -> treatment date YYYYMMDD (in the workspace's shifted dates); with a date,
-    # the last complete study on or before it is chosen, else the earliest complete study
-    "treatment_dates": {},
-    # the classes a patient must have in one study to be included
-    "required": list(TARGETS),
-    # series with fewer slice positions cannot be chosen (localizer-like slabs)
-    "min_slices": DEFAULT_MIN_SLICES,
-}
+DEFAULTS: dict[str, Any] = option_defaults(ClassifyOptions)
 
 
 def _check_params(params: dict[str, Any]) -> None:
@@ -212,5 +230,6 @@ STAGE = Stage(
     scope="patient",
     version="1",
     defaults=DEFAULTS,
+    options=ClassifyOptions,
     summary="find the four pretreatment sequences; apply the inclusion rule",
 )

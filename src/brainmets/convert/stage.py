@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +39,44 @@ from brainmets.convert.dcm2niix import (
 )
 from brainmets.convert.geometry import check_geometry, read_frames
 from brainmets.fsutil import TMP_PREFIX
+from brainmets.pipeline.options import option_defaults
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
 ROLES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
-DEFAULTS: dict[str, Any] = {
-    # "display" (RescaleSlope/Intercept, dcm2niix -p n) or "precise" (Philips FP, -p y)
-    "philips_scaling": "display",
-    # drop instances with Image Type LOCALIZER stored inside a selected series
-    "drop_localizers": True,
-    # largest deviation of a slice step from the median step (fraction of the step)
-    "spacing_tolerance": 0.02,
-    # positions closer than this (mm) are the same slice position
-    "position_tolerance_mm": 0.05,
-    # largest angle (degrees) between the slice stacking direction and the slice normal
-    "tilt_tolerance_deg": 0.5,
-    "compress": True,
-}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """The stage parameters (``[stages.convert]``).
+
+    Attributes:
+        philips_scaling: ``"display"`` (RescaleSlope/Intercept, dcm2niix -p n) or
+            ``"precise"`` (Philips FP, -p y).
+        drop_localizers: drop instances with Image Type LOCALIZER stored inside a selected
+            series.
+        spacing_tolerance: largest deviation of a slice step from the median step (fraction
+            of the step).
+        position_tolerance_mm: positions closer than this (mm) are the same slice position.
+        tilt_tolerance_deg: largest angle (degrees) between the slice stacking direction and
+            the slice normal.
+        compress: write ``.nii.gz``.
+    """
+
+    philips_scaling: str = "display"
+    drop_localizers: bool = True
+    spacing_tolerance: float = 0.02
+    position_tolerance_mm: float = 0.05
+    tilt_tolerance_deg: float = 0.5
+    compress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.philips_scaling not in PHILIPS_SCALING:
+            raise ValueError(
+                f"[stages.convert] philips_scaling must be one of {sorted(PHILIPS_SCALING)}"
+            )
+
+
+DEFAULTS: dict[str, Any] = option_defaults(ConvertOptions)
 
 
 def _fsync(path: Path) -> None:
@@ -181,6 +204,7 @@ STAGE = Stage(
     scope="patient",
     version="1",
     defaults=DEFAULTS,
+    options=ConvertOptions,
     summary="convert the selected series to NIfTI (dcm2niix, BIDS sidecars)",
     tools=_tools,
 )

@@ -23,8 +23,9 @@ from brainmets.config import Config
 from brainmets.deid.engine import Deidentifier, DeidOptions, DeidResult
 from brainmets.deid.tree import read_instance
 from brainmets.fsutil import atomic_path, atomic_write_text, sha256_file
+from brainmets.pipeline.inputs import InputContext
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
-from brainmets.workspace import Workspace, read_key
+from brainmets.workspace import read_key
 
 _ACCEPTED = ("pending", "deidentified", "quarantined", "received")
 # DeidOptions fields exposed as stage parameters (the key never is one).
@@ -44,8 +45,10 @@ def _source_rows(cat: Catalog, patient: str) -> list[dict[str, Any]]:
     ]
 
 
-def _fingerprint_inputs(ws: Workspace, cat: Catalog, patient: str) -> Any:
-    return [(r["path"], r["size"], r["mtime_ns"]) for r in _source_rows(cat, patient)]
+def _fingerprint_inputs(inp: InputContext) -> Any:
+    """The patient's accepted source files by (path, size, mtime_ns), as ingest recorded them."""
+    rows = _source_rows(inp.catalog, inp.patient_id)
+    return [(r["path"], r["size"], r["mtime_ns"]) for r in rows]
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
@@ -197,6 +200,7 @@ STAGE = Stage(
     scope="patient",
     version="1",
     defaults=DEFAULTS,
+    options=DeidOptions,
     summary="de-identify each patient's DICOM (PS3.15 + options, keyed pseudonyms)",
     fingerprint_inputs=_fingerprint_inputs,
 )

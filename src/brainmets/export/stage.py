@@ -33,9 +33,24 @@ from brainmets.export.layouts import (
 )
 from brainmets.export.manifest import MANIFEST_NAME
 from brainmets.fsutil import atomic_write_text, sha256_file
+from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
 VERSION = "1"
+
+
+def _check_options(opts: Any) -> None:
+    if opts.layout not in LAYOUTS:
+        raise ExportError(f"layout must be one of {LAYOUTS}, not {opts.layout!r}")
+    if opts.ids not in SCHEMES:
+        raise ExportError(f"ids must be one of {SCHEMES}, not {opts.ids!r}")
+
+
+#: the stage parameters (``[stages.export]``, :data:`brainmets.export.layouts.DEFAULTS`) as a
+#: typed options object, each parameter typed by its default
+ExportOptions = options_class(
+    "ExportOptions", DEFAULTS, check=_check_options, doc="The export stage's parameters."
+)
 
 
 def export_out(root: Path, config: dict[str, Any], params: dict[str, Any]) -> Path:
@@ -149,6 +164,7 @@ STAGE = Stage(
     scope="cohort",
     version=VERSION,
     defaults=DEFAULTS,
+    options=ExportOptions,
     summary="write the dataset: collection / nnU-Net / DICOM-SEG layouts with checksums",
     tools=_tools,
 )

@@ -15,6 +15,7 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,31 @@ from brainmets.fsutil import atomic_write_text
 from brainmets.labelmaps.io import LabelMapError, check_same_grid, load_label_map
 from brainmets.lesions.analysis import FeatureParams, analyse
 from brainmets.lesions.atlas import load_atlas_labels
+from brainmets.pipeline.inputs import atlas_inputs
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
 VERSION = "1"
+
+
+@dataclass(frozen=True)
+class FeaturesOptions(FeatureParams):
+    """The stage parameters (``[stages.features]``): every feature convention
+    (:class:`FeatureParams`), plus the preprocess role whose grid the label map must share
+    (``check_grid_role``; "" = no check)."""
+
+    check_grid_role: str = "t1c"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> FeaturesOptions:
+        opts = cls.from_mapping(params)
+        assert isinstance(opts, FeaturesOptions)
+        return opts
+
+
 #: stage parameters: every feature convention, plus the grid check
 DEFAULTS: dict[str, Any] = {**FeatureParams().as_dict(), "check_grid_role": "t1c"}
+#: outside inputs: the SRI24 labels (infratentorial flag, location names)
+ATLAS_INPUTS = ("tissues.nii.gz", "suptent.nii.gz", "tzo116plus.nii.gz", "tzo116plus_labels.txt")
 
 
 def feature_params(params: Mapping[str, Any]) -> FeatureParams:
@@ -98,6 +119,8 @@ STAGE = Stage(
     scope="patient",
     version=VERSION,
     defaults=DEFAULTS,
+    options=FeaturesOptions,
+    fingerprint_inputs=atlas_inputs(*ATLAS_INPUTS),
     summary="count and measure lesions; per-patient imaging features",
     tools=_tools,
 )

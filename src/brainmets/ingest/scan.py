@@ -13,12 +13,13 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from brainmets.catalog import Catalog, SourceFile, utcnow
+from brainmets.catalog import SourceFile, utcnow
 from brainmets.config import Config
 from brainmets.fsutil import atomic_write_text, iter_files
 from brainmets.ids import patient_key, patient_pseudonym, uid_pseudonym
+from brainmets.pipeline.inputs import InputContext
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
-from brainmets.workspace import Workspace, read_key
+from brainmets.workspace import read_key
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _HEADER_TAGS = [
@@ -122,12 +123,15 @@ def _sources(config: Config) -> list[Path]:
     return [Path(s) for s in config.data["paths"].get("sources", [])]
 
 
-def _fingerprint_inputs(ws: Workspace, cat: Catalog, patient: str) -> Any:
+def _fingerprint_inputs(inp: InputContext) -> Any:
+    """The source folders' files by (path, size, mtime_ns), as the scan itself compares them
+    (hashing every source file would read the whole archive on every run)."""
+    sources = _sources(inp.config)
     listing = []
-    for p in iter_files(_sources(ws.config)):
+    for p in iter_files(sources):
         st = p.stat()
         listing.append((str(p), st.st_size, st.st_mtime_ns))
-    return {"sources": [str(s) for s in _sources(ws.config)], "files": listing}
+    return {"sources": [str(s) for s in sources], "files": listing}
 
 
 def run_ingest(ctx: StageContext) -> StageResult:

@@ -5,8 +5,11 @@ Rules:
 * A (patient, stage) is **skipped** when its last recorded run succeeded with the same
   fingerprint and its recorded outputs are still intact. The fingerprint hashes the stage's
   name, version and merged parameters, the fingerprint of the patient's previous stage,
-  and (for stages that read outside inputs) a description of those inputs. A changed
-  parameter therefore re-runs that stage and every later stage, and nothing before it.
+  and (for stages that read outside inputs: sources, atlas, clinical sheet, annotations) a
+  description of those inputs with their content hashes (:mod:`brainmets.pipeline.inputs`).
+  A changed parameter, version or outside input therefore re-runs that stage and every
+  later stage, and nothing before it. A stage whose outside inputs cannot be described
+  fails for that patient with the reason; its later stages wait.
 * Work is dispatched per patient, stage after stage, to an executor; a failing patient is
   recorded with its error and its later stages are left for the next run; other patients
   go on. A stage that returns an exclusion stops that patient's chain with the reason.
@@ -41,6 +44,7 @@ import brainmets
 from brainmets.catalog import COHORT, Catalog, StageRun
 from brainmets.fsutil import remove_stale_temporaries, sha256_file
 from brainmets.pipeline.executors import Executor, InlineExecutor
+from brainmets.pipeline.inputs import InputContext, OutsideInputError
 from brainmets.pipeline.stage import Pipeline, Stage, StageContext, canonical_json
 from brainmets.pipeline.worker import StageOutcome, execute_stage
 from brainmets.workspace import Workspace
@@ -224,11 +228,12 @@ class Runner:
         Recorded: the upstream fingerprint(s), a hash of the outside inputs, and the SHA-256
         of every earlier-stage output the stage can read.
         """
-        extra = st.fingerprint_inputs(self.ws, cat, patient) if st.fingerprint_inputs else None
+        params = self._params(st)
+        extra = self._outside_inputs(cat, st, patient, params)
         payload = {
             "stage": st.name,
             "version": st.version,
-            "params": self._params(st),
+            "params": params,
             "upstream": upstream,
             "extra": extra,
         }
@@ -243,6 +248,20 @@ class Runner:
             "files_sha256": files,
         }
         return fingerprint(payload), recorded
+
+    def _outside_inputs(self, cat: Catalog, st: Stage, patient: str, params: dict[str, Any]) -> Any:
+        """The stage's description of its outside inputs (see :mod:`.inputs`), given the
+        merged parameters; a callback that raises is an :class:`OutsideInputError`."""
+        if st.fingerprint_inputs is None:
+            return None
+        inp = InputContext(workspace=self.ws, catalog=cat, patient_id=patient, params=params)
+        try:
+            return st.fingerprint_inputs(inp)
+        except Exception as exc:
+            raise OutsideInputError(
+                f"cannot describe the outside inputs of stage '{st.name}' for {patient}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def _reusable(self, cat: Catalog, prev: StageRun | None, fp: str, st: Stage) -> bool:
         if prev is None or prev.status not in REUSABLE or prev.fingerprint != fp:
@@ -295,7 +314,13 @@ class Runner:
             "previous": self._cohort_fp,
             "patients": {p: (c.last_fp, c.stopped) for p, c in sorted(self._chains.items())},
         }
-        fp, inputs = self._fingerprint(cat, st, COHORT, upstream)
+        try:
+            fp, inputs = self._fingerprint(cat, st, COHORT, upstream)
+        except OutsideInputError as exc:
+            self._record(cat, st, _infrastructure_failure(COHORT, st, str(exc)), "", {}, summary)
+            self._cohort_fp = None
+            self._advance(task)
+            return
         prev = cat.stage_run(COHORT, st.name)
         if self._reusable(cat, prev, fp, st):
             summary.counts[st.name]["skipped"] += 1
@@ -344,7 +369,13 @@ class Runner:
             chain = self._chains[p]
             while chain.pos < len(seg):
                 st = seg[chain.pos]
-                fp, inputs = self._fingerprint(cat, st, p, chain.last_fp)
+                try:
+                    fp, inputs = self._fingerprint(cat, st, p, chain.last_fp)
+                except OutsideInputError as exc:
+                    failure = _infrastructure_failure(p, st, str(exc))
+                    self._record(cat, st, failure, "", {}, summary)
+                    finish_chain(p, f"failed in {st.name}")
+                    return
                 prev = cat.stage_run(p, st.name)
                 if self._reusable(cat, prev, fp, st):
                     assert prev is not None

@@ -21,6 +21,7 @@ from brainmets.catalog import COHORT
 
 if TYPE_CHECKING:
     from brainmets.catalog import Catalog
+    from brainmets.pipeline.inputs import InputContext
     from brainmets.workspace import Workspace
 
 Scope = Literal["patient", "cohort"]
@@ -117,7 +118,8 @@ class StageResult:
 
 
 StageFunc = Callable[[StageContext], StageResult]
-FingerprintInputs = Callable[["Workspace", "Catalog", str], Any]
+#: ``(InputContext) -> JSON-able``: see :mod:`brainmets.pipeline.inputs`
+FingerprintInputs = Callable[["InputContext"], Any]
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,14 @@ class Stage:
         scope: ``"patient"`` (runs once per patient, in parallel) or ``"cohort"``.
         version: bump when the stage's output changes for the same inputs and parameters;
             it is part of the fingerprint, so existing results are redone.
-        defaults: parameters and their defaults; ``[stages.<name>]`` overrides them.
+        defaults: parameters and their defaults; ``[stages.<name>]`` overrides them. Taken
+            from ``options`` when that is given and ``defaults`` is not.
+        options: the stage's typed options: a frozen dataclass whose fields are the
+            parameters (see :mod:`brainmets.pipeline.options`); without one, a dataclass
+            typed by the defaults' types is made. :meth:`check_params` builds it.
         summary: one line for ``--help`` and ``brainmets stages``.
-        fingerprint_inputs: optional ``(workspace, catalog, patient_id) -> JSON-able`` that
+        fingerprint_inputs: optional ``(InputContext) -> JSON-able`` (the context carries
+            the workspace, the catalog, the patient and the merged parameters) that
             describes inputs not produced by earlier stages (e.g. source files), so that a
             change to them re-runs the stage.
         tools: optional callable returning tool versions (recorded in the catalog).
@@ -146,6 +153,41 @@ class Stage:
     summary: str = ""
     fingerprint_inputs: FingerprintInputs | None = None
     tools: Callable[[], dict[str, str]] | None = None
+    options: type | None = None
+
+    def __post_init__(self) -> None:
+        if self.options is not None and not self.defaults:
+            from brainmets.pipeline.options import option_defaults
+
+            object.__setattr__(self, "defaults", option_defaults(self.options))
+
+    @property
+    def options_class(self) -> type:
+        """The typed options (declared, or made from the defaults)."""
+        if self.options is not None:
+            return self.options
+        from brainmets.pipeline.options import options_class
+
+        return options_class(f"{self.name.title()}Options", self.defaults)
+
+    def check_params(self, params: Mapping[str, Any]) -> Any:
+        """The stage's options object from ``params`` (parameters not given take their
+        defaults); :class:`brainmets.pipeline.options.ParamError` names an unknown
+        parameter or a value of the wrong type or a refused value."""
+        from brainmets.pipeline.options import build_options
+
+        return build_options(self.options_class, params, self.name)
+
+    def check_param(self, key: str, value: Any, current: Mapping[str, Any] | None = None) -> Any:
+        """Check that ``key = value`` may be set, beside the ``current`` ``[stages.<name>]``
+        values (what ``brainmets config set`` writes); returns the options object."""
+        from brainmets.pipeline.options import ParamError
+
+        if key not in self.defaults:
+            raise ParamError(
+                f"stage {self.name} has no parameter {key!r}; known: {sorted(self.defaults)}"
+            )
+        return self.check_params({**(current or {}), key: value})
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,16 @@ from typing import Any
 
 from brainmets.atlas import locate_atlas
 from brainmets.config import Config
+from brainmets.pipeline.inputs import atlas_inputs
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.preprocess.errors import PreprocessError
 from brainmets.preprocess.images import SEQUENCES
 from brainmets.preprocess.pipeline import PreprocessOptions, preprocess_case
 
 DEFAULTS: dict[str, Any] = PreprocessOptions().to_params()
+#: outside inputs: the SRI24 templates (registration target, reference grid, atlas skull
+#: stripping); a changed template re-runs this stage and every later one
+ATLAS_INPUTS = ("t1_brain.nii.gz", "t1_head.nii.gz")
 
 
 def _tools() -> dict[str, str]:
@@ -69,6 +73,8 @@ STAGE = Stage(
     scope="patient",
     version="2",  # 2: atlas step from a 12-dof fit, fixed_image, lesion protection rework
     defaults=DEFAULTS,
+    options=PreprocessOptions,
+    fingerprint_inputs=atlas_inputs(*ATLAS_INPUTS),
     summary="co-register, register to SRI24 (BraTS), resample 1 mm 240x240x155, skull strip",
     tools=_tools,
 )

@@ -19,9 +19,15 @@ from brainmets.cohort import (
     sheet_path,
     write_document,
 )
+from brainmets.pipeline.inputs import InputContext, describe_file
+from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
 VERSION = "1"
+
+#: the stage parameters (``[stages.report]``, :data:`brainmets.cohort.document.DEFAULTS`)
+#: as a typed options object, each parameter typed by its default
+ReportOptions = options_class("ReportOptions", DEFAULTS, doc="The report stage's parameters.")
 
 
 def run_report(ctx: StageContext) -> StageResult:
@@ -46,17 +52,11 @@ def _tools() -> dict[str, str]:
     return {"matplotlib": matplotlib.__version__}
 
 
-def _fingerprint_inputs(ws: Any, cat: Any, patient: str) -> Any:
-    """The clinical sheet is read from outside the workspace: its size and mtime."""
-    params = ws.config.stage_params("report", DEFAULTS)
-    path = sheet_path(ws.root, params.get("clinical_sheet") or "")
-    if path is None:
-        return None
-    try:
-        st = path.stat()
-    except OSError:
-        return {"clinical_sheet": str(path), "missing": True}
-    return {"clinical_sheet": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _fingerprint_inputs(inp: InputContext) -> Any:
+    """The clinical sheet (``clinical_sheet``), read from outside the pipeline: its path and
+    content hash (missing / unreadable when so); None when no sheet is configured."""
+    path = sheet_path(inp.root, inp.params.get("clinical_sheet") or "")
+    return None if path is None else {"clinical_sheet": describe_file(path)}
 
 
 STAGE = Stage(
@@ -65,6 +65,7 @@ STAGE = Stage(
     scope="cohort",
     version=VERSION,
     defaults=DEFAULTS,
+    options=ReportOptions,
     summary="dataset descriptor: cohort flow, Table 1, scanners, lesions, figures, QC",
     fingerprint_inputs=_fingerprint_inputs,
     tools=_tools,

@@ -20,8 +20,9 @@ and how it was placed, per-lesion voxel counts, every conflict and how it was re
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from brainmets.atlas import atlas_file
 from brainmets.config import Config
 from brainmets.fsutil import atomic_write_text
 from brainmets.labelmaps.io import save_label_map
+from brainmets.pipeline.inputs import InputContext, describe_atlas, describe_folder
+from brainmets.pipeline.options import option_defaults
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.segment.fusion import FusionRules
 from brainmets.segment.importer import (
@@ -43,29 +46,47 @@ from brainmets.segment.sources import DEFAULT_PATTERNS, AnnotationError
 from brainmets.segment.transform import Transform, read_transform, transforms_from_case_json
 
 VERSION = "1"
-DEFAULTS: dict[str, Any] = {
-    "annotations_dir": "annotations/{patient}",
-    "format": "auto",
-    "mask_patterns": {k: list(v) for k, v in DEFAULT_PATTERNS.items()},
-    "region_sequence": dict(DEFAULT_REGION_SEQUENCE),
-    "label_map_names": list(DEFAULT_LABEL_MAP_NAMES),
-    "label_mapping": "brats-mets",
-    "mask_space": "auto",
-    "atlas_alignment": "auto",
-    "mask_threshold": 0.5,
-    "mask_interpolation": "nearest",
-    "rtstruct_pixel_mm": 0.5,
-    "transform_source": "auto",
-    "transform_role": "transform_{sequence}",
-    "transforms_file": "transforms.json",
-    "reference": "auto",
-    "reference_role": "t1c",
-    "necrosis_outside_core": "keep",
-    "core_outside_whole": "keep",
-    "overlap_priority": [1, 3, 2],
-}
 TRANSFORM_SOURCES = ("auto", "preprocess", "annotations")
 REFERENCES = ("auto", "preprocess", "atlas")
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """The stage parameters (``[stages.segment]``), checked when built: the annotation
+    folder, the import options (:class:`ImportOptions`), the fusion rules
+    (:class:`FusionRules`), where the transforms and the reference grid come from."""
+
+    annotations_dir: str = "annotations/{patient}"
+    format: str = "auto"
+    mask_patterns: dict[str, str | list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_PATTERNS.items()}
+    )
+    region_sequence: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REGION_SEQUENCE))
+    label_map_names: list[str] = field(default_factory=lambda: list(DEFAULT_LABEL_MAP_NAMES))
+    label_mapping: str | dict[str, Any] = "brats-mets"
+    mask_space: str = "auto"
+    atlas_alignment: str = "auto"
+    mask_threshold: float = 0.5
+    mask_interpolation: str = "nearest"
+    rtstruct_pixel_mm: float = 0.5
+    transform_source: str = "auto"
+    transform_role: str = "transform_{sequence}"
+    transforms_file: str = "transforms.json"
+    reference: str = "auto"
+    reference_role: str = "t1c"
+    necrosis_outside_core: str = "keep"
+    core_outside_whole: str = "keep"
+    overlap_priority: list[int] = field(default_factory=lambda: [1, 3, 2])
+
+    def __post_init__(self) -> None:
+        if self.transform_source not in TRANSFORM_SOURCES:
+            raise ValueError(f"transform_source must be one of {TRANSFORM_SOURCES}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}")
+        options_from_params(dataclasses.asdict(self))  # the import options' own checks
+
+
+DEFAULTS: dict[str, Any] = option_defaults(SegmentOptions)
 
 
 def options_from_params(params: dict[str, Any]) -> ImportOptions:
@@ -224,25 +245,24 @@ def _tools() -> dict[str, str]:
     }
 
 
-def _fingerprint_inputs(ws: Any, cat: Any, patient: str) -> Any:
-    """The annotation files (names relative to the folder, sizes, mtimes): a changed
-    annotation re-runs the stage."""
-    params = ws.config.stage_params("segment", DEFAULTS)
+def _fingerprint_inputs(inp: InputContext) -> Any:
+    """The annotation folder's files (names relative to the folder, content hashes) and,
+    when the reference grid may be the atlas's, the SRI24 ``t1_brain.nii.gz``: a changed
+    annotation or template re-runs the stage.
+
+    A folder that does not exist (or, for ``{mrn}``, no folder of the patient) is described
+    as missing; a workspace key that cannot be read (needed for ``{mrn}``) raises."""
+    pattern = str(inp.params["annotations_dir"])
+    key = inp.key() if "{mrn}" in pattern else None
     try:
-        key = ws.key()
-    except Exception:
-        key = None
-    try:
-        folder = resolve_annotation_dir(ws.root, str(params["annotations_dir"]), patient, key)
-    except AnnotationError as exc:
-        return {"missing": str(exc)}
-    if not folder.is_dir():
-        return {"missing": "annotation folder"}
-    out = []
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            out.append((os.path.relpath(p, folder), st.st_size, st.st_mtime_ns))
+        folder = resolve_annotation_dir(inp.root, pattern, inp.patient_id, key)
+    except AnnotationError as exc:  # {mrn}: no folder of this patient (yet)
+        annotations: dict[str, Any] = {"missing": str(exc)}
+    else:
+        annotations = describe_folder(folder, "annotation folder")
+    out: dict[str, Any] = {"annotations": annotations}
+    if inp.params["reference"] != "preprocess":
+        out.update(describe_atlas(["t1_brain.nii.gz"], inp.config.atlas_dir))
     return out
 
 
@@ -252,6 +272,7 @@ STAGE = Stage(
     scope="patient",
     version=VERSION,
     defaults=DEFAULTS,
+    options=SegmentOptions,
     summary="import annotations and fuse them into one label map",
     fingerprint_inputs=_fingerprint_inputs,
     tools=_tools,
