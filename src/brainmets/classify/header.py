@@ -256,9 +256,9 @@ def plane_of(iop: Sequence[float] | None) -> tuple[str | None, float | None]:
     norm = math.sqrt(sum(x * x for x in n))
     if norm < 1e-6:
         return None, None
-    n = tuple(x / norm for x in n)
-    axis = max(range(3), key=lambda i: abs(n[i]))
-    angle = math.degrees(math.acos(min(1.0, abs(n[axis]))))
+    unit = tuple(x / norm for x in n)
+    axis = max(range(3), key=lambda i: abs(unit[i]))
+    angle = math.degrees(math.acos(min(1.0, abs(unit[axis]))))
     return ("sagittal", "coronal", "axial")[axis], round(angle, 2)
 
 
@@ -463,7 +463,7 @@ def _extent(iop: list[float], positions: set[tuple[float, ...]]) -> float | None
 
 def read_headers(paths: Iterable[Path]) -> list[tuple[Path, Dataset]]:
     """Read the headers (no pixel data) of DICOM files; unreadable files are skipped."""
-    out = []
+    out: list[tuple[Path, Dataset]] = []
     for p in paths:
         try:
             out.append((Path(p), pydicom.dcmread(p, stop_before_pixels=True, defer_size=2048)))

@@ -132,7 +132,7 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
             Frame(
                 file=path,
                 index=0,
-                position=pos if pos and len(pos) == 3 else None,  # type: ignore[arg-type]
+                position=pos if pos and len(pos) == 3 else None,
                 orientation=_floats(ds.get("ImageOrientationPatient")),
                 rows=rows,
                 columns=cols,
@@ -150,7 +150,7 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
             Frame(
                 file=path,
                 index=i,
-                position=pos if pos and len(pos) == 3 else None,  # type: ignore[arg-type]
+                position=pos if pos and len(pos) == 3 else None,
                 orientation=_floats(
                     _group(ds, fr, "PlaneOrientationSequence", "ImageOrientationPatient")
                 ),

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -85,7 +85,7 @@ def _fsync(path: Path) -> None:
 
 
 def _check_volume(path: Path, rows: int, columns: int, slices: int, label: str) -> list[int]:
-    img = nib.load(str(path))
+    img = cast(nib.Nifti1Image, nib.load(str(path)))
     shape = [int(x) for x in img.shape]
     spatial = shape[:3] + [1] * (3 - len(shape[:3]))
     extra = int(np.prod(shape[3:])) if len(shape) > 3 else 1

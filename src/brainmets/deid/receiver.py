@@ -33,7 +33,7 @@ from brainmets.fsutil import atomic_path, atomic_write_bytes
 
 if TYPE_CHECKING:
     from pynetdicom import AE
-    from pynetdicom.events import Event
+    from pynetdicom.events import Event, EventHandlerType
     from pynetdicom.transport import ThreadedAssociationServer
 
 log = logging.getLogger(__name__)
@@ -126,13 +126,14 @@ def make_ae(ae_title: str) -> AE:
     """A pynetdicom AE accepting every storage SOP class in every transfer syntax, and C-ECHO."""
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config
     from pynetdicom.presentation import AllStoragePresentationContexts
-    from pynetdicom.sop_class import Verification
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
     # Decode received data sets in memory: never spool identifiable data to a file.
     _config.STORE_RECV_CHUNKED_DATASET = False
     ae = AE(ae_title=ae_title)
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(UID(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+        if cx.abstract_syntax is not None:  # always set in pynetdicom's own contexts
+            ae.add_supported_context(UID(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     ae.maximum_pdu_size = 0  # no limit
     return ae
@@ -164,7 +165,7 @@ def receive(
     dicom_dir.mkdir(parents=True, exist_ok=True)
     handler = _StoreHandler(dicom_dir, Deidentifier(key, options), on_stored, quarantine_dir)
     ae = make_ae(ae_title)
-    handlers = [(evt.EVT_C_STORE, handler)]
+    handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, handler)]
     log.info("receiving as %s on %s:%d into %s", ae_title, host, port, dicom_dir)
     server = ae.start_server((host, port), block=False, evt_handlers=handlers)
     assert server is not None
@@ -185,8 +186,8 @@ def receive(
         log.info("stopping the receiver")
     finally:
         stop_server(server)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     return None
 
 

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -234,8 +235,8 @@ def write_dicom_seg(
     from brainmets.fsutil import sha256_file
 
     datasets = read_series(series_files)
-    seg = nib.load(str(seg_path))
-    frames = label_frames(datasets, seg, native_to_atlas)  # type: ignore[arg-type]
+    seg = cast(nib.Nifti1Image, nib.load(str(seg_path)))
+    frames = label_frames(datasets, seg, native_to_atlas)
     obj = make_segmentation(datasets, frames, sha256_file(seg_path))
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -127,10 +127,10 @@ def place_image(src: Path, dest: Path, header: str, mode: str) -> str:
 
 def place_seg(src: Path, dest: Path, header: str, mode: str) -> str:
     """The label map as uint8 in the layout's convention (values checked: 0-3, integral)."""
-    img = nib.load(str(src))
-    if img.get_data_dtype() == np.uint8 and follows(img, header):  # type: ignore[arg-type]
+    img = cast(nib.Nifti1Image, nib.load(str(src)))
+    if img.get_data_dtype() == np.uint8 and follows(img, header):
         return link_or_copy(src, dest, mode)
-    data = template_array(img)  # type: ignore[arg-type]
+    data = template_array(img)
     if not np.array_equal(data, np.round(data)) or not np.isin(np.unique(data), [0, 1, 2, 3]).all():
         raise ExportError(f"{src.name}: label values are not within {{0, 1, 2, 3}}")
     aff = header_affine(header)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -90,7 +90,7 @@ class _Loaded:
 
 def _load(path: Path, rep: ValidationReport) -> _Loaded | None:
     try:
-        img = nib.load(str(path))
+        img = cast(nib.Nifti1Image, nib.load(str(path)))
         data = np.asanyarray(img.dataobj)  # reads (and CRC-checks) the whole stream
     except Exception as exc:
         rep.add(path, f"unreadable: {type(exc).__name__}: {exc}")

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -371,6 +371,6 @@ def import_annotations(
 
 def reference_grid(path: Path) -> tuple[tuple[int, int, int], np.ndarray, nib.Nifti1Header]:
     """Shape, affine and header of the image whose grid the label map is written on."""
-    img = nib.load(str(path))
+    img = cast(nib.Nifti1Image, nib.load(str(path)))
     shape = tuple(int(s) for s in img.shape[:3])
     return shape, np.asarray(img.affine, float), img.header  # type: ignore[return-value]

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -157,7 +158,7 @@ def read_nifti_masks(
             )
         seen[hit] = rel
         try:
-            img = nib.load(str(path))
+            img = cast(nib.Nifti1Image, nib.load(str(path)))
             data = np.asanyarray(img.dataobj)
         except Exception as exc:
             raise AnnotationError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
@@ -179,7 +180,7 @@ def read_label_map_annotation(
 ) -> AnnotationMask:
     """An already-combined label map, translated to our labels by ``mapping``."""
     try:
-        img = nib.load(str(path))
+        img = cast(nib.Nifti1Image, nib.load(str(path)))
         raw = np.asanyarray(img.dataobj)
     except Exception as exc:
         raise AnnotationError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
