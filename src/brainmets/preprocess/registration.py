@@ -23,8 +23,9 @@ import io
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -285,8 +286,11 @@ def _sitk_register(
 ) -> np.ndarray:
     if opts.threads:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(opts.threads))
+    # Any: SimpleITK's stubs type transforms (and CenteredTransformInitializer's result,
+    # downcast at run time) as the base Transform, without the matrix accessors
+    tx: Any
     if opts.dof == 6:
-        tx: sitk.Transform = sitk.Euler3DTransform()
+        tx = sitk.Euler3DTransform()
     elif opts.dof == 7:
         tx = sitk.Similarity3DTransform()
     else:
@@ -400,7 +404,3 @@ def similarity_after(
     warped = resample_array(moving[0], moving[1], grid, matrix, order=1)
     mask = fixed_mask[sub] if fixed_mask is not None else f_small > 0
     return nmi(f_small, warped, mask & np.isfinite(warped))
-
-
-def pretty_iterations(iterations: Sequence[int]) -> str:
-    return "x".join(str(int(i)) for i in iterations)
