@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -137,7 +138,9 @@ def tumour_outside_mask(
     an output voxel shows the anatomy at ``inv(true T1c) @ atlas_to["t1c"]`` of it."""
     import nibabel as nib
 
-    lab = nib.load(str(Path(cohort_dir) / "truth" / mrn / "label_map_sri24.nii.gz"))
+    lab = cast(
+        nib.Nifti1Image, nib.load(str(Path(cohort_dir) / "truth" / mrn / "label_map_sri24.nii.gz"))
+    )
     true_c = synthetic_truth(cohort_dir, mrn)["t1c"]
     m = np.linalg.inv(true_c) @ transforms.atlas_to["t1c"]
     mapped = resample_labels(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -66,7 +67,7 @@ def load_volume(path: str | os.PathLike[str], role: str = "", patient: str | Non
     if not p.is_file():
         raise PreprocessError(f"{role or 'image'} file does not exist", patient=patient, file=p)
     try:
-        img = nib.load(str(p))
+        img = cast(nib.Nifti1Image, nib.load(str(p)))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
         raise PreprocessError(

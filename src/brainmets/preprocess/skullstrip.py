@@ -483,7 +483,7 @@ def extract_brain(
             from brainmets.preprocess.registration import resample_array
 
             tb = np.asarray(brain_template[0]) > 0
-            if not Grid(tb.shape, brain_template[1]).same_as(grid):  # type: ignore[arg-type]
+            if not Grid(tb.shape, brain_template[1]).same_as(grid):
                 tb = resample_array(tb.astype(np.float32), brain_template[1], grid, np.eye(4)) > 0.5
             limit = _within(tb, LIMIT_MM)
         mask, added = protect_lesions(mask, images, limit=limit)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import nibabel as nib
 import numpy as np
@@ -133,7 +133,7 @@ def _as_volume(image: str | os.PathLike[str] | nib.Nifti1Image | Volume) -> Volu
         while data.ndim > 3 and data.shape[-1] == 1:
             data = data[..., 0]
         return Volume(data, np.asarray(image.affine, float), None, "", image.header)
-    img = nib.load(str(image))
+    img = cast(nib.Nifti1Image, nib.load(str(image)))
     data = np.asarray(img.dataobj)
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
