@@ -55,6 +55,7 @@ lint: install-dev
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/lint-imports
+	$(BIN)/mypy src
 
 test: install-dev system-deps lint
 	$(BIN)/pytest -q

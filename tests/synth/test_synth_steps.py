@@ -34,7 +34,7 @@ from brainmets.synth.cohort import (
 from brainmets.synth.geometry import make_grid
 from brainmets.synth.planning import (
     INSTITUTIONS,
-    PatientFeatures,
+    PatientTraits,
     StudyContext,
     acquisitions,
     draw_features,
@@ -303,8 +303,8 @@ def test_protocol_lookup_first_match() -> None:
 CENTRE = np.array([0.5, -17.3, 12.1])
 
 
-def _feats(**kw: object) -> PatientFeatures:
-    f = PatientFeatures(n_lesions=2)
+def _feats(**kw: object) -> PatientTraits:
+    f = PatientTraits(n_lesions=2)
     for k, v in kw.items():
         setattr(f, k, v)
     return f

@@ -39,7 +39,7 @@ from brainmets.synth.geometry import Grid, apply_affine, set_resample_threads
 from brainmets.synth.imaging import PatientImages, acquire, render, series_transform
 from brainmets.synth.planning import (
     INSTITUTIONS,
-    PatientFeatures,
+    PatientTraits,
     draw_features,
     plan_study,
     station_and_serial,
@@ -210,7 +210,7 @@ def _series_record(
 class PatientLesions:
     """A patient's drawn features and lesions (on the template grid)."""
 
-    feats: PatientFeatures
+    feats: PatientTraits
     params: list  # per-lesion parameters (lesions.place_lesions)
     lesion_set: L.LesionSet
     stats: list[dict]
@@ -342,7 +342,7 @@ def write_studies(
     t: Template,
     visits: PatientVisits,
     ctx: WriteContext,
-    feats: PatientFeatures,
+    feats: PatientTraits,
 ) -> tuple[list[dict], dict[int, dict]]:
     """Render and write every study's series (one noise stream for the patient).
 

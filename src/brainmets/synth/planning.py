@@ -39,7 +39,7 @@ INSTITUTIONS = [
 
 
 @dataclass
-class PatientFeatures:
+class PatientTraits:
     """What a patient's record contains (drawn per patient; forced for the first three)."""
 
     n_lesions: int
@@ -60,12 +60,12 @@ class PatientFeatures:
     sub: bool = False
 
 
-def draw_features(rng: np.random.Generator, index: int, n_lesions: int) -> PatientFeatures:
+def draw_features(rng: np.random.Generator, index: int, n_lesions: int) -> PatientTraits:
     """Random features; patients 0-2 are forced so that even a tiny cohort covers the
     cases every later stage must handle (complete patient with screenshot, overlay,
     infratentorial lesion and merging edema; follow-up study with subtraction; missing
     sequence)."""
-    f = PatientFeatures(n_lesions=n_lesions)
+    f = PatientTraits(n_lesions=n_lesions)
     f.followup = rng.random() < 0.25
     f.screenshot = rng.random() < 0.1
     f.overlay = rng.random() < 0.3
@@ -157,7 +157,7 @@ class StudyContext:
 
     rng: np.random.Generator
     scanner: Scanner
-    feats: PatientFeatures
+    feats: PatientTraits
     followup: bool
     centre: np.ndarray  # brain centre, scanner world
     head_pitch: float  # the head's tilt about the left-right axis, degrees
@@ -174,7 +174,7 @@ def study_context(
     rng: np.random.Generator,
     role: str,
     scanner: Scanner,
-    feats: PatientFeatures,
+    feats: PatientTraits,
     brain_centre: np.ndarray,
     scale: np.ndarray,
 ) -> tuple[StudyContext, np.ndarray, dict]:
@@ -197,7 +197,7 @@ def study_context(
     return ctx, placement, place_info
 
 
-def series_kinds(followup: bool, feats: PatientFeatures) -> list[str]:
+def series_kinds(followup: bool, feats: PatientTraits) -> list[str]:
     """The acquired kinds in scan order: a follow-up study has a fixed short protocol;
     a baseline study has the optional DWI/SWI of ``feats`` and lacks its missing kinds."""
     kinds: list[str] = ["LOC"]
@@ -213,7 +213,7 @@ def series_kinds(followup: bool, feats: PatientFeatures) -> list[str]:
 
 
 def t1c_geometry(
-    rng: np.random.Generator, kinds: list[str], feats: PatientFeatures, vendor: str
+    rng: np.random.Generator, kinds: list[str], feats: PatientTraits, vendor: str
 ) -> GeometrySpec | None:
     """The 3D geometry of the study's T1c, or ``None`` where it has none or a 2D one."""
     if "T1c" in kinds and not feats.t1c_2d:
@@ -221,7 +221,7 @@ def t1c_geometry(
     return None
 
 
-def is_3d(kind: str, feats: PatientFeatures, followup: bool, t1c_3d: bool) -> bool:
+def is_3d(kind: str, feats: PatientTraits, followup: bool, t1c_3d: bool) -> bool:
     """Whether ``kind`` is acquired as a 3D volume: a T1c with 3D geometry, a T1 where
     the patient has a 3D T1 and the T1c is 3D, a baseline 3D FLAIR, and SWI always."""
     return (
@@ -524,7 +524,7 @@ def plan_study(
     index: int,
     date: dt.date,
     scanner: Scanner,
-    feats: PatientFeatures,
+    feats: PatientTraits,
     brain_centre: np.ndarray,
     scale: np.ndarray,
     start_s: float,
