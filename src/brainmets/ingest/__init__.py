@@ -7,6 +7,6 @@ a duplicate of another instance, or a rejected file with the reason. Original id
 are read in memory only; nothing identifying is written except the source path itself.
 """
 
-from brainmets.ingest.scan import STAGE, ScanEntry, classify_file, scan_sources
+from brainmets.ingest.scan import STAGE, classify_file, scan_sources
 
-__all__ = ["STAGE", "ScanEntry", "classify_file", "scan_sources"]
+__all__ = ["STAGE", "classify_file", "scan_sources"]

@@ -6,7 +6,6 @@ import dataclasses
 import json
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +33,13 @@ _HEADER_TAGS = [
 IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 
 
-@dataclass(frozen=True)
-class ScanEntry:
-    """What one source file is. ``status`` is pending (to de-identify) or rejected."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    status: str
-    reason: str | None = None
-    patient_id: str | None = None
-    sop_uid: str | None = None
-
-
-def classify_file(path: Path, key: bytes) -> ScanEntry:
-    """Read one file's header and decide what it is (original identifiers stay in memory)."""
+def classify_file(path: Path, key: bytes) -> SourceFile:
+    """Read one file's header and decide what it is: ``pending`` (to de-identify) or
+    ``rejected`` with the reason (original identifiers stay in memory)."""
     st = path.stat()
 
-    def rejected(reason: str) -> ScanEntry:
-        return ScanEntry(str(path), st.st_size, st.st_mtime_ns, status="rejected", reason=reason)
+    def rejected(reason: str) -> SourceFile:
+        return SourceFile(str(path), st.st_size, st.st_mtime_ns, status="rejected", reason=reason)
 
     if path.name in IGNORED_NAMES:
         return rejected("operating-system metadata file")
@@ -67,7 +54,7 @@ def classify_file(path: Path, key: bytes) -> ScanEntry:
         return rejected("DICOMDIR media index, not an instance")
     if "SOPInstanceUID" not in ds or not str(ds.SOPInstanceUID).strip():
         return rejected("no SOPInstanceUID (0008,0018)")
-    return ScanEntry(
+    return SourceFile(
         str(path),
         st.st_size,
         st.st_mtime_ns,
@@ -79,28 +66,20 @@ def classify_file(path: Path, key: bytes) -> ScanEntry:
 
 def scan_sources(
     sources: list[Path], key: bytes, known: Mapping[str, SourceFile]
-) -> tuple[list[ScanEntry], Counter[str]]:
+) -> tuple[list[SourceFile], Counter[str]]:
     """Classify every file; reuse the ``known`` accounting (path -> recorded file) of files
     whose size and modification time are unchanged.
 
     Returns new/changed entries and a count of every file by outcome.
     """
-    changed: list[ScanEntry] = []
+    changed: list[SourceFile] = []
     counts: Counter[str] = Counter()
     seen_sop: dict[str, str] = {}
     for path in iter_files(sources):
         st = path.stat()
         prev = known.get(str(path))
         if prev and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns:
-            entry = ScanEntry(
-                path=str(path),
-                size=st.st_size,
-                mtime_ns=st.st_mtime_ns,
-                status=prev.status,
-                reason=prev.reason,
-                patient_id=prev.patient_id,
-                sop_uid=prev.sop_uid,
-            )
+            entry = prev
         else:
             entry = classify_file(path, key)
             changed.append(entry)
@@ -160,7 +139,7 @@ def run_ingest(ctx: StageContext) -> StageResult:
         for p, f in known.items()
         if f.status != "vanished" and not Path(p).exists() and p not in present
     ]
-    files = [{**e.__dict__, "seen_at": now} for e in changed]
+    files = [dataclasses.replace(e, seen_at=now).record() for e in changed]
     files += [
         {**v, "size": known[v["path"]].size, "mtime_ns": known[v["path"]].mtime_ns, "seen_at": now}
         for v in vanished
