@@ -206,3 +206,25 @@ def test_segment_and_features_stages(tmp_path: Path, template: nib.Nifti1Image) 
     for sheet_ in wb.worksheets:
         for row in sheet_.iter_rows(values_only=True):
             assert not any(str(v) in MRNS.values() or v == "99999999" for v in row)
+
+
+def test_unreadable_key_with_mrn_folders_is_a_named_failure(
+    tmp_path: Path, template: nib.Nifti1Image
+) -> None:
+    """Annotation folders named by MRN need the workspace key: a key that cannot be used
+    fails the patient with the reason (it is never taken as "no key" and skipped)."""
+    ws = Workspace.init(tmp_path / "ws")
+    pid = patient_pseudonym(ws.key(), MRNS["a"])
+    _annotations(ws.root, template)
+    ws.config.set_stage_param("enrol", "patients", [pid])
+    ws.config.set_stage_param("segment", "annotations_dir", "annotations/{mrn}")
+    ws.save_config()
+    ws = Workspace.open(ws.root)
+    ws.config.key_file.chmod(0o644)
+    with ws.lock():
+        summary = Runner(ws, PIPELINE, InlineExecutor(), progress=False).run(
+            ["enrol", "preprocess", "segment"]
+        )
+    failed = {(p, s): m for p, s, m in summary.failures}
+    assert list(failed) == [(pid, "segment")]
+    assert "key file is accessible by other users" in failed[(pid, "segment")]

@@ -132,13 +132,14 @@ def resolve_annotation_dir(root: Path, pattern: str, patient: str, key: bytes | 
     return p if p.is_absolute() else root / p
 
 
-def _key(ctx: StageContext) -> bytes | None:
+def _key(ctx: StageContext, pattern: str) -> bytes | None:
+    """The workspace key when the annotation folders are named by MRN (``{mrn}``), else None.
+    A key that cannot be read is an error (raised, naming the file), never skipped."""
+    if "{mrn}" not in pattern:
+        return None
     from brainmets.workspace import read_key
 
-    try:
-        return read_key(Config(root=ctx.root, data=ctx.config).key_file)
-    except Exception:
-        return None
+    return read_key(Config(root=ctx.root, data=ctx.config).key_file)
 
 
 def _transforms(
@@ -186,7 +187,10 @@ def run_segment(ctx: StageContext) -> StageResult:
     params = ctx.params
     options = options_from_params(params)
     folder = resolve_annotation_dir(
-        ctx.root, str(params["annotations_dir"]), ctx.patient_id, _key(ctx)
+        ctx.root,
+        str(params["annotations_dir"]),
+        ctx.patient_id,
+        _key(ctx, str(params["annotations_dir"])),
     )
     ref_path, ref_desc = _reference(ctx, params)
     if ref_desc.startswith("atlas"):
