@@ -94,3 +94,16 @@ def test_demo_needs_at_least_one_patient(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         api.demo(tmp_path / "demo", patients=0)
     assert not (tmp_path / "demo" / "workspace").exists()
+
+
+def test_demo_is_not_ok_when_the_leak_check_could_not_check_everything(tmp_path: Path) -> None:
+    from brainmets.deid.verify import Unchecked, VerifyReport
+    from brainmets.pipeline import RunSummary, load_pipeline
+
+    run = api.RunReport(tmp_path, load_pipeline("brainmets.pipeline.toy:pipeline"), RunSummary(1))
+    rep = api.DemoReport(tmp_path, tmp_path / "cohort", tmp_path / "ws", run=run)
+    assert rep.ok  # no de-identified files, nothing to check
+    rep.deid_check = VerifyReport(outputs=1, originals=1)
+    assert rep.ok
+    rep.deid_check.unchecked.append(Unchecked("output", "x.dcm", "(0040,A730)", "cannot decode"))
+    assert not rep.ok

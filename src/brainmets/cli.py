@@ -958,16 +958,10 @@ def demo(
         except (TemplateError, CohortDirError) as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(EXIT_FAILED) from None
-    check = rep.deid_check
-    if check is not None:
-        console.print(
-            f"{check.outputs} de-identified file(s) checked against {check.originals} "
-            f"original(s) ({check.identifiers_checked} identifying values, "
-            f"{check.uids_checked} UIDs): "
-            + ("[green]no finding[/]" if check.ok else f"[red]{len(check.findings)} finding(s)[/]")
-        )
-        for f in check.findings[:20]:
-            console.print(f"  {f.kind} {f.file}: {f.detail}", highlight=False)
+    if rep.deid_check is not None:
+        from brainmets.deid.cli import print_verify_report
+
+        print_verify_report(rep.deid_check)
     assert rep.run is not None
     names = rep.run.pipeline.names
     console.print(
