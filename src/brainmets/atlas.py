@@ -7,7 +7,8 @@ collection. brainmets never ships it; it is looked up, in this order, from:
 1. an explicit folder (the workspace config's ``atlas.dir``),
 2. the ``BRAINMETS_ATLAS_DIR`` environment variable,
 3. the user data directory (where ``brainmets atlas install`` puts it),
-4. the development checkout's ``../shared/atlas/sri24``.
+4. the shared data folder's ``atlas/sri24`` (``$BRAINMETS_SHARED``, else ``../shared`` from the
+   current folder; see :mod:`brainmets.shared`).
 """
 
 from __future__ import annotations
