@@ -110,3 +110,67 @@ def test_rules_validation() -> None:
         1,
         2,
     )
+
+
+def _ball(shape: tuple[int, int, int], centre: tuple[float, float, float], r: float) -> np.ndarray:
+    idx = np.indices(shape).astype(float)
+    return sum((idx[a] - centre[a]) ** 2 for a in range(3)) <= r * r
+
+
+def whole_core(whole: np.ndarray, core: np.ndarray, drawn_mm: float = 6.0) -> list[RegionMask]:
+    full = tuple(slice(0, s) for s in whole.shape)
+    return [
+        RegionMask("whole", "1", full, whole, "Whole1_FLAIR", drawn_mm),
+        RegionMask("core", "1", full, core, "Core1_PGGE", 1.0),
+    ]
+
+
+RAW = FusionRules(min_edema_voxels=0, detached_edema="keep", edema_shell="keep")
+
+
+def test_small_edema_fragments_are_removed_and_recorded() -> None:
+    shape = (40, 40, 40)
+    core = _ball(shape, (20, 20, 20), 6)
+    whole = _ball(shape, (20, 20, 20), 12)  # a real edema shell, 6 voxels thick
+    whole[20:22, 20:22, 5:7] = True  # a detached 8-voxel crumb (not touching the core)
+    raw = fuse(whole_core(whole, core), shape, RAW, voxel_mm=(1, 1, 1))
+    assert (raw.labels == 2).sum() == (whole & ~core).sum() and not raw.removed
+    cleaned = fuse(whole_core(whole, core), shape, FusionRules(), voxel_mm=(1, 1, 1))
+    assert cleaned.removed == {"1": (1, 8)}
+    assert (cleaned.labels == 2).sum() == (whole & ~core).sum() - 8
+    assert cleaned.labels[20, 20, 5] == 0 and cleaned.labels[20, 20, 28] == 2
+    assert fuse(whole_core(whole, core), shape, FusionRules(min_edema_voxels=5)).removed == {
+        "1": (1, 8)  # detached, although larger than 5
+    }
+    kept = FusionRules(min_edema_voxels=5, detached_edema="keep", edema_shell="keep")
+    assert not fuse(whole_core(whole, core), shape, kept).removed
+
+
+def test_a_detached_edema_island_is_removed_only_with_detached_edema_drop() -> None:
+    shape = (40, 40, 40)
+    core = _ball(shape, (20, 20, 14), 5)
+    whole = _ball(shape, (20, 20, 14), 9) | _ball(shape, (20, 20, 31), 4)  # + an island
+    island = _ball(shape, (20, 20, 31), 4)
+    keep = FusionRules(detached_edema="keep", edema_shell="keep")
+    assert (fuse(whole_core(whole, core), shape, keep).labels[island] == 2).all()
+    dropped = fuse(whole_core(whole, core), shape, FusionRules())
+    assert (dropped.labels[island] == 0).all()
+    assert dropped.removed["1"] == (1, int(island.sum()))
+
+
+def test_a_shell_thinner_than_half_the_drawn_voxel_is_not_edema() -> None:
+    shape = (40, 40, 40)
+    core = _ball(shape, (20, 20, 20), 8)
+    shell = _ball(shape, (20, 20, 20), 10)  # 2 mm beyond the core everywhere
+    drawn_6mm = fuse(whole_core(shell, core, 6.0), shape, FusionRules(min_edema_voxels=0))
+    assert (drawn_6mm.labels == 2).sum() == 0 and drawn_6mm.removed["1"][0] == 1
+    drawn_1mm = fuse(whole_core(shell, core, 1.0), shape, FusionRules(min_edema_voxels=0))
+    assert (drawn_1mm.labels == 2).sum() == (shell & ~core).sum() and not drawn_1mm.removed
+
+
+def test_cleaning_rules_are_validated() -> None:
+    with pytest.raises(ValueError, match="min_edema_voxels"):
+        FusionRules(min_edema_voxels=-1)
+    with pytest.raises(ValueError, match="detached_edema"):
+        FusionRules(detached_edema="maybe")
+    assert FusionRules.from_mapping({"min_edema_voxels": "12"}).min_edema_voxels == 12

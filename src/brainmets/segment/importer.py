@@ -86,7 +86,7 @@ class ImportOptions:
     mask_space: str = "auto"
     atlas_alignment: str = "auto"
     mask_threshold: float = 0.5
-    mask_interpolation: str = "nearest"
+    mask_interpolation: str = "linear"
     rtstruct_pixel_mm: float = 0.5
     rules: FusionRules = field(default_factory=FusionRules)
 
@@ -364,8 +364,12 @@ def import_annotations(
             base = np.zeros(target_shape, np.uint8) if base is None else base
             base[box] = np.where(vals > 0, vals, base[box])
             continue
-        region_masks.append(RegionMask(m.region, m.lesion, box, vals.astype(bool), m.source))
-    fusion = fuse(region_masks, target_shape, options.rules, base)
+        drawn_mm = float(np.linalg.norm(np.asarray(m.affine, float)[:3, :3], axis=0).max())
+        region_masks.append(
+            RegionMask(m.region, m.lesion, box, vals.astype(bool), m.source, drawn_mm)
+        )
+    voxel_mm = tuple(float(v) for v in np.linalg.norm(np.asarray(target_affine)[:3, :3], axis=0))
+    fusion = fuse(region_masks, target_shape, options.rules, base, voxel_mm)
     return ImportResult(fusion, fmt, sources, skipped, notes)
 
 

@@ -33,7 +33,7 @@ from brainmets.labelmaps.io import save_label_map
 from brainmets.pipeline.inputs import InputContext, describe_atlas, describe_folder
 from brainmets.pipeline.options import option_defaults
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
-from brainmets.segment.fusion import FusionRules
+from brainmets.segment.fusion import DEFAULT_MIN_EDEMA_VOXELS, FusionRules
 from brainmets.segment.importer import (
     DEFAULT_LABEL_MAP_NAMES,
     DEFAULT_REGION_SEQUENCE,
@@ -45,7 +45,7 @@ from brainmets.segment.importer import (
 from brainmets.segment.sources import DEFAULT_PATTERNS, AnnotationError
 from brainmets.segment.transform import Transform, read_transform, transforms_from_case_json
 
-VERSION = "1"
+VERSION = "2"  # 2: linear mask resampling, edema cleaning (fusion rules)
 TRANSFORM_SOURCES = ("auto", "preprocess", "annotations")
 REFERENCES = ("auto", "preprocess", "atlas")
 
@@ -67,7 +67,7 @@ class SegmentOptions:
     mask_space: str = "auto"
     atlas_alignment: str = "auto"
     mask_threshold: float = 0.5
-    mask_interpolation: str = "nearest"
+    mask_interpolation: str = "linear"
     rtstruct_pixel_mm: float = 0.5
     transform_source: str = "auto"
     transform_role: str = "transform_{sequence}"
@@ -77,6 +77,9 @@ class SegmentOptions:
     necrosis_outside_core: str = "keep"
     core_outside_whole: str = "keep"
     overlap_priority: list[int] = field(default_factory=lambda: [1, 3, 2])
+    min_edema_voxels: int = DEFAULT_MIN_EDEMA_VOXELS
+    detached_edema: str = "drop"
+    edema_shell: str = "drop"
 
     def __post_init__(self) -> None:
         if self.transform_source not in TRANSFORM_SOURCES:
@@ -214,6 +217,13 @@ def run_segment(ctx: StageContext) -> StageResult:
             lesion=c.lesion,
             kind=c.kind,
         )
+    removed = result.fusion.removed
+    if removed:
+        ctx.info(
+            f"edema fragments removed (partial volume between the whole-tumour and core "
+            f"grids): {sum(n for n, _ in removed.values())} component(s), "
+            f"{sum(v for _, v in removed.values())} voxel(s) in {len(removed)} lesion(s)"
+        )
     seg = save_label_map(
         ctx.out_dir / f"{ctx.patient_id}-seg.nii.gz", result.labels, affine, header
     )
@@ -231,6 +241,7 @@ def run_segment(ctx: StageContext) -> StageResult:
             "format": result.format,
             "masks": len(result.sources),
             "conflicts": len(result.fusion.conflicts),
+            "edema_fragments_removed": sum(n for n, _ in removed.values()),
             **{f"{k}_voxels": v for k, v in vox.items()},
         },
         tools=_tools(),
