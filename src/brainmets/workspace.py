@@ -33,6 +33,8 @@ from brainmets.config import CONFIG_NAME, Config
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = ".brainmets.lock"
 KEY_BYTES = 32
+#: the shortest key :func:`read_key` accepts
+MIN_KEY_BYTES = 16
 
 
 class WorkspaceError(RuntimeError):
@@ -188,17 +190,47 @@ class Workspace:
             self.config.save()
 
 
-def read_key(key_file: Path) -> bytes:
+def read_key(key_file: str | os.PathLike[str]) -> bytes:
+    """Read a de-identification key file: raw random bytes, mode 0600.
+
+    The one definition of what a usable key file is, for the workspace, its stages and
+    ``brainmets deid --key``. Raises :class:`WorkspaceError` with the reason, checked in
+    this order so that each problem gets its own message: missing; a folder (or anything
+    but a regular file); shorter than :data:`MIN_KEY_BYTES`; accessible by group or others;
+    unreadable. ``brainmets init`` writes :data:`KEY_BYTES` random bytes.
+    """
+    key_file = Path(key_file)
     try:
         st = key_file.stat()
     except FileNotFoundError as exc:
         raise WorkspaceError(f"{key_file}: de-identification key is missing") from exc
+    except OSError as exc:
+        raise WorkspaceError(f"{key_file}: cannot read the key file ({exc.strerror})") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise WorkspaceError(
+            f"{key_file} is a folder, not a key file; give the key file itself "
+            "(e.g. WORKSPACE/private/deid.key)"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise WorkspaceError(f"{key_file} is not a regular file, so it cannot be a key file")
+    if st.st_size < MIN_KEY_BYTES:
+        raise WorkspaceError(_too_short(key_file, st.st_size))
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise WorkspaceError(
             f"{key_file}: key file is accessible by other users (mode "
             f"{stat.S_IMODE(st.st_mode):o}); run `chmod 600 {key_file}`"
         )
-    data = key_file.read_bytes()
-    if len(data) < 16:
-        raise WorkspaceError(f"{key_file}: key is too short ({len(data)} bytes)")
+    try:
+        data = key_file.read_bytes()
+    except OSError as exc:
+        raise WorkspaceError(f"{key_file}: cannot read the key file ({exc.strerror})") from exc
+    if len(data) < MIN_KEY_BYTES:  # changed since the stat
+        raise WorkspaceError(_too_short(key_file, len(data)))
     return data
+
+
+def _too_short(key_file: Path, n: int) -> str:
+    return (
+        f"{key_file}: key is too short ({n} byte{'' if n == 1 else 's'}; a key has at least "
+        f"{MIN_KEY_BYTES} random bytes, `brainmets init` writes {KEY_BYTES})"
+    )

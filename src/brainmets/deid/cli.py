@@ -19,6 +19,7 @@ from brainmets.deid.table import EDITION
 from brainmets.deid.tree import DEIDENTIFIED, QUARANTINED, REJECTED, TreeReport, deidentify_tree
 from brainmets.deid.verify import VerifyReport, verify_tree
 from brainmets.fsutil import atomic_path
+from brainmets.workspace import WorkspaceError, read_key
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_KEY = 0, 1, 2, 3
 MAX_LISTED = 50
@@ -30,13 +31,6 @@ MAPPING_FILES = {
 
 err = Console(stderr=True)
 out = Console()
-
-
-def load_key(key_file: Path) -> bytes:
-    """Read the workspace key; refuses a missing, short or group/other-accessible key file."""
-    from brainmets.workspace import read_key
-
-    return read_key(Path(key_file))
 
 
 def deid_folder(
@@ -58,10 +52,8 @@ def deid_folder(
     accession numbers, UIDs). Mapping files hold identifying values and are written with
     mode 0600.
     """
-    from brainmets.workspace import WorkspaceError
-
     try:
-        key = load_key(key_file)
+        key = read_key(key_file)  # the workspace's own definition of a usable key file
     except WorkspaceError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_KEY
