@@ -5,7 +5,8 @@ functions) and prints what it returns. Heavy modules are imported inside the com
 that need them, so that ``brainmets --help`` is quick.
 
 Exit codes: 0 success; 1 some patient or stage failed (see ``brainmets status``);
-2 bad usage; 3 workspace problem (missing, locked, newer schema).
+2 bad usage; 3 workspace problem (missing, locked, newer schema, key missing or not the
+workspace's key).
 """
 
 from __future__ import annotations
@@ -626,6 +627,10 @@ def run(
 ) -> None:
     """Run every stage, skipping what is up to date; resumable after any interruption.
 
+    Refuses to start (exit 3) when the workspace key is missing, unusable or not the key the
+    workspace was created with (its fingerprint is recorded in the catalog), as do ingest,
+    receive and the stage commands.
+
     Examples:
 
       brainmets run -w ~/bm-workspace --workers 8
@@ -666,12 +671,21 @@ def status(
 ) -> None:
     """Show a patient x stage table, the input-file accounting and the errors.
 
+    Warns (exit 0) when the workspace key is missing, unusable or not the key the workspace
+    was created with: run, ingest, receive and the stage commands refuse it (exit 3).
+
     Example:  brainmets status -w ~/bm-workspace
     """
     from brainmets import api
 
     with _handled():
         rep = api.status(workspace)
+    if rep.key_problem:
+        err.print(
+            f"[bold yellow]warning:[/] {rep.key_problem}. run, ingest, receive and the stage "
+            "commands refuse this key.",
+            highlight=False,
+        )
     if as_json:
         out = {
             "workspace": str(rep.workspace),
@@ -687,6 +701,7 @@ def status(
                 for r in rep.runs
             ],
             "files": rep.files,
+            "key_problem": rep.key_problem,
         }
         console.print_json(json.dumps(out))
         return
