@@ -537,6 +537,14 @@ def deid(
     mapping: Annotated[
         Path | None, typer.Option(help="Folder mode: write id_old,id_new mapping CSV here.")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Folder mode: the per-file report (CSV, or JSON for a .json name; "
+            "default OUT_DIR.deid-report.csv beside OUT_DIR).",
+        ),
+    ] = None,
     allow_unchecked: Annotated[
         bool,
         typer.Option(
@@ -546,6 +554,12 @@ def deid(
     ] = False,
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Profile + options, keyed pseudonyms).
+
+    Folder mode writes every input file's outcome (input path relative to IN_DIR, outcome,
+    reason, output path relative to OUT_DIR) to the per-file report, OUT_DIR.deid-report.csv
+    beside OUT_DIR unless --report says where (not inside OUT_DIR: it names the input files),
+    and lists the files not de-identified. It exits 0 when every file was de-identified, 1
+    when any was rejected or quarantined, 2 on bad usage, 3 when the key file is unusable.
 
     Examples:
 
@@ -573,7 +587,14 @@ def deid(
                     "folder mode needs --key KEYFILE (e.g. a workspace's private/deid.key)"
                 )
             raise typer.Exit(
-                deid_folder(Path(args[0]), Path(args[1]), key_file, opts.workers or None, mapping)
+                deid_folder(
+                    Path(args[0]),
+                    Path(args[1]),
+                    key_file,
+                    opts.workers or None,
+                    mapping,
+                    report_path=report,
+                )
             )
         if args:
             raise ValueError("expected no argument, IN OUT, or verify IN OUT")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from brainmets.workspace import WorkspaceError, read_key
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_KEY = 0, 1, 2, 3
 MAX_LISTED = 50
+#: the per-file report of folder mode: its columns, and its default name beside OUT
+REPORT_COLUMNS = ["input", "outcome", "reason", "output"]
+REPORT_SUFFIX = ".deid-report.csv"
 MAPPING_FILES = {
     MAP_PATIENT: "patient_id_mapping.csv",
     MAP_ACCESSION: "accession_mapping.csv",
@@ -31,6 +35,13 @@ MAPPING_FILES = {
 
 err = Console(stderr=True)
 out = Console()
+
+
+def default_report_path(dst: Path) -> Path:
+    """Where folder mode writes its per-file report unless told: beside the output folder,
+    ``<OUT>.deid-report.csv`` (not inside it: it names the input files, which may identify)."""
+    dst = Path(dst).expanduser().resolve()
+    return dst.with_name(dst.name + REPORT_SUFFIX)
 
 
 def deid_folder(
@@ -42,11 +53,16 @@ def deid_folder(
     *,
     options: DeidOptions | None = None,
     quarantine_dir: Path | None = None,
+    report_path: Path | None = None,
 ) -> int:
     """Folder mode: de-identify ``src`` into ``dst``; return the exit code.
 
-    0: every file de-identified, quarantined or rejected as not an instance; 1: some files
-    could not be de-identified (read or write errors); 2: bad arguments; 3: key problem.
+    0: every file de-identified; 1: some file was rejected (not DICOM, cut off, an image
+    without Pixel Data, not an instance, failed) or quarantined; 2: bad arguments; 3: key
+    problem. Every file's outcome is written to ``report_path`` (default
+    :func:`default_report_path`; CSV, or JSON when it ends in ``.json``: input path relative
+    to ``src``, outcome, reason, output path relative to ``dst``), mode 0600, and the files
+    not de-identified are listed on the console.
     ``mapping_out`` (only when given): ``id_old,id_new`` CSV files in MIDI-B format: a file
     path ending in ``.csv`` gets every pair, a folder gets one file per kind (patient IDs,
     accession numbers, UIDs). Mapping files hold identifying values and are written with
@@ -59,6 +75,15 @@ def deid_folder(
         return EXIT_KEY
     if not Path(src).is_dir():
         err.print(f"[bold red]error:[/] {src} is not a folder", highlight=False)
+        return EXIT_USAGE
+    report_file = Path(report_path) if report_path is not None else default_report_path(dst)
+    out_root = Path(dst).expanduser().resolve()
+    if out_root in report_file.expanduser().resolve().parents:
+        err.print(
+            f"[bold red]error:[/] the per-file report {report_file} must not be inside {dst}: "
+            "it names the input files, which may identify; give --report outside it",
+            highlight=False,
+        )
         return EXIT_USAGE
     try:
         report = deidentify_tree(
@@ -79,12 +104,50 @@ def deid_folder(
         written = write_mapping(report.mapping, Path(mapping_out))
         for p in written:
             err.print(f"mapping written to {p} (identifying: keep it protected)", highlight=False)
-    failed = [
-        o
-        for o in report.outcomes
-        if o.status == REJECTED and (o.reason or "").startswith(("de-identification", "cannot"))
-    ]
-    return EXIT_FINDING if failed else EXIT_OK
+    try:
+        write_file_report(report, report_file)
+    except OSError as exc:
+        err.print(
+            f"[bold red]error:[/] cannot write the per-file report {report_file}: {exc}",
+            highlight=False,
+        )
+        return EXIT_FINDING
+    missed = report.not_deidentified
+    if not missed:
+        err.print(f"per-file report: {report_file}", highlight=False, soft_wrap=True)
+        return EXIT_OK
+    for o in missed[:MAX_LISTED]:
+        err.print(
+            f"  [yellow]{o.status}[/] {o.source}: {o.reason}", highlight=False, soft_wrap=True
+        )
+    if len(missed) > MAX_LISTED:
+        err.print(f"  ... and {len(missed) - MAX_LISTED} more", highlight=False)
+    err.print(
+        f"[bold red]error:[/] {len(missed)} of {report.total} file(s) not de-identified "
+        f"({report.quarantined} quarantined, {report.rejected} rejected); every file's "
+        f"outcome: {report_file}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return EXIT_FINDING
+
+
+def write_file_report(report: TreeReport, path: Path) -> Path:
+    """Write one row per input file (:meth:`TreeReport.file_rows`) to ``path``: JSON when it
+    ends in ``.json``, else CSV; mode 0600 (the input paths may identify)."""
+    rows = report.file_rows()
+    if path.suffix.lower() == ".json":
+        text = json.dumps(rows, indent=1) + "\n"
+    else:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    with atomic_path(path) as tmp:
+        os.chmod(tmp, 0o600)
+        tmp.write_text(text, encoding="utf-8")
+    return path
 
 
 def print_tree_report(report: TreeReport, dst: Path) -> None:

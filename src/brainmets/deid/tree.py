@@ -9,7 +9,8 @@ number of input files:
   :meth:`Deidentifier.quarantine_reason`); nothing is written to ``dst``. When a quarantine
   folder is given, the original file is copied there (it is identifiable: keep that folder in
   the protected area) under a content-hash name, with ``quarantine.csv`` giving the reasons;
-* **rejected**: not DICOM, unreadable, not a composite instance (e.g. DICOMDIR), or failed.
+* **rejected**: not DICOM, unreadable, cut off, an image without Pixel Data, not a composite
+  instance (e.g. DICOMDIR), or failed.
 
 Identifying values never appear in the report's messages; source paths do (they are inside
 the protected input area already).
@@ -104,6 +105,30 @@ class TreeReport:
         """How many files got each reason, for ``QUARANTINED`` or ``REJECTED``."""
         return Counter(o.reason or "" for o in self.outcomes if o.status == status)
 
+    @property
+    def not_deidentified(self) -> list[FileOutcome]:
+        """The files quarantined or rejected, in input order."""
+        return [o for o in self.outcomes if o.status != DEIDENTIFIED]
+
+    def file_rows(self) -> list[dict[str, str]]:
+        """One row per input file, in input order: ``input`` (relative to the source),
+        ``outcome`` (deidentified, quarantined or rejected), ``reason`` and ``output``
+        (relative to the destination; empty when nothing was written there). A file whose
+        output an earlier file had already written (the same SOP Instance UID) says so."""
+        first: dict[str, str] = {}
+        rows = []
+        for o in self.outcomes:
+            reason, output = o.reason or "", ""
+            if o.status == DEIDENTIFIED and o.output is not None:
+                output = o.output
+                earlier = first.setdefault(output, o.source)
+                if earlier != o.source:
+                    reason = f"duplicate: the same instance as {earlier} (same output file)"
+            rows.append(
+                {"input": o.source, "outcome": o.status, "reason": reason, "output": output}
+            )
+        return rows
+
 
 # -- worker side ------------------------------------------------------------------------------
 @dataclass
@@ -141,12 +166,18 @@ class TruncatedError(ValueError):
     """The file ends before the data set does."""
 
 
+class NoPixelDataError(ValueError):
+    """An image instance (by its SOP class) whose data set, complete as far as it goes, holds
+    no Pixel Data: nothing to put in the dataset."""
+
+
 def read_instance(path: Path) -> pydicom.Dataset:
-    """Read a complete DICOM file.
+    """Read a complete DICOM image or other instance.
 
     Files without the Part 10 header are accepted if they parse as an instance. Raises
-    InvalidDicomError for anything else and :class:`TruncatedError` for a cut-off file
-    (pydicom silently returns what it could read).
+    InvalidDicomError for anything else, :class:`TruncatedError` for a cut-off file
+    (pydicom silently returns what it could read) and :class:`NoPixelDataError` for an image
+    instance without Pixel Data.
     """
     try:
         ds = pydicom.dcmread(path)
@@ -157,14 +188,17 @@ def read_instance(path: Path) -> pydicom.Dataset:
     problem = truncation(ds)
     if problem:
         raise TruncatedError(problem)
+    problem = missing_pixels(ds)
+    if problem:
+        raise NoPixelDataError(problem)
     return ds
 
 
 def truncation(ds: pydicom.Dataset) -> str | None:
     """Why ``ds`` looks cut off (None when it looks complete).
 
-    The last element shorter than its declared length; an image (by SOP class) without Pixel
-    Data; native Pixel Data shorter than Rows x Columns x Samples x Frames x Bits Allocated.
+    The last element shorter than its declared length; native Pixel Data shorter than Rows x
+    Columns x Samples x Frames x Bits Allocated.
     """
     tags = list(ds.keys())
     if tags:
@@ -173,14 +207,7 @@ def truncation(ds: pydicom.Dataset) -> str | None:
         value = last.value
         if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
             return "truncated (last element incomplete)"
-    sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "") or ""))
-    if sop_class.name != str(sop_class):  # a standard SOP class: its name tells
-        is_image = "Image Storage" in sop_class.name
-    else:  # private SOP class: an image pixel description without pixels
-        is_image = "Rows" in ds and "BitsAllocated" in ds
     pixels = ds.get_item(0x7FE00010)
-    if is_image and pixels is None and not ({0x7FE00008, 0x7FE00009} & set(tags)):
-        return "image without Pixel Data (truncated or incomplete file)"
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if pixels is not None and ts is not None and not pydicom.uid.UID(ts).is_compressed:
         try:
@@ -196,6 +223,30 @@ def truncation(ds: pydicom.Dataset) -> str | None:
     return None
 
 
+def missing_pixels(ds: pydicom.Dataset) -> str | None:
+    """Why ``ds`` is an image without pixels (None when it has them or is not an image).
+
+    An image by its SOP class (a standard "... Image Storage" class, or a private class with
+    Rows and Bits Allocated) without Pixel Data, Float or Double Float Pixel Data. What the
+    file holds is complete (:func:`truncation` found nothing); whether it was written
+    without pixels or cut off exactly before them cannot be told from the file.
+    """
+    sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "") or ""))
+    if sop_class.name != str(sop_class):  # a standard SOP class: its name tells
+        if "Image Storage" not in sop_class.name:
+            return None
+        what = sop_class.name
+    elif "Rows" in ds and "BitsAllocated" in ds:  # private: a pixel description
+        what = f"private SOP class {sop_class or '(none)'} with Rows and Bits Allocated"
+    else:
+        return None
+    if {0x7FE00008, 0x7FE00009, 0x7FE00010} & set(ds.keys()):
+        return None
+    return (
+        f"no Pixel Data (7FE0,0010) in an image instance ({what}); its other elements are complete"
+    )
+
+
 def _process_one(path_str: str) -> FileOutcome:
     state = _WORKER[0]
     path = Path(path_str)
@@ -204,7 +255,7 @@ def _process_one(path_str: str) -> FileOutcome:
         ds = read_instance(path)
     except InvalidDicomError:
         return FileOutcome(rel, REJECTED, "not DICOM")
-    except TruncatedError as exc:
+    except (TruncatedError, NoPixelDataError) as exc:
         return FileOutcome(rel, REJECTED, str(exc))
     except Exception as exc:  # corrupt files
         return FileOutcome(rel, REJECTED, f"unreadable ({type(exc).__name__})")
