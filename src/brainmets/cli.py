@@ -560,6 +560,8 @@ def deid(
     beside OUT_DIR unless --report says where (not inside OUT_DIR: it names the input files),
     and lists the files not de-identified. It exits 0 when every file was de-identified, 1
     when any was rejected or quarantined, 2 on bad usage, 3 when the key file is unusable.
+    OUT_DIR records the fingerprint of the key (.brainmets-deid.json); an OUT_DIR made with
+    another key, or holding files but no such record, is refused (exit 2) unless --force.
 
     Examples:
 
@@ -594,6 +596,7 @@ def deid(
                     opts.workers or None,
                     mapping,
                     report_path=report,
+                    force=opts.force,
                 )
             )
         if args:

@@ -19,6 +19,8 @@ from bm_testutil import run_cli
 from brainmets.cli import app
 from brainmets.deid import verify_tree
 from brainmets.deid.cli import REPORT_COLUMNS, default_report_path, deid_folder
+from brainmets.deid.tree import OUTPUT_MARKER
+from brainmets.ids import key_fingerprint
 
 pytest_plugins = ["deid_helpers"]  # shared fixtures (see deid_helpers.py)
 
@@ -159,3 +161,64 @@ def test_a_key_folder_or_a_short_key_gets_its_own_message(
     assert not (tmp_path / "out").exists()
     r = run_cli("deid", str(src), str(tmp_path / "out"), "--key", str(folder))
     assert r.returncode == 3 and "is a folder" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------- the output folder's key
+def _patients(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.is_dir())
+
+
+def test_an_output_folder_made_with_another_key_is_refused(
+    tmp_path: Path,
+    prisma_hfs: Path,
+    key: bytes,
+    other_key: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src = copy_files(_series(prisma_hfs, 2), tmp_path / "in")
+    out = tmp_path / "out"
+    kf, other = _key_file(tmp_path / "k", key), _key_file(tmp_path / "k2", other_key)
+    assert deid_folder(src, out, kf, 1, None) == 0
+    marker = out / OUTPUT_MARKER
+    doc = json.loads(marker.read_text())
+    assert doc["key_fingerprints"] == [key_fingerprint(key)]
+    assert key.hex() not in marker.read_text()
+    assert deid_folder(src, out, kf, 1, None) == 0  # the same key again: fine
+    (patient,) = _patients(out)
+    check = verify_tree(src, out, workers=1)  # the marker is not taken for an output
+    assert check.ok and check.complete and check.outputs == 2, check.findings
+    capsys.readouterr()
+
+    assert deid_folder(src, out, other, 1, None) == 2
+    printed = " ".join(capsys.readouterr().err.split())
+    assert "holds output made with another key" in printed and "--force" in printed
+    assert key_fingerprint(key)[:12] in printed and "second pseudonym" in printed
+    assert _patients(out) == [patient]  # nothing added
+    assert json.loads(marker.read_text())["key_fingerprints"] == [key_fingerprint(key)]
+
+    r = run_cli("deid", str(src), str(out), "--key", str(other), "-j", "1")
+    assert r.returncode == 2 and "another key" in r.stderr, r.stderr
+    r = run_cli("deid", str(src), str(out), "--key", str(other), "-j", "1", "--force")
+    assert r.returncode == 0, r.stderr
+    assert len(_patients(out)) == 2  # what --force allows: two pseudonyms, one patient
+    fps = json.loads(marker.read_text())["key_fingerprints"]
+    assert fps == [key_fingerprint(key), key_fingerprint(other_key)]
+
+
+def test_an_output_folder_with_files_of_unknown_key_is_refused_unless_forced(
+    tmp_path: Path, prisma_hfs: Path, key: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = copy_files(_series(prisma_hfs, 1), tmp_path / "in")
+    out = tmp_path / "out"
+    (out / "BM-OLDOUTPUT").mkdir(parents=True)
+    (out / "BM-OLDOUTPUT" / "x.dcm").write_bytes(b"made before the marker")
+    kf = _key_file(tmp_path / "k", key)
+    assert deid_folder(src, out, kf, 1, None) == 2
+    printed = " ".join(capsys.readouterr().err.split())
+    assert "already holds 1 file(s) but no record of the key" in printed
+    assert not (out / OUTPUT_MARKER).exists()
+    assert deid_folder(src, out, kf, 1, None, force=True) == 0
+    assert json.loads((out / OUTPUT_MARKER).read_text())["key_fingerprints"] == [
+        key_fingerprint(key)
+    ]
+    assert deid_folder(src, out, kf, 1, None) == 0  # recorded now

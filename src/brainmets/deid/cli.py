@@ -17,9 +17,19 @@ from rich.table import Table
 
 from brainmets.deid.engine import MAP_ACCESSION, MAP_PATIENT, MAP_UID, DeidOptions
 from brainmets.deid.table import EDITION
-from brainmets.deid.tree import DEIDENTIFIED, QUARANTINED, REJECTED, TreeReport, deidentify_tree
+from brainmets.deid.tree import (
+    DEIDENTIFIED,
+    QUARANTINED,
+    REJECTED,
+    TreeReport,
+    check_destination,
+    deidentify_tree,
+    output_key_problem,
+    record_output_key,
+)
 from brainmets.deid.verify import VerifyReport, verify_tree
 from brainmets.fsutil import atomic_path
+from brainmets.ids import key_fingerprint
 from brainmets.workspace import WorkspaceError, read_key
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_KEY = 0, 1, 2, 3
@@ -54,6 +64,7 @@ def deid_folder(
     options: DeidOptions | None = None,
     quarantine_dir: Path | None = None,
     report_path: Path | None = None,
+    force: bool = False,
 ) -> int:
     """Folder mode: de-identify ``src`` into ``dst``; return the exit code.
 
@@ -63,6 +74,9 @@ def deid_folder(
     :func:`default_report_path`; CSV, or JSON when it ends in ``.json``: input path relative
     to ``src``, outcome, reason, output path relative to ``dst``), mode 0600, and the files
     not de-identified are listed on the console.
+    ``dst`` records the fingerprint of the key (:data:`brainmets.deid.tree.OUTPUT_MARKER`);
+    an output folder made with another key, or holding files but no such record, is refused
+    (2) unless ``force``.
     ``mapping_out`` (only when given): ``id_old,id_new`` CSV files in MIDI-B format: a file
     path ending in ``.csv`` gets every pair, a folder gets one file per kind (patient IDs,
     accession numbers, UIDs). Mapping files hold identifying values and are written with
@@ -76,8 +90,12 @@ def deid_folder(
     if not Path(src).is_dir():
         err.print(f"[bold red]error:[/] {src} is not a folder", highlight=False)
         return EXIT_USAGE
+    try:
+        _, out_root = check_destination(Path(src), Path(dst))
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_USAGE
     report_file = Path(report_path) if report_path is not None else default_report_path(dst)
-    out_root = Path(dst).expanduser().resolve()
     if out_root in report_file.expanduser().resolve().parents:
         err.print(
             f"[bold red]error:[/] the per-file report {report_file} must not be inside {dst}: "
@@ -85,6 +103,19 @@ def deid_folder(
             highlight=False,
         )
         return EXIT_USAGE
+    fingerprint = key_fingerprint(key)
+    mixed = output_key_problem(out_root, fingerprint)
+    if mixed and not force:
+        err.print(
+            f"[bold red]error:[/] {mixed}. Use an empty output folder (or the key that made "
+            "it), or --force to add to it anyway. Nothing was written.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_USAGE
+    if mixed:
+        err.print(f"[yellow]warning:[/] {mixed}; adding to it (--force)", highlight=False)
+    record_output_key(out_root, fingerprint)  # before any output: a rerun knows the key
     try:
         report = deidentify_tree(
             Path(src),

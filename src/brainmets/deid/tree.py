@@ -22,6 +22,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -46,6 +47,9 @@ from brainmets.fsutil import (
     default_workers,
     iter_files,
 )
+
+#: folder mode's record, in the output folder, of the key(s) its files were made with
+OUTPUT_MARKER = ".brainmets-deid.json"
 
 DEIDENTIFIED = "deidentified"
 QUARANTINED = "quarantined"
@@ -327,6 +331,79 @@ def tree_files(root: Path) -> list[Path]:
     return list(iter_files(root, symlinked_files=False, skip_temporaries=True))
 
 
+def check_destination(src: Path, dst: Path) -> tuple[Path, Path]:
+    """``src`` and ``dst`` resolved; raises NotADirectoryError when ``src`` is not a folder
+    and ValueError when ``dst`` is ``src`` or inside it."""
+    src = Path(src).resolve()
+    dst = Path(dst).resolve()
+    if not src.is_dir():
+        raise NotADirectoryError(src)
+    if dst == src or src in dst.parents:
+        raise ValueError("the destination must not be inside the source tree")
+    return src, dst
+
+
+def output_files(dst: Path) -> list[Path]:
+    """The files of an output tree (:func:`tree_files`) without folder mode's own marker."""
+    marker = Path(dst) / OUTPUT_MARKER
+    return [p for p in tree_files(Path(dst)) if p != marker]
+
+
+def output_key_problem(dst: Path, fingerprint: str) -> str | None:
+    """Why adding output made with the key of ``fingerprint`` to ``dst`` would mix keys
+    (None when it would not): its marker (:data:`OUTPUT_MARKER`) records other keys only,
+    cannot be read, or is absent although ``dst`` holds files."""
+    dst = Path(dst)
+    marker = dst / OUTPUT_MARKER
+    if marker.is_file():
+        try:
+            recorded = _marker_fingerprints(marker)
+        except (OSError, ValueError) as exc:
+            return f"{marker} cannot be read ({exc}), so the key that made {dst} is unknown"
+        if fingerprint in recorded:
+            return None
+        return (
+            f"{dst} holds output made with another key (key fingerprint "
+            f"{', '.join(f[:12] for f in recorded)}; this key's: {fingerprint[:12]}): adding to "
+            "it would give the same patients a second pseudonym"
+        )
+    n = len(output_files(dst)) if dst.is_dir() else 0
+    if n:
+        return (
+            f"{dst} already holds {n} file(s) but no record of the key they were made with "
+            f"({OUTPUT_MARKER}): they may be another key's output"
+        )
+    return None
+
+
+def record_output_key(dst: Path, fingerprint: str) -> Path:
+    """Add ``fingerprint`` (:func:`brainmets.ids.key_fingerprint`: one-way, not the key)
+    to the marker of ``dst``; return the marker's path."""
+    marker = Path(dst) / OUTPUT_MARKER
+    try:
+        recorded = _marker_fingerprints(marker) if marker.is_file() else []
+    except (OSError, ValueError):
+        recorded = []
+    if fingerprint not in recorded:
+        recorded.append(fingerprint)
+    doc = {
+        "written_by": "brainmets deid (folder mode)",
+        "key_fingerprints": recorded,
+        "about": "fingerprints of the keys this folder's files were made with "
+        "(brainmets.ids.key_fingerprint: one-way, they do not reveal the keys)",
+    }
+    atomic_write_bytes(marker, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    return marker
+
+
+def _marker_fingerprints(marker: Path) -> list[str]:
+    doc = json.loads(marker.read_text(encoding="utf-8"))
+    fps = doc.get("key_fingerprints") if isinstance(doc, dict) else None
+    if not isinstance(fps, list) or not all(isinstance(f, str) for f in fps):
+        raise ValueError("no list of key fingerprints")
+    return list(fps)
+
+
 def deidentify_tree(
     src: Path,
     dst: Path,
@@ -343,12 +420,7 @@ def deidentify_tree(
     ``collect_mapping`` the report's ``mapping`` holds, per kind (``patient``, ``accession``,
     ``uid``), original -> pseudonym (identifying: write it only to the protected area).
     """
-    src = Path(src).resolve()
-    dst = Path(dst).resolve()
-    if not src.is_dir():
-        raise NotADirectoryError(src)
-    if dst == src or src in dst.parents:
-        raise ValueError("the destination must not be inside the source tree")
+    src, dst = check_destination(src, dst)
     options = options or DeidOptions()
     Deidentifier(key, options)  # validate the key and options before starting workers
     dst.mkdir(parents=True, exist_ok=True)
