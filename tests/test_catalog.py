@@ -347,3 +347,16 @@ def test_no_raw_sql_access(tmp_path: Path) -> None:
     with Catalog.open(tmp_path / "c.sqlite", create=True) as cat:
         for name in ("query", "upsert", "conn", "execute"):
             assert not hasattr(cat, name), name
+
+
+def test_the_key_fingerprint_is_recorded_once(tmp_path: Path) -> None:
+    with Catalog.open(tmp_path / "c.sqlite", create=True) as cat:
+        assert cat.key_fingerprint() is None
+        assert cat.record_key_fingerprint("a" * 64, "init") == "a" * 64
+        assert cat.record_key_fingerprint("b" * 64, "run") == "a" * 64  # the first one stays
+        assert cat.key_fingerprint() == "a" * 64
+    path = tmp_path / "old.sqlite"
+    Catalog.open(path, create=True, target_version=2).close()
+    assert "key_fingerprint" not in _tables(path)
+    with Catalog.open(path) as cat:  # the migration adds the table, empty
+        assert cat.key_fingerprint() is None

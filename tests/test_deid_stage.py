@@ -106,7 +106,9 @@ def test_folder_mode_and_verify_from_the_command_line(tmp_path: Path, testdata: 
     key.chmod(0o600)
     out = tmp_path / "out"
     r = run_cli("deid", str(src), str(out), "--key", str(key))
-    assert r.returncode == 0, r.stderr
+    # exit 1 since issue 18: readme.txt is rejected and screenshot.dcm quarantined, each named
+    assert r.returncode == 1, r.stderr
+    assert "readme.txt" in r.stderr and "screenshot.dcm" in r.stderr
     assert len(list(out.rglob("*.dcm"))) == sum(1 for _ in src.rglob("*.dcm")) - 1
     v = run_cli("deid", "verify", str(src), str(out))
     assert v.returncode == 0, v.stdout + v.stderr

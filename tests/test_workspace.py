@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from brainmets.config import Config, ConfigError
-from brainmets.workspace import Workspace, WorkspaceError, WorkspaceLocked
+from brainmets.workspace import Workspace, WorkspaceError, WorkspaceLocked, read_key
 
 
 def test_init_creates_layout_and_private_key(tmp_path: Path) -> None:
@@ -115,3 +115,33 @@ def test_lock_held_by_another_process_and_released_when_it_is_killed(tmp_path: P
         except WorkspaceLocked:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_a_key_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    folder.mkdir(mode=0o755)
+    with pytest.raises(WorkspaceError, match="is a folder, not a key file") as info:
+        read_key(folder)
+    assert "chmod" not in str(info.value)  # not taken for a permission problem
+
+
+def test_a_short_key_is_too_short_before_its_mode_is_looked_at(tmp_path: Path) -> None:
+    short = tmp_path / "short.key"
+    short.write_bytes(b"abc")
+    short.chmod(0o644)  # wrong mode too: the length is the problem to report
+    with pytest.raises(WorkspaceError, match=r"too short \(3 bytes") as info:
+        read_key(short)
+    assert "chmod" not in str(info.value)
+    short.chmod(0o600)
+    with pytest.raises(WorkspaceError, match=r"too short \(3 bytes"):
+        read_key(short)
+    empty = tmp_path / "empty.key"
+    empty.touch(mode=0o600)
+    with pytest.raises(WorkspaceError, match=r"too short \(0 bytes"):
+        read_key(empty)
+
+
+def test_a_missing_key_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceError, match="missing") as info:
+        read_key(tmp_path / "none.key")
+    assert str(tmp_path / "none.key") in str(info.value)

@@ -136,6 +136,10 @@ def run(
     ``workers`` (0: the config's, else all cores) and ``scheduler`` (a Dask address; "":
     the config's) choose the executor. Holds the workspace lock while it runs.
     ``progress``: show progress bars on ``console`` (None: when it is a terminal).
+
+    Before anything runs, the workspace key is checked (:meth:`Workspace.checked_key`): a
+    missing or unusable key file raises ``WorkspaceError``, another key than the one the
+    workspace was created with ``KeyMismatch`` (a ``WorkspaceError``).
     """
     ws = _workspace(workspace)
     pipeline = pipeline_of(ws)
@@ -147,6 +151,7 @@ def run(
     workers = workers or int(runner_cfg.get("workers") or 0)
     scheduler = scheduler or str(runner_cfg.get("scheduler") or "")
     with ws.lock():
+        ws.checked_key(command=" ".join(stages) if stages else "run")
         executor = make_executor(workers or None, scheduler or None)
         try:
             runner = Runner(ws, pipeline, executor, console=console, progress=progress)
@@ -164,9 +169,11 @@ def ingest(
     progress: bool | None = False,
 ) -> RunReport:
     """Add ``sources`` (folders of DICOM files) to the workspace's config, then run the
-    ``ingest`` stage, which accounts for every file in every source."""
+    ``ingest`` stage, which accounts for every file in every source. The key is checked
+    first (as :func:`run` does), so a refused key leaves the config unchanged."""
     ws = _workspace(workspace)
     with ws.lock():
+        ws.checked_key(command="ingest")
         for src in sources:
             if not Path(src).exists():
                 raise FileNotFoundError(f"{src}: no such folder")
@@ -182,7 +189,8 @@ class StatusReport:
 
     ``runs`` holds the cohort stages under the patient ID :data:`brainmets.catalog.COHORT`;
     ``files`` counts input files by status; ``not_taken`` lists those rejected,
-    quarantined, duplicate or vanished.
+    quarantined, duplicate or vanished. ``key_problem``: why the commands that use the key
+    would refuse it (missing, unusable, not the workspace's key), None when they would not.
     """
 
     workspace: Path
@@ -191,6 +199,7 @@ class StatusReport:
     runs: list[StageRun]
     files: dict[str, int]
     not_taken: list[SourceFile]
+    key_problem: str | None = None
 
     def run(self, patient_id: str, stage: str) -> StageRun | None:
         """The recorded run of ``stage`` for ``patient_id`` (None when it never ran)."""
@@ -207,7 +216,8 @@ class StatusReport:
 
 
 def status(workspace: WorkspaceLike) -> StatusReport:
-    """What the catalog records about the workspace (read-only; takes no lock)."""
+    """What the catalog records about the workspace (read-only; takes no lock). A key that
+    would be refused is reported (``key_problem``), not raised: status does not use it."""
     ws = _workspace(workspace)
     pipeline = pipeline_of(ws)
     cat = ws.catalog(readonly=True)
@@ -219,6 +229,7 @@ def status(workspace: WorkspaceLike) -> StatusReport:
             runs=cat.stage_runs(),
             files=cat.source_file_counts(),
             not_taken=cat.source_files(statuses=NOT_TAKEN),
+            key_problem=ws.key_problem(),
         )
     finally:
         cat.close()

@@ -5,7 +5,8 @@ functions) and prints what it returns. Heavy modules are imported inside the com
 that need them, so that ``brainmets --help`` is quick.
 
 Exit codes: 0 success; 1 some patient or stage failed (see ``brainmets status``);
-2 bad usage; 3 workspace problem (missing, locked, newer schema).
+2 bad usage; 3 workspace problem (missing, locked, newer schema, key missing or not the
+workspace's key).
 """
 
 from __future__ import annotations
@@ -536,6 +537,14 @@ def deid(
     mapping: Annotated[
         Path | None, typer.Option(help="Folder mode: write id_old,id_new mapping CSV here.")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Folder mode: the per-file report (CSV, or JSON for a .json name; "
+            "default OUT_DIR.deid-report.csv beside OUT_DIR).",
+        ),
+    ] = None,
     allow_unchecked: Annotated[
         bool,
         typer.Option(
@@ -545,6 +554,14 @@ def deid(
     ] = False,
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Profile + options, keyed pseudonyms).
+
+    Folder mode writes every input file's outcome (input path relative to IN_DIR, outcome,
+    reason, output path relative to OUT_DIR) to the per-file report, OUT_DIR.deid-report.csv
+    beside OUT_DIR unless --report says where (not inside OUT_DIR: it names the input files),
+    and lists the files not de-identified. It exits 0 when every file was de-identified, 1
+    when any was rejected or quarantined, 2 on bad usage, 3 when the key file is unusable.
+    OUT_DIR records the fingerprint of the key (.brainmets-deid.json); an OUT_DIR made with
+    another key, or holding files but no such record, is refused (exit 2) unless --force.
 
     Examples:
 
@@ -572,7 +589,15 @@ def deid(
                     "folder mode needs --key KEYFILE (e.g. a workspace's private/deid.key)"
                 )
             raise typer.Exit(
-                deid_folder(Path(args[0]), Path(args[1]), key_file, opts.workers or None, mapping)
+                deid_folder(
+                    Path(args[0]),
+                    Path(args[1]),
+                    key_file,
+                    opts.workers or None,
+                    mapping,
+                    report_path=report,
+                    force=opts.force,
+                )
             )
         if args:
             raise ValueError("expected no argument, IN OUT, or verify IN OUT")
@@ -626,6 +651,10 @@ def run(
 ) -> None:
     """Run every stage, skipping what is up to date; resumable after any interruption.
 
+    Refuses to start (exit 3) when the workspace key is missing, unusable or not the key the
+    workspace was created with (its fingerprint is recorded in the catalog), as do ingest,
+    receive and the stage commands.
+
     Examples:
 
       brainmets run -w ~/bm-workspace --workers 8
@@ -666,12 +695,21 @@ def status(
 ) -> None:
     """Show a patient x stage table, the input-file accounting and the errors.
 
+    Warns (exit 0) when the workspace key is missing, unusable or not the key the workspace
+    was created with: run, ingest, receive and the stage commands refuse it (exit 3).
+
     Example:  brainmets status -w ~/bm-workspace
     """
     from brainmets import api
 
     with _handled():
         rep = api.status(workspace)
+    if rep.key_problem:
+        err.print(
+            f"[bold yellow]warning:[/] {rep.key_problem}. run, ingest, receive and the stage "
+            "commands refuse this key.",
+            highlight=False,
+        )
     if as_json:
         out = {
             "workspace": str(rep.workspace),
@@ -687,6 +725,7 @@ def status(
                 for r in rep.runs
             ],
             "files": rep.files,
+            "key_problem": rep.key_problem,
         }
         console.print_json(json.dumps(out))
         return

@@ -31,6 +31,18 @@ def _digest(key: bytes, domain: str, value: str) -> bytes:
     return hmac.new(key, msg, hashlib.sha256).digest()
 
 
+def key_fingerprint(key: bytes) -> str:
+    """A one-way fingerprint of a key, to recognise it later without storing it.
+
+    The HMAC-SHA256 (with the key) of a label of its own, as 64 hex digits: computable only
+    with the key, it reveals nothing of the key, and it is unrelated to every pseudonym (no
+    pseudonym domain is ``key-fingerprint``). A workspace's catalog records the fingerprint
+    of its key, and folder-mode output records that of the key that made it, so that another
+    key is refused instead of silently giving the same patients a second pseudonym.
+    """
+    return _digest(key, "key-fingerprint", "").hex()
+
+
 def patient_pseudonym(key: bytes, patient_id: str, length: int = 8) -> str:
     """Readable pseudonymous patient ID, e.g. ``BM-K7Q2ZP4M``."""
     text = _ALPHABET_NO_PAD(_digest(key, "patient", patient_id)).decode("ascii")

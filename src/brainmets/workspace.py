@@ -5,7 +5,8 @@ Layout created by :meth:`Workspace.init`::
     WORKSPACE/
       brainmets.toml        configuration (paths, atlas, stage parameters)
       catalog.sqlite        the catalog (versioned schema)
-      private/deid.key      de-identification secret key (mode 0600, never printed)
+      private/deid.key      de-identification secret key (mode 0600, never printed; the
+                            catalog records its fingerprint, and another key is refused)
       private/quarantine/   inputs withheld from the dataset, with reasons
       data/dicom/           de-identified DICOM
       data/derivatives/     per-patient stage outputs
@@ -29,10 +30,13 @@ from pathlib import Path
 
 from brainmets.catalog import Catalog
 from brainmets.config import CONFIG_NAME, Config
+from brainmets.ids import key_fingerprint
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = ".brainmets.lock"
 KEY_BYTES = 32
+#: the shortest key :func:`read_key` accepts
+MIN_KEY_BYTES = 16
 
 
 class WorkspaceError(RuntimeError):
@@ -41,6 +45,10 @@ class WorkspaceError(RuntimeError):
 
 class WorkspaceLocked(WorkspaceError):
     """Another brainmets process holds the workspace."""
+
+
+class KeyMismatch(WorkspaceError):
+    """The key file is not the key the workspace was created with."""
 
 
 class Workspace:
@@ -72,7 +80,8 @@ class Workspace:
                     config.path(name).mkdir(parents=True, exist_ok=True)
                 os.chmod(config.path("private"), 0o700)
                 ws._create_key()
-                Catalog.open(root / CATALOG_NAME, create=True).close()
+                with Catalog.open(root / CATALOG_NAME, create=True) as cat:
+                    cat.record_key_fingerprint(key_fingerprint(ws.key()), "init")
                 config.save()  # last: its presence marks a complete workspace
         except BaseException:
             # leave nothing half-made behind: remove what this call created
@@ -171,8 +180,62 @@ class Workspace:
 
     # ---------------------------------------------------------------------- key
     def key(self) -> bytes:
-        """The de-identification key. Refuses a key file readable by group or others."""
+        """The de-identification key, as :func:`read_key` reads it (not compared with the
+        catalog: commands check it once with :meth:`checked_key` before they start)."""
         return read_key(self.config.key_file)
+
+    def checked_key(self, catalog: Catalog | None = None, *, command: str = "") -> bytes:
+        """The key, refused unless it is the key this workspace was created with.
+
+        Its fingerprint (:func:`brainmets.ids.key_fingerprint`) is compared with the one
+        the catalog recorded at ``init``; a workspace made before fingerprints were recorded
+        gets this key's recorded now (``recorded_by``: ``command``). Raises
+        :class:`WorkspaceError` for a missing or unusable key file and :class:`KeyMismatch`
+        for another key. ``catalog``: a catalog open for writing to use; without it the
+        workspace's own is opened, which needs the lock.
+        """
+        key = self._read_own_key()
+        fingerprint = key_fingerprint(key)
+        if catalog is not None:
+            recorded = _recorded_fingerprint(catalog, fingerprint, command)
+        else:
+            with self.catalog() as cat:
+                recorded = _recorded_fingerprint(cat, fingerprint, command)
+        if recorded != fingerprint:
+            raise KeyMismatch(self._mismatch(fingerprint, recorded))
+        return key
+
+    def key_problem(self) -> str | None:
+        """Why :meth:`checked_key` would refuse the key now (None: it would accept it);
+        reads only (for ``brainmets status``, which warns)."""
+        try:
+            key = self._read_own_key()
+        except WorkspaceError as exc:
+            return str(exc)
+        with self.catalog(readonly=True) as cat:
+            recorded = cat.key_fingerprint()
+        fingerprint = key_fingerprint(key)
+        return None if recorded in (None, fingerprint) else self._mismatch(fingerprint, recorded)
+
+    def _read_own_key(self) -> bytes:
+        key_file = self.config.key_file
+        if not os.path.lexists(key_file):
+            raise WorkspaceError(
+                f"{key_file}: the workspace's de-identification key is missing. Every "
+                "pseudonym of this workspace is derived from it: put the workspace's key back "
+                "(from your backup); a new key would make the same files new patients"
+            )
+        return read_key(key_file)
+
+    def _mismatch(self, fingerprint: str, recorded: str | None) -> str:
+        key_file = self.config.key_file
+        return (
+            f"{key_file} is not the key this workspace was created with (its fingerprint "
+            f"{fingerprint[:12]} differs from the recorded {str(recorded)[:12]}). Every "
+            "pseudonym is derived from the key: with this key the same files would become "
+            f"new patients. Put the workspace's own key back at {key_file} (from your "
+            "backup), or make a new workspace for this key (`brainmets init`)"
+        )
 
     # ------------------------------------------------------------------- paths
     def relpath(self, path: Path) -> str:
@@ -188,17 +251,55 @@ class Workspace:
             self.config.save()
 
 
-def read_key(key_file: Path) -> bytes:
+def _recorded_fingerprint(cat: Catalog, fingerprint: str, command: str) -> str:
+    """The catalog's key fingerprint, recording ``fingerprint`` when there is none."""
+    recorded = cat.key_fingerprint()
+    if recorded is None:
+        recorded = cat.record_key_fingerprint(fingerprint, command or "first use")
+    return recorded
+
+
+def read_key(key_file: str | os.PathLike[str]) -> bytes:
+    """Read a de-identification key file: raw random bytes, mode 0600.
+
+    The one definition of what a usable key file is, for the workspace, its stages and
+    ``brainmets deid --key``. Raises :class:`WorkspaceError` with the reason, checked in
+    this order so that each problem gets its own message: missing; a folder (or anything
+    but a regular file); shorter than :data:`MIN_KEY_BYTES`; accessible by group or others;
+    unreadable. ``brainmets init`` writes :data:`KEY_BYTES` random bytes.
+    """
+    key_file = Path(key_file)
     try:
         st = key_file.stat()
     except FileNotFoundError as exc:
         raise WorkspaceError(f"{key_file}: de-identification key is missing") from exc
+    except OSError as exc:
+        raise WorkspaceError(f"{key_file}: cannot read the key file ({exc.strerror})") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise WorkspaceError(
+            f"{key_file} is a folder, not a key file; give the key file itself "
+            "(e.g. WORKSPACE/private/deid.key)"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise WorkspaceError(f"{key_file} is not a regular file, so it cannot be a key file")
+    if st.st_size < MIN_KEY_BYTES:
+        raise WorkspaceError(_too_short(key_file, st.st_size))
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise WorkspaceError(
             f"{key_file}: key file is accessible by other users (mode "
             f"{stat.S_IMODE(st.st_mode):o}); run `chmod 600 {key_file}`"
         )
-    data = key_file.read_bytes()
-    if len(data) < 16:
-        raise WorkspaceError(f"{key_file}: key is too short ({len(data)} bytes)")
+    try:
+        data = key_file.read_bytes()
+    except OSError as exc:
+        raise WorkspaceError(f"{key_file}: cannot read the key file ({exc.strerror})") from exc
+    if len(data) < MIN_KEY_BYTES:  # changed since the stat
+        raise WorkspaceError(_too_short(key_file, len(data)))
     return data
+
+
+def _too_short(key_file: Path, n: int) -> str:
+    return (
+        f"{key_file}: key is too short ({n} byte{'' if n == 1 else 's'}; a key has at least "
+        f"{MIN_KEY_BYTES} random bytes, `brainmets init` writes {KEY_BYTES})"
+    )

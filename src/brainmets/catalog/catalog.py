@@ -433,6 +433,23 @@ class Catalog:
                 n += 1
         return n
 
+    # --------------------------------------------------------------- the key
+    def key_fingerprint(self) -> str | None:
+        """The recorded fingerprint of the workspace key (None: none recorded yet)."""
+        rows = self._query("SELECT fingerprint FROM key_fingerprint WHERE id = 1")
+        return str(rows[0]["fingerprint"]) if rows else None
+
+    def record_key_fingerprint(self, fingerprint: str, recorded_by: str) -> str:
+        """Record the key's fingerprint unless one is recorded already; return the one
+        recorded (which differs from ``fingerprint`` when another key was recorded first)."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO key_fingerprint(id, fingerprint, recorded_at, recorded_by) "
+                "VALUES (1, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                (fingerprint, utcnow(), recorded_by),
+            )
+        return self.key_fingerprint() or fingerprint
+
     # ------------------------------------------------------------------ patients
     def ensure_patient(self, patient_id: str) -> None:
         self._conn.execute(

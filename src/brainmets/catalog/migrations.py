@@ -115,6 +115,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        3,
+        "the fingerprint of the workspace key (to refuse another key)",
+        """
+        CREATE TABLE key_fingerprint (
+            id              INTEGER PRIMARY KEY CHECK (id = 1),   -- one row
+            fingerprint     TEXT NOT NULL,  -- brainmets.ids.key_fingerprint: one-way, not the key
+            recorded_at     TEXT NOT NULL,
+            recorded_by     TEXT NOT NULL   -- 'init', or the first command to use the key
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 
@@ -16,12 +17,26 @@ from rich.table import Table
 
 from brainmets.deid.engine import MAP_ACCESSION, MAP_PATIENT, MAP_UID, DeidOptions
 from brainmets.deid.table import EDITION
-from brainmets.deid.tree import DEIDENTIFIED, QUARANTINED, REJECTED, TreeReport, deidentify_tree
+from brainmets.deid.tree import (
+    DEIDENTIFIED,
+    QUARANTINED,
+    REJECTED,
+    TreeReport,
+    check_destination,
+    deidentify_tree,
+    output_key_problem,
+    record_output_key,
+)
 from brainmets.deid.verify import VerifyReport, verify_tree
 from brainmets.fsutil import atomic_path
+from brainmets.ids import key_fingerprint
+from brainmets.workspace import WorkspaceError, read_key
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_KEY = 0, 1, 2, 3
 MAX_LISTED = 50
+#: the per-file report of folder mode: its columns, and its default name beside OUT
+REPORT_COLUMNS = ["input", "outcome", "reason", "output"]
+REPORT_SUFFIX = ".deid-report.csv"
 MAPPING_FILES = {
     MAP_PATIENT: "patient_id_mapping.csv",
     MAP_ACCESSION: "accession_mapping.csv",
@@ -32,11 +47,11 @@ err = Console(stderr=True)
 out = Console()
 
 
-def load_key(key_file: Path) -> bytes:
-    """Read the workspace key; refuses a missing, short or group/other-accessible key file."""
-    from brainmets.workspace import read_key
-
-    return read_key(Path(key_file))
+def default_report_path(dst: Path) -> Path:
+    """Where folder mode writes its per-file report unless told: beside the output folder,
+    ``<OUT>.deid-report.csv`` (not inside it: it names the input files, which may identify)."""
+    dst = Path(dst).expanduser().resolve()
+    return dst.with_name(dst.name + REPORT_SUFFIX)
 
 
 def deid_folder(
@@ -48,26 +63,59 @@ def deid_folder(
     *,
     options: DeidOptions | None = None,
     quarantine_dir: Path | None = None,
+    report_path: Path | None = None,
+    force: bool = False,
 ) -> int:
     """Folder mode: de-identify ``src`` into ``dst``; return the exit code.
 
-    0: every file de-identified, quarantined or rejected as not an instance; 1: some files
-    could not be de-identified (read or write errors); 2: bad arguments; 3: key problem.
+    0: every file de-identified; 1: some file was rejected (not DICOM, cut off, an image
+    without Pixel Data, not an instance, failed) or quarantined; 2: bad arguments; 3: key
+    problem. Every file's outcome is written to ``report_path`` (default
+    :func:`default_report_path`; CSV, or JSON when it ends in ``.json``: input path relative
+    to ``src``, outcome, reason, output path relative to ``dst``), mode 0600, and the files
+    not de-identified are listed on the console.
+    ``dst`` records the fingerprint of the key (:data:`brainmets.deid.tree.OUTPUT_MARKER`);
+    an output folder made with another key, or holding files but no such record, is refused
+    (2) unless ``force``.
     ``mapping_out`` (only when given): ``id_old,id_new`` CSV files in MIDI-B format: a file
     path ending in ``.csv`` gets every pair, a folder gets one file per kind (patient IDs,
     accession numbers, UIDs). Mapping files hold identifying values and are written with
     mode 0600.
     """
-    from brainmets.workspace import WorkspaceError
-
     try:
-        key = load_key(key_file)
+        key = read_key(key_file)  # the workspace's own definition of a usable key file
     except WorkspaceError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_KEY
     if not Path(src).is_dir():
         err.print(f"[bold red]error:[/] {src} is not a folder", highlight=False)
         return EXIT_USAGE
+    try:
+        _, out_root = check_destination(Path(src), Path(dst))
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_USAGE
+    report_file = Path(report_path) if report_path is not None else default_report_path(dst)
+    if out_root in report_file.expanduser().resolve().parents:
+        err.print(
+            f"[bold red]error:[/] the per-file report {report_file} must not be inside {dst}: "
+            "it names the input files, which may identify; give --report outside it",
+            highlight=False,
+        )
+        return EXIT_USAGE
+    fingerprint = key_fingerprint(key)
+    mixed = output_key_problem(out_root, fingerprint)
+    if mixed and not force:
+        err.print(
+            f"[bold red]error:[/] {mixed}. Use an empty output folder (or the key that made "
+            "it), or --force to add to it anyway. Nothing was written.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_USAGE
+    if mixed:
+        err.print(f"[yellow]warning:[/] {mixed}; adding to it (--force)", highlight=False)
+    record_output_key(out_root, fingerprint)  # before any output: a rerun knows the key
     try:
         report = deidentify_tree(
             Path(src),
@@ -87,12 +135,50 @@ def deid_folder(
         written = write_mapping(report.mapping, Path(mapping_out))
         for p in written:
             err.print(f"mapping written to {p} (identifying: keep it protected)", highlight=False)
-    failed = [
-        o
-        for o in report.outcomes
-        if o.status == REJECTED and (o.reason or "").startswith(("de-identification", "cannot"))
-    ]
-    return EXIT_FINDING if failed else EXIT_OK
+    try:
+        write_file_report(report, report_file)
+    except OSError as exc:
+        err.print(
+            f"[bold red]error:[/] cannot write the per-file report {report_file}: {exc}",
+            highlight=False,
+        )
+        return EXIT_FINDING
+    missed = report.not_deidentified
+    if not missed:
+        err.print(f"per-file report: {report_file}", highlight=False, soft_wrap=True)
+        return EXIT_OK
+    for o in missed[:MAX_LISTED]:
+        err.print(
+            f"  [yellow]{o.status}[/] {o.source}: {o.reason}", highlight=False, soft_wrap=True
+        )
+    if len(missed) > MAX_LISTED:
+        err.print(f"  ... and {len(missed) - MAX_LISTED} more", highlight=False)
+    err.print(
+        f"[bold red]error:[/] {len(missed)} of {report.total} file(s) not de-identified "
+        f"({report.quarantined} quarantined, {report.rejected} rejected); every file's "
+        f"outcome: {report_file}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return EXIT_FINDING
+
+
+def write_file_report(report: TreeReport, path: Path) -> Path:
+    """Write one row per input file (:meth:`TreeReport.file_rows`) to ``path``: JSON when it
+    ends in ``.json``, else CSV; mode 0600 (the input paths may identify)."""
+    rows = report.file_rows()
+    if path.suffix.lower() == ".json":
+        text = json.dumps(rows, indent=1) + "\n"
+    else:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    with atomic_path(path) as tmp:
+        os.chmod(tmp, 0o600)
+        tmp.write_text(text, encoding="utf-8")
+    return path
 
 
 def print_tree_report(report: TreeReport, dst: Path) -> None:

@@ -81,17 +81,21 @@ class ReceiptIndexer:
 def start_receiver(
     ws: Workspace, ae_title: str, port: int, host: str = "127.0.0.1", block: bool = False
 ) -> tuple[Any, ReceiptIndexer]:
-    """Start the de-identifying receiver for ``ws``; returns (server or None, indexer)."""
+    """Start the de-identifying receiver for ``ws``; returns (server or None, indexer).
+
+    Refuses (``WorkspaceError``) a missing key and another key than the workspace's
+    (:meth:`Workspace.checked_key`) before it listens."""
     from brainmets.deid.receiver import receive
 
     params = ws.config.stage_params("deid", DeidOptions.defaults())
     indexer = ReceiptIndexer(ws)
     try:
+        key = ws.checked_key(indexer.catalog, command="receive")  # another key is refused
         server = receive(
             ae_title,
             port,
             ws.config.path("received"),
-            ws.key(),
+            key,
             options=DeidOptions.from_params(params),
             on_stored=indexer,
             host=host,

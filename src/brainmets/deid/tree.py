@@ -9,7 +9,8 @@ number of input files:
   :meth:`Deidentifier.quarantine_reason`); nothing is written to ``dst``. When a quarantine
   folder is given, the original file is copied there (it is identifiable: keep that folder in
   the protected area) under a content-hash name, with ``quarantine.csv`` giving the reasons;
-* **rejected**: not DICOM, unreadable, not a composite instance (e.g. DICOMDIR), or failed.
+* **rejected**: not DICOM, unreadable, cut off, an image without Pixel Data, not a composite
+  instance (e.g. DICOMDIR), or failed.
 
 Identifying values never appear in the report's messages; source paths do (they are inside
 the protected input area already).
@@ -21,6 +22,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -45,6 +47,9 @@ from brainmets.fsutil import (
     default_workers,
     iter_files,
 )
+
+#: folder mode's record, in the output folder, of the key(s) its files were made with
+OUTPUT_MARKER = ".brainmets-deid.json"
 
 DEIDENTIFIED = "deidentified"
 QUARANTINED = "quarantined"
@@ -104,6 +109,30 @@ class TreeReport:
         """How many files got each reason, for ``QUARANTINED`` or ``REJECTED``."""
         return Counter(o.reason or "" for o in self.outcomes if o.status == status)
 
+    @property
+    def not_deidentified(self) -> list[FileOutcome]:
+        """The files quarantined or rejected, in input order."""
+        return [o for o in self.outcomes if o.status != DEIDENTIFIED]
+
+    def file_rows(self) -> list[dict[str, str]]:
+        """One row per input file, in input order: ``input`` (relative to the source),
+        ``outcome`` (deidentified, quarantined or rejected), ``reason`` and ``output``
+        (relative to the destination; empty when nothing was written there). A file whose
+        output an earlier file had already written (the same SOP Instance UID) says so."""
+        first: dict[str, str] = {}
+        rows = []
+        for o in self.outcomes:
+            reason, output = o.reason or "", ""
+            if o.status == DEIDENTIFIED and o.output is not None:
+                output = o.output
+                earlier = first.setdefault(output, o.source)
+                if earlier != o.source:
+                    reason = f"duplicate: the same instance as {earlier} (same output file)"
+            rows.append(
+                {"input": o.source, "outcome": o.status, "reason": reason, "output": output}
+            )
+        return rows
+
 
 # -- worker side ------------------------------------------------------------------------------
 @dataclass
@@ -141,12 +170,18 @@ class TruncatedError(ValueError):
     """The file ends before the data set does."""
 
 
+class NoPixelDataError(ValueError):
+    """An image instance (by its SOP class) whose data set, complete as far as it goes, holds
+    no Pixel Data: nothing to put in the dataset."""
+
+
 def read_instance(path: Path) -> pydicom.Dataset:
-    """Read a complete DICOM file.
+    """Read a complete DICOM image or other instance.
 
     Files without the Part 10 header are accepted if they parse as an instance. Raises
-    InvalidDicomError for anything else and :class:`TruncatedError` for a cut-off file
-    (pydicom silently returns what it could read).
+    InvalidDicomError for anything else, :class:`TruncatedError` for a cut-off file
+    (pydicom silently returns what it could read) and :class:`NoPixelDataError` for an image
+    instance without Pixel Data.
     """
     try:
         ds = pydicom.dcmread(path)
@@ -157,14 +192,17 @@ def read_instance(path: Path) -> pydicom.Dataset:
     problem = truncation(ds)
     if problem:
         raise TruncatedError(problem)
+    problem = missing_pixels(ds)
+    if problem:
+        raise NoPixelDataError(problem)
     return ds
 
 
 def truncation(ds: pydicom.Dataset) -> str | None:
     """Why ``ds`` looks cut off (None when it looks complete).
 
-    The last element shorter than its declared length; an image (by SOP class) without Pixel
-    Data; native Pixel Data shorter than Rows x Columns x Samples x Frames x Bits Allocated.
+    The last element shorter than its declared length; native Pixel Data shorter than Rows x
+    Columns x Samples x Frames x Bits Allocated.
     """
     tags = list(ds.keys())
     if tags:
@@ -173,14 +211,7 @@ def truncation(ds: pydicom.Dataset) -> str | None:
         value = last.value
         if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
             return "truncated (last element incomplete)"
-    sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "") or ""))
-    if sop_class.name != str(sop_class):  # a standard SOP class: its name tells
-        is_image = "Image Storage" in sop_class.name
-    else:  # private SOP class: an image pixel description without pixels
-        is_image = "Rows" in ds and "BitsAllocated" in ds
     pixels = ds.get_item(0x7FE00010)
-    if is_image and pixels is None and not ({0x7FE00008, 0x7FE00009} & set(tags)):
-        return "image without Pixel Data (truncated or incomplete file)"
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if pixels is not None and ts is not None and not pydicom.uid.UID(ts).is_compressed:
         try:
@@ -196,6 +227,30 @@ def truncation(ds: pydicom.Dataset) -> str | None:
     return None
 
 
+def missing_pixels(ds: pydicom.Dataset) -> str | None:
+    """Why ``ds`` is an image without pixels (None when it has them or is not an image).
+
+    An image by its SOP class (a standard "... Image Storage" class, or a private class with
+    Rows and Bits Allocated) without Pixel Data, Float or Double Float Pixel Data. What the
+    file holds is complete (:func:`truncation` found nothing); whether it was written
+    without pixels or cut off exactly before them cannot be told from the file.
+    """
+    sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "") or ""))
+    if sop_class.name != str(sop_class):  # a standard SOP class: its name tells
+        if "Image Storage" not in sop_class.name:
+            return None
+        what = sop_class.name
+    elif "Rows" in ds and "BitsAllocated" in ds:  # private: a pixel description
+        what = f"private SOP class {sop_class or '(none)'} with Rows and Bits Allocated"
+    else:
+        return None
+    if {0x7FE00008, 0x7FE00009, 0x7FE00010} & set(ds.keys()):
+        return None
+    return (
+        f"no Pixel Data (7FE0,0010) in an image instance ({what}); its other elements are complete"
+    )
+
+
 def _process_one(path_str: str) -> FileOutcome:
     state = _WORKER[0]
     path = Path(path_str)
@@ -204,7 +259,7 @@ def _process_one(path_str: str) -> FileOutcome:
         ds = read_instance(path)
     except InvalidDicomError:
         return FileOutcome(rel, REJECTED, "not DICOM")
-    except TruncatedError as exc:
+    except (TruncatedError, NoPixelDataError) as exc:
         return FileOutcome(rel, REJECTED, str(exc))
     except Exception as exc:  # corrupt files
         return FileOutcome(rel, REJECTED, f"unreadable ({type(exc).__name__})")
@@ -276,6 +331,79 @@ def tree_files(root: Path) -> list[Path]:
     return list(iter_files(root, symlinked_files=False, skip_temporaries=True))
 
 
+def check_destination(src: Path, dst: Path) -> tuple[Path, Path]:
+    """``src`` and ``dst`` resolved; raises NotADirectoryError when ``src`` is not a folder
+    and ValueError when ``dst`` is ``src`` or inside it."""
+    src = Path(src).resolve()
+    dst = Path(dst).resolve()
+    if not src.is_dir():
+        raise NotADirectoryError(src)
+    if dst == src or src in dst.parents:
+        raise ValueError("the destination must not be inside the source tree")
+    return src, dst
+
+
+def output_files(dst: Path) -> list[Path]:
+    """The files of an output tree (:func:`tree_files`) without folder mode's own marker."""
+    marker = Path(dst) / OUTPUT_MARKER
+    return [p for p in tree_files(Path(dst)) if p != marker]
+
+
+def output_key_problem(dst: Path, fingerprint: str) -> str | None:
+    """Why adding output made with the key of ``fingerprint`` to ``dst`` would mix keys
+    (None when it would not): its marker (:data:`OUTPUT_MARKER`) records other keys only,
+    cannot be read, or is absent although ``dst`` holds files."""
+    dst = Path(dst)
+    marker = dst / OUTPUT_MARKER
+    if marker.is_file():
+        try:
+            recorded = _marker_fingerprints(marker)
+        except (OSError, ValueError) as exc:
+            return f"{marker} cannot be read ({exc}), so the key that made {dst} is unknown"
+        if fingerprint in recorded:
+            return None
+        return (
+            f"{dst} holds output made with another key (key fingerprint "
+            f"{', '.join(f[:12] for f in recorded)}; this key's: {fingerprint[:12]}): adding to "
+            "it would give the same patients a second pseudonym"
+        )
+    n = len(output_files(dst)) if dst.is_dir() else 0
+    if n:
+        return (
+            f"{dst} already holds {n} file(s) but no record of the key they were made with "
+            f"({OUTPUT_MARKER}): they may be another key's output"
+        )
+    return None
+
+
+def record_output_key(dst: Path, fingerprint: str) -> Path:
+    """Add ``fingerprint`` (:func:`brainmets.ids.key_fingerprint`: one-way, not the key)
+    to the marker of ``dst``; return the marker's path."""
+    marker = Path(dst) / OUTPUT_MARKER
+    try:
+        recorded = _marker_fingerprints(marker) if marker.is_file() else []
+    except (OSError, ValueError):
+        recorded = []
+    if fingerprint not in recorded:
+        recorded.append(fingerprint)
+    doc = {
+        "written_by": "brainmets deid (folder mode)",
+        "key_fingerprints": recorded,
+        "about": "fingerprints of the keys this folder's files were made with "
+        "(brainmets.ids.key_fingerprint: one-way, they do not reveal the keys)",
+    }
+    atomic_write_bytes(marker, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    return marker
+
+
+def _marker_fingerprints(marker: Path) -> list[str]:
+    doc = json.loads(marker.read_text(encoding="utf-8"))
+    fps = doc.get("key_fingerprints") if isinstance(doc, dict) else None
+    if not isinstance(fps, list) or not all(isinstance(f, str) for f in fps):
+        raise ValueError("no list of key fingerprints")
+    return list(fps)
+
+
 def deidentify_tree(
     src: Path,
     dst: Path,
@@ -292,12 +420,7 @@ def deidentify_tree(
     ``collect_mapping`` the report's ``mapping`` holds, per kind (``patient``, ``accession``,
     ``uid``), original -> pseudonym (identifying: write it only to the protected area).
     """
-    src = Path(src).resolve()
-    dst = Path(dst).resolve()
-    if not src.is_dir():
-        raise NotADirectoryError(src)
-    if dst == src or src in dst.parents:
-        raise ValueError("the destination must not be inside the source tree")
+    src, dst = check_destination(src, dst)
     options = options or DeidOptions()
     Deidentifier(key, options)  # validate the key and options before starting workers
     dst.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,13 @@ from brainmets.deid.engine import (
     DeidOptions,
 )
 from brainmets.deid.text import IDENTITY_TAGS, Identifiers, collect_identifiers
-from brainmets.deid.tree import TruncatedError, read_instance, tree_files
+from brainmets.deid.tree import (
+    NoPixelDataError,
+    TruncatedError,
+    output_files,
+    read_instance,
+    tree_files,
+)
 from brainmets.deid.uids import is_class_uid_attribute, is_well_known
 from brainmets.fsutil import default_workers
 from brainmets.ids import patient_key
@@ -214,6 +220,8 @@ def _scan_original(path_str: str) -> _Original | _Unreadable:
         return _Unreadable(path_str, "not DICOM", not_dicom=True)
     except TruncatedError as exc:
         return _Unreadable(path_str, f"cannot be read completely: {exc}")
+    except NoPixelDataError as exc:  # it may end just before its pixels: values may be missing
+        return _Unreadable(path_str, f"cannot be checked as a complete instance: {exc}")
     except Exception as exc:
         return _Unreadable(path_str, f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})")
     ids = collect_identifiers(ds, Identifiers())
@@ -528,7 +536,7 @@ def verify_tree(
     # cannot be told apart from that code in the output.
     needles = {k: v for k, v in needles.items() if k.lower() not in codes}
     pooled = {k.lower() for k in needles}
-    out_files = [str(p) for p in tree_files(deidentified)]
+    out_files = [str(p) for p in output_files(deidentified)]  # without folder mode's marker
     outputs = parallel_map(
         _scan_output,
         out_files,

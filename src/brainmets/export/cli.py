@@ -62,6 +62,7 @@ def export_command(
     pipeline = load_pipeline(ws.config.data["runner"]["pipeline"])
     pipeline.get("export")  # KeyError (usage) for a pipeline without it
     with ws.lock():
+        ws.checked_key(command="export")  # as every run: another key is refused (exit 3)
         runner = Runner(ws, pipeline, InlineExecutor(), console=console)
         summary = runner.run(["export"], force=["export"])
     failed = [(st, msg) for _pid, st, msg in summary.failures if st == "export"]
