@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from brainmets.catalog import PatientRow, SourceFile, StageRun
     from brainmets.deid.verify import VerifyReport
+    from brainmets.synth.check import TruthCheck
     from brainmets.synth.cohort import CohortSummary
 
 __all__ = [
@@ -241,7 +242,9 @@ class DemoReport:
     """What :func:`demo` did, filled in step by step (``on_step`` sees it as it grows).
 
     ``cohort`` is None when an existing synthetic cohort was used; ``deid_check`` is None
-    when the pipeline wrote no de-identified files; ``report`` the HTML report, if any.
+    when the pipeline wrote no de-identified files; ``truth_check`` (the published features
+    and label maps against the cohort's truth) None when there is nothing to compare;
+    ``report`` the HTML report, if any.
     """
 
     directory: Path
@@ -252,21 +255,24 @@ class DemoReport:
     run: RunReport | None = None
     status: StatusReport | None = None
     deid_check: VerifyReport | None = None
+    truth_check: TruthCheck | None = None
     report: Path | None = None
     steps: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """The pipeline ran without failures and the de-identified files leak nothing (and
-        the leak check could check everything)."""
+        """The pipeline ran without failures, the de-identified files leak nothing (and the
+        leak check could check everything), and the results meet the truth targets."""
         run_ok = self.run is not None and self.run.ok
         check = self.deid_check
-        return run_ok and (check is None or (check.ok and check.complete))
+        truth_ok = self.truth_check is None or self.truth_check.ok
+        return run_ok and truth_ok and (check is None or (check.ok and check.complete))
 
 
 #: the steps of :func:`demo`, in order, as ``on_step`` names them ("cohort" only when
-#: the cohort is generated, "deid-check" only when there are de-identified files)
-DEMO_STEPS = ("cohort", "workspace", "pipeline", "status", "deid-check")
+#: the cohort is generated, "deid-check" only when there are de-identified files,
+#: "truth-check" only when there is a truth and a pipeline with segment and features)
+DEMO_STEPS = ("cohort", "workspace", "pipeline", "status", "deid-check", "truth-check")
 
 
 def demo(
@@ -282,9 +288,9 @@ def demo(
     """The whole pipeline on a synthetic cohort (no patient data needed).
 
     Generates ``patients`` synthetic patients into ``DIRECTORY/cohort`` (unless a cohort is
-    there already), sets up ``DIRECTORY/workspace`` to read it, runs every stage, and checks
-    the de-identified files against the originals. ``on_step(step, report)`` is called as
-    each step of :data:`DEMO_STEPS` begins.
+    there already), sets up ``DIRECTORY/workspace`` to read it, runs every stage, checks
+    the de-identified files against the originals and the results against the truth.
+    ``on_step(step, report)`` is called as each step of :data:`DEMO_STEPS` begins.
     """
     root = Path(directory).resolve()
     rep = DemoReport(root, root / _demo.COHORT_DIR, root / _demo.WORKSPACE_DIR)
@@ -306,5 +312,9 @@ def demo(
     if _demo.deidentified_dir(ws) is not None:
         step("deid-check")
         rep.deid_check = _demo.check_deidentification(rep.cohort_dir, ws)
+    truth = _demo.check_against_truth(rep.cohort_dir, ws)
+    if truth is not None:
+        step("truth-check")
+        rep.truth_check = truth
     rep.report = _demo.report_file(ws)
     return rep

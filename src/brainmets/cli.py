@@ -32,6 +32,7 @@ import brainmets
 if TYPE_CHECKING:
     from brainmets.api import RunReport, StatusReport
     from brainmets.pipeline import Pipeline
+    from brainmets.synth.check import TruthCheck
     from brainmets.workspace import Workspace
 
 EXIT_FAILED, EXIT_USAGE, EXIT_WORKSPACE = 1, 2, 3
@@ -988,6 +989,8 @@ def demo(
             _print_status(rep.status)
         elif step == "deid-check":
             console.rule("5. de-identification check: originals vs workspace")
+        elif step == "truth-check":
+            console.rule("6. results vs the synthetic truth")
 
     with _handled():
         try:
@@ -1001,6 +1004,8 @@ def demo(
         from brainmets.deid.cli import print_verify_report
 
         print_verify_report(rep.deid_check)
+    if rep.truth_check is not None:
+        _print_truth_check(rep.truth_check)
     assert rep.run is not None
     names = rep.run.pipeline.names
     console.print(
@@ -1012,6 +1017,20 @@ def demo(
     )
     if not rep.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_truth_check(check: TruthCheck) -> None:
+    """The truth comparison: a row per patient, then the targets."""
+    rows = check.table()
+    table = Table(title="published features vs truth (truth -> measured where they differ)")
+    for name in rows[0]:
+        table.add_column(name, no_wrap=True)
+    for row in rows[1:]:
+        table.add_row(*row)
+    console.print(table)
+    for line in check.summary_lines():
+        style = "green" if line == "all targets met" else ""
+        console.print(f"[{style}]{line}[/]" if style else line, highlight=False)
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """The steps of ``brainmets demo``: a synthetic cohort, a workspace set up to read it, and
-the check of the de-identified files against the originals.
+the check of the de-identified files against the originals, and the check of the published
+features and label maps against the cohort's truth.
 
 :func:`brainmets.api.demo` runs them in order, with the pipeline in between; nothing here
 prints. Layout of the demo folder::
@@ -14,10 +15,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from brainmets.pipeline import load_pipeline
 from brainmets.workspace import Workspace
 
 if TYPE_CHECKING:
     from brainmets.deid.verify import VerifyReport
+    from brainmets.synth.check import TruthCheck
     from brainmets.synth.cohort import CohortSummary
 
 COHORT_DIR = "cohort"
@@ -73,6 +76,22 @@ def check_deidentification(cohort_dir: Path, ws: Workspace) -> VerifyReport | No
     from brainmets.deid import verify_tree
 
     return verify_tree(Path(cohort_dir) / "dicom", out, progress=False)
+
+
+def check_against_truth(cohort_dir: Path, ws: Workspace) -> TruthCheck | None:
+    """The workspace's published features and label maps against the synthetic cohort's
+    truth (None when the cohort has no truth or the pipeline has no segment and features
+    stages, e.g. a toy pipeline)."""
+    from brainmets.synth.check import check_workspace, load_truth
+
+    try:
+        truth = load_truth(cohort_dir)
+    except FileNotFoundError:
+        return None
+    pipeline = load_pipeline(ws.config.data["runner"]["pipeline"])
+    if not truth.get("patients") or not {"segment", "features"} <= set(pipeline.names):
+        return None
+    return check_workspace(cohort_dir, ws.root)
 
 
 def report_file(ws: Workspace) -> Path | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,12 +136,17 @@ def describe_atlas(names: Iterable[str], atlas_dir: Path | None) -> dict[str, An
     return {"atlas": {name: file_digest(rep.directory / name) for name in names}}
 
 
-def atlas_inputs(*names: str) -> Callable[[InputContext], Any]:
-    """An outside-input callback for a stage that reads these SRI24 atlas files."""
+@dataclass(frozen=True)
+class AtlasInputs:
+    """An outside-input callback for a stage that reads these SRI24 atlas files (a plain,
+    picklable object: stages travel to worker processes)."""
 
-    def describe(inp: InputContext) -> Any:
-        return describe_atlas(names, inp.config.atlas_dir)
+    names: tuple[str, ...]
 
-    describe.__doc__ = f"The SRI24 atlas files {', '.join(names)} (contents)."
-    describe.__qualname__ = describe.__name__ = "atlas_inputs(" + ", ".join(names) + ")"
-    return describe
+    def __call__(self, inp: InputContext) -> Any:
+        return describe_atlas(self.names, inp.config.atlas_dir)
+
+
+def atlas_inputs(*names: str) -> AtlasInputs:
+    """The outside-input callback of a stage that reads the SRI24 atlas files ``names``."""
+    return AtlasInputs(tuple(names))

@@ -35,7 +35,7 @@ removed (background) when
 What was removed is recorded per lesion (``FusionResult.removed``: components and voxels).
 ``min_edema_voxels = 0``, ``"keep"``, ``"keep"`` turn the cleaning off. The defaults were
 chosen by measurement against synthetic truth (docs/lesions.md,
-``benchmarks/segment_truth.py``). """
+``benchmarks/segment_truth.py``)."""
 
 from __future__ import annotations
 
