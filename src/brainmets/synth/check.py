@@ -212,8 +212,6 @@ def check_truth(
     (absolute paths) as the workspace recorded them; ``key`` the workspace's key (to find
     each truth patient's pseudonym).
     """
-    import nibabel as nib
-
     cohort_dir = Path(cohort_dir)
     truth = load_truth(cohort_dir)
     out = TruthCheck()
@@ -228,10 +226,10 @@ def check_truth(
         features = json.loads(Path(got["features"]).read_text())["features"]
         summary = rec["summary"]
         files = rec["truth_files"]
-        true_img = nib.load(str(cohort_dir / files["label_map"]))
+        true_img = _nifti(cohort_dir / files["label_map"])
         labels_t = np.asarray(true_img.dataobj).astype(np.uint8)
-        inst = np.asarray(nib.load(str(cohort_dir / files["instance_map"])).dataobj)
-        labels_g = np.asarray(nib.load(str(got["seg"])).dataobj).astype(np.uint8)
+        inst = np.asarray(_nifti(cohort_dir / files["instance_map"]).dataobj)
+        labels_g = np.asarray(_nifti(Path(got["seg"])).dataobj).astype(np.uint8)
         if labels_g.shape != labels_t.shape:
             raise ValueError(
                 f"{got['seg']}: grid {labels_g.shape} is not the truth's {labels_t.shape}"
@@ -249,6 +247,15 @@ def check_truth(
         _per_lesion(pc, rec["lesions"], labels_t, inst, labels_g, vox_mm3)
         out.patients.append(pc)
     return out
+
+
+def _nifti(path: Path) -> Any:
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    if not isinstance(img, nib.Nifti1Image):
+        raise ValueError(f"{path}: not a NIfTI-1 image")
+    return img
 
 
 def _per_lesion(
