@@ -2,8 +2,9 @@
 preprocess ... report, export); the report renders in headless Chromium, its numbers agree
 with the catalog, and the export passes ``validate``.
 
-Builds 3 synthetic patients (one without FLAIR) and runs every stage: several minutes on two
-cores. Set ``BRAINMETS_DEMO_WORKSPACE`` to the ``workspace`` folder of an existing
+Builds 5 synthetic patients (one without FLAIR) and runs every stage: several minutes on two
+cores; the published features and label maps of the 4 included patients are checked against
+the cohort's truth. Set ``BRAINMETS_DEMO_WORKSPACE`` to the ``workspace`` folder of an existing
 ``brainmets demo`` run (pipeline complete) to check that one instead.
 """
 
@@ -39,7 +40,7 @@ def demo_ws(tmp_path_factory: pytest.TempPathFactory, sri24_atlas: Path) -> Path
     from brainmets.workspace import Workspace
 
     base = tmp_path_factory.mktemp("demo")
-    synth.generate_cohort(base / "cohort", 3, seed=0, workers=2)
+    synth.generate_cohort(base / "cohort", 5, seed=0, workers=2)
     ws = Workspace.init(base / "workspace")
     ws.config.add_source(base / "cohort" / "dicom")
     ws.config.data["runner"]["pipeline"] = "rx_workspace:full_pipeline"
@@ -177,3 +178,15 @@ def test_demo_export_validates(demo_ws: Path, tmp_path: Path) -> None:
     rep = validate(out)
     assert rep.ok and not rep.warnings, [str(p) for p in rep.problems]
     assert rep.patients >= 1
+
+
+def test_results_meet_the_truth_targets(demo_ws: Path) -> None:
+    """Counts exact for >= 95 % of patient x label cells, lesion volumes within 5 % (>= 5 mm)
+    / 15 %, infratentorial flags exact, median per-lesion core Dice >= 0.9 — after the whole
+    pipeline, registration included."""
+    from brainmets.synth.check import check_workspace
+
+    check = check_workspace(demo_ws.parent / "cohort", demo_ws)
+    report = "\n".join([" | ".join(r) for r in check.table()] + check.summary_lines())
+    assert len(check.patients) >= 4 and not check.missing, report
+    assert check.ok, report

@@ -1,0 +1,74 @@
+"""brainmets.synth.check: the truth comparison finds what is right and what is wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bm_testutil import cached_synthetic_cohort
+from brainmets.ids import patient_pseudonym
+from brainmets.labelmaps import LabelMap, load_label_map, save_label_map
+from brainmets.lesions import analyse, load_atlas_labels
+from brainmets.synth.check import check_truth, load_truth
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def cohort(request: pytest.FixtureRequest) -> Path:
+    return cached_synthetic_cohort(request, 6, 0)
+
+
+def _publish(cohort: Path, out: Path, edit=None) -> dict[str, dict[str, Path]]:
+    """Results as a pipeline would publish them, made from the truth label maps themselves
+    (``edit(patient_index, labels)`` changes a copy first)."""
+    atlas = load_atlas_labels()
+    results = {}
+    for i, rec in enumerate(load_truth(cohort)["patients"]):
+        if not rec["expected_included"]:
+            continue
+        lm = load_label_map(cohort / rec["truth_files"]["label_map"])
+        data = lm.data.copy()
+        if edit is not None:
+            edit(i, data)
+        pid = patient_pseudonym(KEY, rec["mrn"])
+        seg = save_label_map(out / f"{pid}-seg.nii.gz", data, lm.affine)
+        feats = out / f"{pid}-features.json"
+        feats.write_text(json.dumps(analyse(LabelMap(data, lm.affine), atlas=atlas).to_json()))
+        results[pid] = {"seg": seg, "features": feats}
+    return results
+
+
+def test_the_truth_itself_meets_every_target(cohort: Path, tmp_path: Path) -> None:
+    check = check_truth(cohort, tmp_path, KEY, _publish(cohort, tmp_path))
+    assert len(check.patients) >= 4 and not check.missing
+    assert check.counts_exact == check.count_cells
+    assert all(v.ok and v.error == 0 for v in check.volume_checks)
+    assert check.core_dice_median == 1.0
+    assert check.ok, check.summary_lines()
+    assert check.summary_lines()[-1] == "all targets met"
+
+
+def test_an_extra_edema_blob_and_a_missing_patient_are_caught(cohort: Path, tmp_path: Path) -> None:
+    def blob(i: int, labels: np.ndarray) -> None:
+        if i == 0:
+            labels[5:25, 5:25, 5:25] = 2  # 8000 "edema" voxels in a corner: a second component
+
+    results = _publish(cohort, tmp_path, blob)
+    check = check_truth(cohort, tmp_path, KEY, results)
+    first = check.patients[0]
+    assert first.counts_got["Edema_num"] == first.counts_truth["Edema_num"] + 1
+    assert check.counts_exact == check.count_cells - 1
+    assert any(v.label == "edema" and not v.ok for v in first.volumes)
+    assert "counts_exact" in check.failed_targets() and not check.ok
+    assert any("->" in c for c in check.table()[1])  # truth -> measured in the table
+
+    gone = dict(results)
+    missing = gone.pop(next(iter(gone)))
+    assert missing
+    check = check_truth(cohort, tmp_path, KEY, gone)
+    assert len(check.missing) == 1 and not check.ok
+    assert check.table()[-1][1] == "no result"
