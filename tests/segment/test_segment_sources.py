@@ -208,3 +208,22 @@ def test_import_with_transforms_json_and_missing_transform(tmp_path: Path) -> No
     res = import_annotations(tmp_path, shape, target_aff, ImportOptions(), tr)
     assert (res.labels == 3).sum() == 5 * 5 * 6
     assert res.sources[0]["placement"] == "native -> template via transforms.json:t1c"
+
+
+def test_a_mask_that_lands_nowhere_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    """A non-empty annotation on the wrong grid (2 mm voxels, origin far away) is never
+    imported as "no lesion"."""
+    import json
+
+    from brainmets.segment import annotation_transforms, import_annotations
+
+    m = np.zeros((20, 20, 10), np.uint8)
+    m[5:10, 5:10, 2:5] = 1
+    wrong = np.diag([2.0, 2.0, 2.0, 1.0])
+    wrong[:3, 3] = [500.0, 500.0, 500.0]
+    _nii(tmp_path / "Core1.nii.gz", m, wrong)
+    (tmp_path / "transforms.json").write_text(json.dumps({"t1c": {"matrix": np.eye(4).tolist()}}))
+    with pytest.raises(AnnotationError, match=r"Core1\.nii\.gz: 75 annotated voxel\(s\), none"):
+        import_annotations(
+            tmp_path, (40, 40, 30), np.eye(4), ImportOptions(), annotation_transforms(tmp_path)
+        )

@@ -46,6 +46,11 @@ def _fake_preprocess(ctx: StageContext) -> StageResult:
     ref = ctx.out_dir / f"{ctx.patient_id}-t1c.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(tpl.shape, np.uint8), tpl.affine, tpl.header), str(ref))
     outputs = {"t1c": ref}
+    if ctx.patient_id in ctx.params["outside_brain"]:  # a brain mask the lesions miss
+        mask = np.zeros(tpl.shape, np.uint8)
+        mask[:20, :20, :20] = 1
+        outputs["mask"] = ctx.out_dir / f"{ctx.patient_id}-mask.nii.gz"
+        nib.save(nib.Nifti1Image(mask, tpl.affine, tpl.header), str(outputs["mask"]))
     if ctx.patient_id in ctx.params["with_transforms"]:
         for seq in ("t1c", "t2f"):
             p = ctx.out_dir / f"{ctx.patient_id}-{seq}-to-sri24.txt"
@@ -57,7 +62,9 @@ def _fake_preprocess(ctx: StageContext) -> StageResult:
 PIPELINE = Pipeline(
     (
         Stage("enrol", _enrol, scope="cohort", defaults={"patients": []}),
-        Stage("preprocess", _fake_preprocess, defaults={"with_transforms": []}),
+        Stage(
+            "preprocess", _fake_preprocess, defaults={"with_transforms": [], "outside_brain": []}
+        ),
         SEGMENT,
         FEATURES,
     )
@@ -228,3 +235,24 @@ def test_unreadable_key_with_mrn_folders_is_a_named_failure(
     failed = {(p, s): m for p, s, m in summary.failures}
     assert list(failed) == [(pid, "segment")]
     assert "key file is accessible by other users" in failed[(pid, "segment")]
+
+
+def test_a_label_map_outside_the_brain_is_an_error_naming_the_annotations(
+    tmp_path: Path, template: nib.Nifti1Image
+) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    pid = patient_pseudonym(ws.key(), MRNS["a"])
+    _annotations(ws.root, template)
+    ws.config.set_stage_param("enrol", "patients", [pid])
+    ws.config.set_stage_param("segment", "annotations_dir", "annotations/{mrn}")
+    ws.config.set_stage_param("preprocess", "outside_brain", [pid])
+    ws.save_config()
+    ws = Workspace.open(ws.root)
+    with ws.lock():
+        summary = Runner(ws, PIPELINE, InlineExecutor(), progress=False).run(
+            ["enrol", "preprocess", "segment"]
+        )
+    [(p, stage, msg)] = summary.failures
+    assert (p, stage) == (pid, "segment")
+    assert "0% of the" in msg and "inside the brain mask" in msg
+    assert f"<annotations of {pid}>" in msg and MRNS["a"] not in msg

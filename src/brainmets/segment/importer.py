@@ -354,11 +354,12 @@ def import_annotations(
         (box, vals), how = place_mask(m, target_shape, target_affine, t, options)
         sources.append({"file": m.source, "region": m.region, "lesion": m.lesion, "placement": how})
         if box is None:
-            notes.append(f"{m.source}: empty on the target grid")
-            if m.data.any():
-                notes[-1] = f"{m.source}: no voxel lands on the target grid (wrong transform?)"
-                if log:
-                    log(notes[-1])
+            if m.data.any():  # something was drawn, nothing arrives: never a silent "no lesion"
+                raise AnnotationError(
+                    f"{m.source}: {int(np.count_nonzero(m.data))} annotated voxel(s), none on "
+                    f"the target grid ({how}): the mask's grid or its transform is wrong"
+                )
+            notes.append(f"{m.source}: empty mask")
             continue
         if m.region == "labels":
             base = np.zeros(target_shape, np.uint8) if base is None else base

@@ -24,7 +24,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 from brainmets.atlas import atlas_file
 from brainmets.config import Config
@@ -80,6 +82,7 @@ class SegmentOptions:
     min_edema_voxels: int = DEFAULT_MIN_EDEMA_VOXELS
     detached_edema: str = "drop"
     edema_shell: str = "drop"
+    min_inside_brain: float = 0.5
 
     def __post_init__(self) -> None:
         if self.transform_source not in TRANSFORM_SOURCES:
@@ -217,6 +220,12 @@ def run_segment(ctx: StageContext) -> StageResult:
             lesion=c.lesion,
             kind=c.kind,
         )
+    shown = (
+        f"<annotations of {ctx.patient_id}>"
+        if "{mrn}" in str(params["annotations_dir"])  # the folder is named by the hospital ID
+        else str(folder)
+    )
+    _check_placement(ctx, result, shown, params)
     removed = result.fusion.removed
     if removed:
         ctx.info(
@@ -246,6 +255,29 @@ def run_segment(ctx: StageContext) -> StageResult:
         },
         tools=_tools(),
     )
+
+
+def _check_placement(ctx: StageContext, result: Any, folder: str, params: dict[str, Any]) -> None:
+    """A label map that lies mostly outside the brain (the preprocess brain mask, when
+    recorded) means a wrong grid or transform: an error naming the annotations, never a
+    published lesion map."""
+    lesion = result.labels > 0
+    n = int(lesion.sum())
+    limit = float(params["min_inside_brain"])
+    if not n or limit <= 0 or "mask" not in ctx.inputs.get("preprocess", {}):
+        return
+    import nibabel as nib
+
+    img = cast(nib.Nifti1Image, nib.load(str(ctx.input("preprocess", "mask"))))
+    brain = np.asarray(img.dataobj) > 0
+    if brain.shape != lesion.shape:
+        return
+    inside = float((lesion & brain).sum()) / n
+    if inside < limit:
+        raise AnnotationError(
+            f"{folder}: only {inside:.0%} of the {n} labelled voxel(s) lie inside the brain "
+            f"mask (min_inside_brain = {limit:g}): the annotation's grid or transform is wrong"
+        )
 
 
 def _tools() -> dict[str, str]:
