@@ -46,7 +46,7 @@ from brainmets.vocab import SUFFIX
 FORMATS = ("auto", "masks", "dicom-seg", "rtstruct", "label-map")
 MASK_SPACES = ("auto", "native", "atlas")
 ALIGNMENTS = ("auto", "world", "array")
-INTERPOLATIONS = ("nearest", "linear")
+INTERPOLATIONS = ("nearest", "linear", "volume")
 
 #: sequence each region is drawn on (the reference: core and necrosis on T1c, whole on FLAIR)
 DEFAULT_REGION_SEQUENCE = {
@@ -86,7 +86,7 @@ class ImportOptions:
     mask_space: str = "auto"
     atlas_alignment: str = "auto"
     mask_threshold: float = 0.5
-    mask_interpolation: str = "linear"
+    mask_interpolation: str = "volume"
     rtstruct_pixel_mm: float = 0.5
     rules: FusionRules = field(default_factory=FusionRules)
 

@@ -47,7 +47,7 @@ from brainmets.segment.importer import (
 from brainmets.segment.sources import DEFAULT_PATTERNS, AnnotationError
 from brainmets.segment.transform import Transform, read_transform, transforms_from_case_json
 
-VERSION = "2"  # 2: linear mask resampling, edema cleaning (fusion rules)
+VERSION = "2"  # 2: volume-keeping mask resampling, edema cleaning (fusion rules)
 TRANSFORM_SOURCES = ("auto", "preprocess", "annotations")
 REFERENCES = ("auto", "preprocess", "atlas")
 
@@ -69,7 +69,7 @@ class SegmentOptions:
     mask_space: str = "auto"
     atlas_alignment: str = "auto"
     mask_threshold: float = 0.5
-    mask_interpolation: str = "linear"
+    mask_interpolation: str = "volume"
     rtstruct_pixel_mm: float = 0.5
     transform_source: str = "auto"
     transform_role: str = "transform_{sequence}"

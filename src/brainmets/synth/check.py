@@ -14,6 +14,17 @@ stage's ``features.json`` and the ``segment`` stage's label map — and compares
 * **infratentorial**: the patient's flag, exact;
 * **core Dice** per lesion (enhancing + necrosis, same assignment).
 
+The truth lives on the template grid; a pipeline that registers rigidly to the atlas (the
+BraTS convention: the head keeps its size) publishes a different space. For each patient
+the truth is therefore brought into the published space first: ``truth_to_output[pid]``
+maps a published world point to the template world (for the workspace:
+``inverse(template_to_scanner of the T1c) @ atlas_to["t1c"]``, the true geometry after
+the pipeline's own registration), the truth maps are resampled through it (nearest
+neighbour, for the lesion assignment and Dice) and the true volumes, counted on the
+template grid, scaled by its determinant. What is compared is then what
+the import and the measurement did, on the pipeline's registration; the registration itself
+is checked by ``benchmarks/preprocess.py``.
+
 :attr:`TruthCheck.ok` applies the targets (:data:`TARGETS`); :meth:`TruthCheck.table` is
 what ``brainmets demo`` and ``benchmarks/segment_truth.py`` print.
 """
@@ -205,12 +216,14 @@ def check_truth(
     workspace_root: str | Path,
     key: bytes,
     results: Mapping[str, Mapping[str, Path]],
+    truth_to_output: Mapping[str, np.ndarray] | None = None,
 ) -> TruthCheck:
     """Compare the workspace's published results with the cohort's truth.
 
     ``results``: pseudonymous patient ID -> ``{"features": features.json, "seg": label map}``
     (absolute paths) as the workspace recorded them; ``key`` the workspace's key (to find
-    each truth patient's pseudonym).
+    each truth patient's pseudonym); ``truth_to_output``: per patient, published world ->
+    template world (4x4; absent: the same world, see the module docstring).
     """
     cohort_dir = Path(cohort_dir)
     truth = load_truth(cohort_dir)
@@ -229,12 +242,24 @@ def check_truth(
         true_img = _nifti(cohort_dir / files["label_map"])
         labels_t = np.asarray(true_img.dataobj).astype(np.uint8)
         inst = np.asarray(_nifti(cohort_dir / files["instance_map"]).dataobj)
-        labels_g = np.asarray(_nifti(Path(got["seg"])).dataobj).astype(np.uint8)
-        if labels_g.shape != labels_t.shape:
-            raise ValueError(
-                f"{got['seg']}: grid {labels_g.shape} is not the truth's {labels_t.shape}"
+        seg_img = _nifti(Path(got["seg"]))
+        labels_g = np.asarray(seg_img.dataobj).astype(np.uint8)
+        vox_mm3 = float(abs(np.linalg.det(np.asarray(seg_img.affine)[:3, :3])))
+        # true volumes from the template grid, in the published space (scaled by 1/|det m|)
+        m = (truth_to_output or {}).get(pid)
+        scale = 1.0 if m is None else 1.0 / abs(float(np.linalg.det(np.asarray(m)[:3, :3])))
+        t_vox = float(abs(np.linalg.det(np.asarray(true_img.affine)[:3, :3]))) * scale
+        true_volumes = {
+            (int(les["id"]), label): float(((labels_t == value) & (inst == int(les["id"]))).sum())
+            * t_vox
+            for les in rec["lesions"]
+            for label, value in VOLUME_LABELS.items()
+        }
+        if m is not None or labels_g.shape != labels_t.shape:
+            m = np.eye(4) if m is None else np.asarray(m, float)
+            labels_t, inst = _resample_truth(
+                [labels_t, inst], np.asarray(true_img.affine), m, seg_img
             )
-        vox_mm3 = float(abs(np.linalg.det(np.asarray(true_img.affine)[:3, :3])))
         pc = PatientCheck(
             patient_id=pid,
             counts_truth={k: int(summary[k]) for k in COUNT_NAMES},
@@ -244,9 +269,25 @@ def check_truth(
             if features.get("Infratentorial") is None
             else int(features["Infratentorial"]),
         )
-        _per_lesion(pc, rec["lesions"], labels_t, inst, labels_g, vox_mm3)
+        _per_lesion(pc, rec["lesions"], labels_t, inst, labels_g, vox_mm3, true_volumes)
         out.patients.append(pc)
     return out
+
+
+def _resample_truth(
+    maps: list[np.ndarray], truth_affine: np.ndarray, out_to_template: np.ndarray, out_img: Any
+) -> list[np.ndarray]:
+    """Truth maps resampled (nearest) onto the published grid through ``out_to_template``."""
+    from scipy import ndimage
+
+    vox = np.linalg.inv(truth_affine) @ out_to_template @ np.asarray(out_img.affine, float)
+    shape = tuple(int(s) for s in out_img.shape[:3])
+    return [
+        ndimage.affine_transform(
+            a, vox[:3, :3], offset=vox[:3, 3], output_shape=shape, order=0, cval=0
+        )
+        for a in maps
+    ]
 
 
 def _nifti(path: Path) -> Any:
@@ -265,9 +306,11 @@ def _per_lesion(
     inst: np.ndarray,
     labels_g: np.ndarray,
     vox_mm3: float,
+    true_volumes: Mapping[tuple[int, str], float],
 ) -> None:
-    """Per lesion: volumes and core Dice, the measured voxels given to the nearest true
-    lesion (within the bounding box of both maps' lesion voxels)."""
+    """Per lesion: volumes (``true_volumes[(lesion, label)]`` against the measured voxels
+    given to the nearest true lesion, within the bounding box of both maps' lesion voxels)
+    and core Dice."""
     from scipy import ndimage
 
     from brainmets.labelmaps.arrays import nonzero_box
@@ -286,7 +329,7 @@ def _per_lesion(
         mine_g = owner == n
         diameter = float(les.get("max_diameter_mm") or 0.0)
         for label, value in VOLUME_LABELS.items():
-            tv = float(((t == value) & mine_t).sum()) * vox_mm3
+            tv = true_volumes[(n, label)]
             gv = float(((g == value) & mine_g).sum()) * vox_mm3
             if tv or gv:
                 pc.volumes.append(VolumeCheck(n, label, diameter, tv, gv))
@@ -298,17 +341,35 @@ def _per_lesion(
 
 
 def check_workspace(cohort_dir: str | Path, workspace_root: str | Path) -> TruthCheck:
-    """:func:`check_truth` for a workspace: its key, and the ``features`` (role
-    ``features``) and ``segment`` (role ``seg``) outputs of its runs that are done."""
+    """:func:`check_truth` for a workspace: its key, the ``features`` (role ``features``)
+    and ``segment`` (role ``seg``) outputs of its runs that are done, and each patient's
+    truth brought into the published space through the preprocess transforms (role
+    ``transforms``, ``atlas_to["t1c"]``) and the true T1c geometry."""
     from brainmets.workspace import Workspace
 
     ws = Workspace.open(workspace_root)
     cat = ws.catalog(readonly=True)
     try:
         results: dict[str, dict[str, Path]] = {}
-        for stage, role in (("features", "features"), ("segment", "seg")):
+        for stage, role in (
+            ("features", "features"),
+            ("segment", "seg"),
+            ("preprocess", "transforms"),
+        ):
             for f in cat.output_files(stage=stage, role=role, status="done", cohort=False):
                 results.setdefault(f.patient_id, {})[role] = ws.root / f.path
     finally:
         cat.close()
-    return check_truth(cohort_dir, ws.root, ws.key(), results)
+    key = ws.key()
+    mapping: dict[str, np.ndarray] = {}
+    for rec in load_truth(cohort_dir).get("patients", []):
+        pid = patient_pseudonym(key, str(rec["mrn"]))
+        tf = results.get(pid, {}).get("transforms")
+        t1c = next((s for s in rec["studies"][0]["series"] if s["kind"] == "T1c"), None)
+        if tf is None or t1c is None:
+            continue
+        atlas_to = json.loads(Path(tf).read_text()).get("atlas_to", {})
+        if "t1c" in atlas_to:
+            true = np.asarray(t1c["template_to_scanner"], float)
+            mapping[pid] = np.linalg.inv(true) @ np.asarray(atlas_to["t1c"], float)
+    return check_truth(cohort_dir, ws.root, key, results, mapping)
