@@ -38,6 +38,7 @@ from brainmets.deid.engine import (
     DeidOptions,
     NotAnInstanceError,
 )
+from brainmets.dicomfile import truncation  # the one definition; re-exported here
 from brainmets.fsutil import (
     TMP_PREFIX,
     atomic_path,
@@ -158,42 +159,6 @@ def read_instance(path: Path) -> pydicom.Dataset:
     if problem:
         raise TruncatedError(problem)
     return ds
-
-
-def truncation(ds: pydicom.Dataset) -> str | None:
-    """Why ``ds`` looks cut off (None when it looks complete).
-
-    The last element shorter than its declared length; an image (by SOP class) without Pixel
-    Data; native Pixel Data shorter than Rows x Columns x Samples x Frames x Bits Allocated.
-    """
-    tags = list(ds.keys())
-    if tags:
-        last = ds.get_item(max(tags))
-        length = getattr(last, "length", None)
-        value = last.value
-        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-            return "truncated (last element incomplete)"
-    sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "") or ""))
-    if sop_class.name != str(sop_class):  # a standard SOP class: its name tells
-        is_image = "Image Storage" in sop_class.name
-    else:  # private SOP class: an image pixel description without pixels
-        is_image = "Rows" in ds and "BitsAllocated" in ds
-    pixels = ds.get_item(0x7FE00010)
-    if is_image and pixels is None and not ({0x7FE00008, 0x7FE00009} & set(tags)):
-        return "image without Pixel Data (truncated or incomplete file)"
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if pixels is not None and ts is not None and not pydicom.uid.UID(ts).is_compressed:
-        try:
-            bits = int(ds.BitsAllocated)
-            n = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
-            n *= int(ds.get("NumberOfFrames", 1) or 1)
-        except (AttributeError, TypeError, ValueError):
-            return None
-        expected = (n * bits + 7) // 8
-        value = pixels.value
-        if isinstance(value, bytes) and len(value) < expected:
-            return "truncated (Pixel Data incomplete)"
-    return None
 
 
 def _process_one(path_str: str) -> FileOutcome:
