@@ -656,6 +656,7 @@ STATUS_STYLE = {
     "failed": "[red]FAILED[/]",
     "running": "[cyan]running[/]",
     "interrupted": "[magenta]interrupted[/]",
+    "stale": "[yellow]stale[/]",
 }
 
 
@@ -665,6 +666,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show a patient x stage table, the input-file accounting and the errors.
+
+    A stage is shown "interrupted" when the run that started it has ended, "stale" when its
+    result was made from an earlier result of the stage before it (that stage failed since,
+    or ran again).
 
     Example:  brainmets status -w ~/bm-workspace
     """
@@ -681,16 +686,24 @@ def status(
                     "patient": r.patient_id,
                     "stage": r.stage,
                     "status": r.status,
+                    "state": rep.state(r.patient_id, r.stage),
+                    "state_reason": _state_reason(rep, r.patient_id, r.stage),
                     "error": r.error,
                     "duration_s": r.duration_s,
                 }
                 for r in rep.runs
             ],
+            "included": rep.included,
             "files": rep.files,
         }
         console.print_json(json.dumps(out))
         return
     _print_status(rep)
+
+
+def _state_reason(rep: StatusReport, patient: str, stage: str) -> str | None:
+    st = rep.states.get((patient, stage))
+    return st.reason if st is not None else None
 
 
 def _print_status(rep: StatusReport) -> None:
@@ -708,19 +721,28 @@ def _print_status(rep: StatusReport) -> None:
                 cells.append("")
                 continue
             r = runs.get((pid, st.name))
-            cells.append(STATUS_STYLE.get(r.status, r.status) if r else "[dim]-[/]")
+            shown = rep.state(pid, st.name) if r else None
+            cells.append(STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]")
         table.add_row("(cohort)" if pid == COHORT else pid, *cells)
     console.print(table)
     if rep.patients:
-        n_excl = len(rep.excluded)
+        n_excl, n_failed = len(rep.excluded), len(rep.failed_patients)
+        rest = len(rep.patients) - len(rep.included) - n_excl - n_failed
         console.print(
-            f"patients: {len(rep.patients)} found, {len(rep.patients) - n_excl} included so far, "
+            f"patients: {len(rep.patients)} found, {len(rep.included)} included so far, "
             f"{n_excl} excluded"
+            + (f", {n_failed} failed" if n_failed else "")
+            + (f", {rest} not finished" if rest else "")
         )
     if rep.files:
         console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
         console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
+    stale = rep.stale
+    for s in stale[:20]:
+        console.print(f"[yellow]stale[/] {s.patient_id} {s.stage}: {s.reason}", highlight=False)
+    if len(stale) > 20:
+        console.print(f"... and {len(stale) - 20} more stale (brainmets status --json)")
     for p in rep.excluded:
         console.print(f"[yellow]excluded[/] {p.id}: {p.excluded_reason}", highlight=False)
     for f in rep.not_taken[:50]:

@@ -61,6 +61,7 @@ class StageRun:
     inputs: dict[str, Any]
     metrics: dict[str, Any]
     attempts: int
+    run_id: int | None = None  # the command (``runs`` row) that recorded it last
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StageRun:
@@ -81,6 +82,7 @@ class StageRun:
             inputs=js(row["inputs_json"]),
             metrics=js(row["metrics_json"]),
             attempts=row["attempts"],
+            run_id=row["run_id"],
         )
 
 
