@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DemoReport",
+    "ExportStatus",
     "InitReport",
     "RunReport",
     "StatusReport",
@@ -179,6 +180,22 @@ def ingest(
 
 # ------------------------------------------------------------------------- status
 @dataclass(frozen=True)
+class ExportStatus:
+    """A recorded export folder (``target``: relative to the workspace when inside it) and
+    what changed in the workspace since it was written (empty: it is current)."""
+
+    target: str
+    layout: str
+    exported_at: str
+    patients: int
+    changes: list[str]
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """A workspace's state: its patients, each (patient, stage) run and the input files.
 
@@ -187,8 +204,10 @@ class StatusReport:
     (:mod:`brainmets.pipeline.states`: a ``running`` row whose command has ended is
     ``interrupted``, a result made from an upstream result that is no longer current is
     ``stale``); ``included`` the patients in the dataset now (active, every required stage
-    shown ``done``); ``files`` counts input files by status; ``not_taken`` lists those
-    rejected, quarantined, duplicate or vanished.
+    shown ``done``); ``exports`` the recorded export folders, most recent first, each with
+    what changed since (the export stage is shown ``stale`` when its latest export is);
+    ``files`` counts input files by status; ``not_taken`` lists those rejected,
+    quarantined, duplicate or vanished.
     """
 
     workspace: Path
@@ -199,6 +218,7 @@ class StatusReport:
     not_taken: list[SourceFile]
     states: dict[tuple[str, str], StageState] = field(default_factory=dict)
     included: list[str] = field(default_factory=list)
+    exports: list[ExportStatus] = field(default_factory=list)
 
     def run(self, patient_id: str, stage: str) -> StageRun | None:
         """The recorded run of ``stage`` for ``patient_id`` (None when it never ran)."""
@@ -263,7 +283,8 @@ def _required_stages(ws: Workspace, pipeline: Pipeline) -> list[str]:
 def status(workspace: WorkspaceLike) -> StatusReport:
     """What the catalog records about the workspace, and what it means now (read-only;
     takes no lock)."""
-    from brainmets.pipeline.states import included_patients, stage_states
+    from brainmets.catalog import COHORT
+    from brainmets.pipeline.states import StageState, changes_since, included_patients, stage_states
 
     ws = _workspace(workspace)
     pipeline = pipeline_of(ws)
@@ -272,6 +293,30 @@ def status(workspace: WorkspaceLike) -> StatusReport:
         patients = cat.patients()
         runs = cat.stage_runs()
         states = stage_states(pipeline, runs, cat.runs())
+        records = cat.exports()
+        exports = [
+            ExportStatus(
+                e.target,
+                e.layout,
+                e.exported_at,
+                e.patients,
+                changes_since(e.stage_runs, runs, e.stage),
+            )
+            for e in records
+        ]
+        if exports and exports[0].stale:
+            key = (COHORT, records[0].stage)
+            shown = states.get(key)
+            if shown is not None and shown.state == "done":
+                states[key] = StageState(
+                    COHORT,
+                    records[0].stage,
+                    "stale",
+                    shown.recorded,
+                    f"the export in {exports[0].target} was made before the workspace changed "
+                    f"({len(exports[0].changes)} stage run(s) differ: "
+                    f"{exports[0].changes[0]}...)",
+                )
         return StatusReport(
             workspace=ws.root,
             pipeline=pipeline,
@@ -281,6 +326,7 @@ def status(workspace: WorkspaceLike) -> StatusReport:
             not_taken=cat.source_files(statuses=NOT_TAKEN),
             states=states,
             included=included_patients(patients, states, _required_stages(ws, pipeline)),
+            exports=exports,
         )
     finally:
         cat.close()

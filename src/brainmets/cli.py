@@ -512,14 +512,32 @@ def validate(
     directory: Annotated[
         Path, typer.Argument(help="Dataset folder (collection layout or nnU-Net raw dataset).")
     ],
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace the export came from (default: the one holding DIR, if any).",
+        ),
+    ] = None,
+    allow_stale: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stale", help="A stale export (workspace changed since) is a warning."
+        ),
+    ] = False,
 ) -> None:
     """Check a dataset: files, grids 240x240x155 1 mm, labels, checksums, workbook rows.
+
+    An export of a workspace is also compared with it: when the workspace has changed since
+    the export (a stage failed or ran again), the export is stale, an error unless
+    --allow-stale.
 
     Example:  brainmets validate ~/bm-workspace/exports/collection
     """
     from brainmets.export.cli import run_validate
 
-    raise typer.Exit(run_validate(directory, console))
+    raise typer.Exit(run_validate(directory, console, workspace, allow_stale))
 
 
 # --------------------------------------------------------------------------- deid
@@ -694,6 +712,7 @@ def status(
                 for r in rep.runs
             ],
             "included": rep.included,
+            "exports": [dataclasses.asdict(e) for e in rep.exports],
             "files": rep.files,
         }
         console.print_json(json.dumps(out))
@@ -738,6 +757,17 @@ def _print_status(rep: StatusReport) -> None:
         console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
         console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
+    for e in rep.exports:
+        when = f"{e.layout}, {e.patients} patient(s), {e.exported_at}"
+        if e.stale:
+            console.print(
+                f"[yellow]stale export[/] {e.target} ({when}): {len(e.changes)} stage run(s) "
+                f"changed since: {'; '.join(e.changes[:3])}"
+                + (" ..." if len(e.changes) > 3 else ""),
+                highlight=False,
+            )
+        else:
+            console.print(f"export {e.target} ({when}): current", highlight=False)
     stale = rep.stale
     for s in stale[:20]:
         console.print(f"[yellow]stale[/] {s.patient_id} {s.stage}: {s.reason}", highlight=False)

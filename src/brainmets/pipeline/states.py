@@ -175,3 +175,42 @@ def _epoch(iso: str | None) -> float | None:
         return _dt.datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
+
+
+# ----------------------------------------------------------------- exports
+def runs_snapshot(runs: Iterable[StageRun], skip_stage: str) -> list[list[str | None]]:
+    """``[patient, stage, status, fingerprint]`` of every run but those of ``skip_stage``
+    (the stage taking the snapshot), sorted: what a result was made from."""
+    return sorted(
+        [r.patient_id, r.stage, r.status, r.fingerprint] for r in runs if r.stage != skip_stage
+    )
+
+
+def changes_since(
+    before: dict[tuple[str, str], tuple[str, str | None]],
+    runs: Iterable[StageRun],
+    skip_stage: str,
+) -> list[str]:
+    """What changed in the stage runs since a snapshot (:func:`runs_snapshot`, read back as
+    (patient, stage) -> (status, fingerprint)): one line per (patient, stage) whose status or
+    fingerprint differs, that is new, or that is no longer recorded. Empty: nothing changed
+    (a run that skipped everything, or redid a stage with the same fingerprint, changes
+    nothing)."""
+    now = {
+        (r.patient_id, r.stage): (r.status, r.fingerprint) for r in runs if r.stage != skip_stage
+    }
+    out = []
+    for key in sorted(set(before) | set(now)):
+        who = f"{'(cohort)' if key[0] == COHORT else key[0]} {key[1]}"
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if new is None:
+            out.append(f"{who}: no longer recorded")
+        elif old is None:
+            out.append(f"{who}: {new[0]} since")
+        elif old[0] != new[0]:
+            out.append(f"{who}: {old[0]} then, {new[0]} now")
+        else:
+            out.append(f"{who}: ran again with other inputs or parameters ({new[0]})")
+    return out
