@@ -156,3 +156,32 @@ def test_only_colliding_files_are_read_past_their_header(
     known[str(good[0])] = SourceFile(str(good[0]), 1, 1, status="vanished")
     again, _ = scan.scan_sources([src], key, known)
     assert [(e.path, e.status, e.reason) for e in again] == [(str(bad), "pending", None)]
+
+
+def test_an_earlier_decision_that_kept_the_truncated_copy_is_undone(
+    tmp_path: Path, testdata: Path
+) -> None:
+    # what the earlier ingest recorded: the cut copy (first in scan order) kept, then rejected
+    # by de-identification (which drops its UID); the complete file set aside as its duplicate
+    src = tmp_path / "src"
+    good = _slices(testdata, src / "a")
+    bad = _truncated_copy(good[0], src / "0-copy.dcm")
+    key = b"k" * 32
+    first, _ = scan.scan_sources([src], key, {})
+    known = {e.path: e for e in first}
+    st_bad, st_good = bad.stat(), good[0].stat()
+    known[str(bad)] = SourceFile(
+        str(bad), st_bad.st_size, st_bad.st_mtime_ns, "rejected", "cannot de-identify", None, None
+    )
+    known[str(good[0])] = SourceFile(
+        str(good[0]),
+        st_good.st_size,
+        st_good.st_mtime_ns,
+        "duplicate",
+        f"same SOPInstanceUID as {bad}",
+        known[str(good[0])].patient_id,
+        known[str(good[0])].sop_uid,
+    )
+    changed, counts = scan.scan_sources([src], key, known)
+    assert [(e.path, e.status, e.reason) for e in changed] == [(str(good[0]), "pending", None)]
+    assert counts == {"accepted": 3, "rejected": 1}
