@@ -19,6 +19,7 @@ The ``brainmets`` command line calls these functions and prints their reports.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +35,13 @@ if TYPE_CHECKING:
 
     from brainmets.catalog import PatientRow, SourceFile, StageRun
     from brainmets.deid.verify import VerifyReport
+    from brainmets.pipeline.states import StageState
     from brainmets.synth.check import TruthCheck
     from brainmets.synth.cohort import CohortSummary
 
 __all__ = [
     "DemoReport",
+    "ExportStatus",
     "InitReport",
     "RunReport",
     "StatusReport",
@@ -185,10 +188,32 @@ def ingest(
 
 # ------------------------------------------------------------------------- status
 @dataclass(frozen=True)
+class ExportStatus:
+    """A recorded export folder (``target``: relative to the workspace when inside it) and
+    what changed in the workspace since it was written (empty: it is current)."""
+
+    target: str
+    layout: str
+    exported_at: str
+    patients: int
+    changes: list[str]
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """A workspace's state: its patients, each (patient, stage) run and the input files.
 
-    ``runs`` holds the cohort stages under the patient ID :data:`brainmets.catalog.COHORT`;
+    ``runs`` holds the cohort stages under the patient ID :data:`brainmets.catalog.COHORT`,
+    as the catalog records them; ``states`` what each means now
+    (:mod:`brainmets.pipeline.states`: a ``running`` row whose command has ended is
+    ``interrupted``, a result made from an upstream result that is no longer current is
+    ``stale``); ``included`` the patients in the dataset now (active, every required stage
+    shown ``done``); ``exports`` the recorded export folders, most recent first, each with
+    what changed since (the export stage is shown ``stale`` when its latest export is);
     ``files`` counts input files by status; ``not_taken`` lists those rejected,
     quarantined, duplicate or vanished. ``key_problem``: why the commands that use the key
     would refuse it (missing, unusable, not the workspace's key), None when they would not.
@@ -201,10 +226,21 @@ class StatusReport:
     files: dict[str, int]
     not_taken: list[SourceFile]
     key_problem: str | None = None
+    states: dict[tuple[str, str], StageState] = field(default_factory=dict)
+    included: list[str] = field(default_factory=list)
+    exports: list[ExportStatus] = field(default_factory=list)
 
     def run(self, patient_id: str, stage: str) -> StageRun | None:
         """The recorded run of ``stage`` for ``patient_id`` (None when it never ran)."""
         return next((r for r in self.runs if r.patient_id == patient_id and r.stage == stage), None)
+
+    def state(self, patient_id: str, stage: str) -> str | None:
+        """What the run of ``stage`` for ``patient_id`` means now (None when it never ran)."""
+        st = self.states.get((patient_id, stage))
+        if st is not None:
+            return st.state
+        r = self.run(patient_id, stage)
+        return r.status if r is not None else None
 
     @property
     def excluded(self) -> list[PatientRow]:
@@ -212,25 +248,97 @@ class StatusReport:
 
     @property
     def errors(self) -> list[StageRun]:
-        """Runs that failed or were interrupted."""
-        return [r for r in self.runs if r.status in ("failed", "interrupted")]
+        """Runs that failed or were interrupted (a ``running`` row whose command has ended
+        is given with status ``interrupted`` and the reason as its error)."""
+        out = []
+        for r in self.runs:
+            st = self.states.get((r.patient_id, r.stage))
+            if st is not None and st.state != r.status:
+                if st.state != "interrupted":
+                    continue
+                r = dataclasses.replace(r, status=st.state, error=st.reason)
+            if r.status in ("failed", "interrupted"):
+                out.append(r)
+        return out
+
+    @property
+    def stale(self) -> list[StageState]:
+        """Recorded results shown ``stale``, with the reason."""
+        return [s for s in self.states.values() if s.state == "stale"]
+
+    @property
+    def failed_patients(self) -> list[str]:
+        """Active patients not included because a stage failed or was interrupted."""
+        bad = {r.patient_id for r in self.errors}
+        return [
+            p.id
+            for p in self.patients
+            if p.id in bad and p.status != "excluded" and p.id not in self.included
+        ]
+
+
+def _required_stages(ws: Workspace, pipeline: Pipeline) -> list[str]:
+    """The stages that define "included": the report stage's ``required_stages`` (as the
+    report and export read them), else every patient stage of the pipeline."""
+    names = [s.name for s in pipeline.stages if s.scope == "patient"]
+    if "report" in pipeline.names:
+        st = pipeline.get("report")
+        if "required_stages" in st.defaults:
+            given = ws.config.stage_params("report", st.defaults).get("required_stages")
+            if given:
+                return [str(s) for s in given]
+    return names
 
 
 def status(workspace: WorkspaceLike) -> StatusReport:
-    """What the catalog records about the workspace (read-only; takes no lock). A key that
-    would be refused is reported (``key_problem``), not raised: status does not use it."""
+    """What the catalog records about the workspace, and what it means now (read-only;
+    takes no lock). A key that would be refused is reported (``key_problem``), not raised:
+    status does not use it."""
+    from brainmets.catalog import COHORT
+    from brainmets.pipeline.states import StageState, changes_since, included_patients, stage_states
+
     ws = _workspace(workspace)
     pipeline = pipeline_of(ws)
     cat = ws.catalog(readonly=True)
     try:
+        patients = cat.patients()
+        runs = cat.stage_runs()
+        states = stage_states(pipeline, runs, cat.runs())
+        records = cat.exports()
+        exports = [
+            ExportStatus(
+                e.target,
+                e.layout,
+                e.exported_at,
+                e.patients,
+                changes_since(e.stage_runs, runs, e.stage),
+            )
+            for e in records
+        ]
+        if exports and exports[0].stale:
+            key = (COHORT, records[0].stage)
+            shown = states.get(key)
+            if shown is not None and shown.state == "done":
+                states[key] = StageState(
+                    COHORT,
+                    records[0].stage,
+                    "stale",
+                    shown.recorded,
+                    f"the export in {exports[0].target} was made before the workspace changed "
+                    f"({len(exports[0].changes)} stage run(s) differ: "
+                    f"{exports[0].changes[0]}...)",
+                )
         return StatusReport(
             workspace=ws.root,
             pipeline=pipeline,
-            patients=cat.patients(),
-            runs=cat.stage_runs(),
+            patients=patients,
+            runs=runs,
             files=cat.source_file_counts(),
             not_taken=cat.source_files(statuses=NOT_TAKEN),
             key_problem=ws.key_problem(),
+            states=states,
+            included=included_patients(patients, states, _required_stages(ws, pipeline)),
+            exports=exports,
         )
     finally:
         cat.close()

@@ -514,14 +514,32 @@ def validate(
     directory: Annotated[
         Path, typer.Argument(help="Dataset folder (collection layout or nnU-Net raw dataset).")
     ],
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace the export came from (default: the one holding DIR, if any).",
+        ),
+    ] = None,
+    allow_stale: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stale", help="A stale export (workspace changed since) is a warning."
+        ),
+    ] = False,
 ) -> None:
     """Check a dataset: files, grids 240x240x155 1 mm, labels, checksums, workbook rows.
+
+    An export of a workspace is also compared with it: when the workspace has changed since
+    the export (a stage failed or ran again), the export is stale, an error unless
+    --allow-stale.
 
     Example:  brainmets validate ~/bm-workspace/exports/collection
     """
     from brainmets.export.cli import run_validate
 
-    raise typer.Exit(run_validate(directory, console))
+    raise typer.Exit(run_validate(directory, console, workspace, allow_stale))
 
 
 # --------------------------------------------------------------------------- deid
@@ -686,6 +704,7 @@ STATUS_STYLE = {
     "failed": "[red]FAILED[/]",
     "running": "[cyan]running[/]",
     "interrupted": "[magenta]interrupted[/]",
+    "stale": "[yellow]stale[/]",
 }
 
 
@@ -698,6 +717,9 @@ def status(
 
     Warns (exit 0) when the workspace key is missing, unusable or not the key the workspace
     was created with: run, ingest, receive and the stage commands refuse it (exit 3).
+    A stage is shown "interrupted" when the run that started it has ended, "stale" when its
+    result was made from an earlier result of the stage before it (that stage failed since,
+    or ran again).
 
     Example:  brainmets status -w ~/bm-workspace
     """
@@ -720,17 +742,26 @@ def status(
                     "patient": r.patient_id,
                     "stage": r.stage,
                     "status": r.status,
+                    "state": rep.state(r.patient_id, r.stage),
+                    "state_reason": _state_reason(rep, r.patient_id, r.stage),
                     "error": r.error,
                     "duration_s": r.duration_s,
                 }
                 for r in rep.runs
             ],
+            "included": rep.included,
+            "exports": [dataclasses.asdict(e) for e in rep.exports],
             "files": rep.files,
             "key_problem": rep.key_problem,
         }
         console.print_json(json.dumps(out))
         return
     _print_status(rep)
+
+
+def _state_reason(rep: StatusReport, patient: str, stage: str) -> str | None:
+    st = rep.states.get((patient, stage))
+    return st.reason if st is not None else None
 
 
 def _print_status(rep: StatusReport) -> None:
@@ -748,19 +779,39 @@ def _print_status(rep: StatusReport) -> None:
                 cells.append("")
                 continue
             r = runs.get((pid, st.name))
-            cells.append(STATUS_STYLE.get(r.status, r.status) if r else "[dim]-[/]")
+            shown = rep.state(pid, st.name) if r else None
+            cells.append(STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]")
         table.add_row("(cohort)" if pid == COHORT else pid, *cells)
     console.print(table)
     if rep.patients:
-        n_excl = len(rep.excluded)
+        n_excl, n_failed = len(rep.excluded), len(rep.failed_patients)
+        rest = len(rep.patients) - len(rep.included) - n_excl - n_failed
         console.print(
-            f"patients: {len(rep.patients)} found, {len(rep.patients) - n_excl} included so far, "
+            f"patients: {len(rep.patients)} found, {len(rep.included)} included so far, "
             f"{n_excl} excluded"
+            + (f", {n_failed} failed" if n_failed else "")
+            + (f", {rest} not finished" if rest else "")
         )
     if rep.files:
         console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
         console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
+    for e in rep.exports:
+        when = f"{e.layout}, {e.patients} patient(s), {e.exported_at}"
+        if e.stale:
+            console.print(
+                f"[yellow]stale export[/] {e.target} ({when}): {len(e.changes)} stage run(s) "
+                f"changed since: {'; '.join(e.changes[:3])}"
+                + (" ..." if len(e.changes) > 3 else ""),
+                highlight=False,
+            )
+        else:
+            console.print(f"export {e.target} ({when}): current", highlight=False)
+    stale = rep.stale
+    for s in stale[:20]:
+        console.print(f"[yellow]stale[/] {s.patient_id} {s.stage}: {s.reason}", highlight=False)
+    if len(stale) > 20:
+        console.print(f"... and {len(stale) - 20} more stale (brainmets status --json)")
     for p in rep.excluded:
         console.print(f"[yellow]excluded[/] {p.id}: {p.excluded_reason}", highlight=False)
     for f in rep.not_taken[:50]:

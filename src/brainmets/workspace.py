@@ -259,6 +259,16 @@ def _recorded_fingerprint(cat: Catalog, fingerprint: str, command: str) -> str:
     return recorded
 
 
+def find_workspace(path: str | os.PathLike[str]) -> Path | None:
+    """The workspace that holds ``path`` (the nearest folder, ``path`` itself or one above
+    it, with a config and a catalog), or None."""
+    here = Path(path).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file() and (folder / CATALOG_NAME).is_file():
+            return folder
+    return None
+
+
 def read_key(key_file: str | os.PathLike[str]) -> bytes:
     """Read a de-identification key file: raw random bytes, mode 0600.
 

@@ -29,6 +29,7 @@ _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "series": ("uid",),
     "instances": ("sop_uid",),
     "source_files": ("path",),
+    "exports": ("target",),
 }
 
 
@@ -61,6 +62,7 @@ class StageRun:
     inputs: dict[str, Any]
     metrics: dict[str, Any]
     attempts: int
+    run_id: int | None = None  # the command (``runs`` row) that recorded it last
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StageRun:
@@ -81,6 +83,7 @@ class StageRun:
             inputs=js(row["inputs_json"]),
             metrics=js(row["metrics_json"]),
             attempts=row["attempts"],
+            run_id=row["run_id"],
         )
 
 
@@ -226,6 +229,41 @@ class OutputFile:
     path: str
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What an export stage wrote to one folder (the ``exports`` table).
+
+    ``target`` is the folder, relative to the workspace root when it lies inside it;
+    ``stage_runs`` maps (patient, stage) -> (status, fingerprint) of every other stage run
+    recorded when the export was made (what it was made from).
+    """
+
+    target: str
+    stage: str
+    layout: str
+    exported_at: str
+    run_id: int | None
+    patients: int
+    manifest_sha256: str | None
+    stage_runs: dict[tuple[str, str], tuple[str, str | None]]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ExportRecord:
+        runs: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for patient, stage, status, fp in json.loads(row["stage_runs_json"] or "[]"):
+            runs[(str(patient), str(stage))] = (str(status), None if fp is None else str(fp))
+        return cls(
+            target=row["target"],
+            stage=row["stage"],
+            layout=row["layout"],
+            exported_at=row["exported_at"],
+            run_id=row["run_id"],
+            patients=int(row["patients"] or 0),
+            manifest_sha256=row["manifest_sha256"],
+            stage_runs=runs,
+        )
 
 
 @dataclass(frozen=True)
@@ -449,6 +487,19 @@ class Catalog:
                 (fingerprint, utcnow(), recorded_by),
             )
         return self.key_fingerprint() or fingerprint
+
+    # ------------------------------------------------------------------- exports
+    def exports(self) -> list[ExportRecord]:
+        """Every recorded export folder, most recent first."""
+        return [
+            ExportRecord.from_row(r)
+            for r in self._query("SELECT * FROM exports ORDER BY exported_at DESC, target")
+        ]
+
+    def export_record(self, target: str) -> ExportRecord | None:
+        """The recorded export of the folder ``target`` (as the exports table keys it)."""
+        rows = self._query("SELECT * FROM exports WHERE target = ?", (target,))
+        return ExportRecord.from_row(rows[0]) if rows else None
 
     # ------------------------------------------------------------------ patients
     def ensure_patient(self, patient_id: str) -> None:

@@ -127,6 +127,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "exports: what each export folder holds and the stage runs it was made from",
+        """
+        CREATE TABLE exports (
+            target          TEXT PRIMARY KEY,          -- relative to the root when inside it
+            stage           TEXT NOT NULL,             -- the stage that wrote it (export)
+            layout          TEXT NOT NULL,
+            exported_at     TEXT NOT NULL,
+            run_id          INTEGER REFERENCES runs(id),
+            patients        INTEGER NOT NULL DEFAULT 0,
+            manifest_sha256 TEXT,
+            stage_runs_json TEXT NOT NULL              -- [patient, stage, status, fingerprint]
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

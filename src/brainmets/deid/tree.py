@@ -40,6 +40,7 @@ from brainmets.deid.engine import (
     DeidOptions,
     NotAnInstanceError,
 )
+from brainmets.dicomfile import missing_pixels, truncation  # the one definition; re-exported here
 from brainmets.fsutil import (
     TMP_PREFIX,
     atomic_path,
@@ -196,59 +197,6 @@ def read_instance(path: Path) -> pydicom.Dataset:
     if problem:
         raise NoPixelDataError(problem)
     return ds
-
-
-def truncation(ds: pydicom.Dataset) -> str | None:
-    """Why ``ds`` looks cut off (None when it looks complete).
-
-    The last element shorter than its declared length; native Pixel Data shorter than Rows x
-    Columns x Samples x Frames x Bits Allocated.
-    """
-    tags = list(ds.keys())
-    if tags:
-        last = ds.get_item(max(tags))
-        length = getattr(last, "length", None)
-        value = last.value
-        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-            return "truncated (last element incomplete)"
-    pixels = ds.get_item(0x7FE00010)
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if pixels is not None and ts is not None and not pydicom.uid.UID(ts).is_compressed:
-        try:
-            bits = int(ds.BitsAllocated)
-            n = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
-            n *= int(ds.get("NumberOfFrames", 1) or 1)
-        except (AttributeError, TypeError, ValueError):
-            return None
-        expected = (n * bits + 7) // 8
-        value = pixels.value
-        if isinstance(value, bytes) and len(value) < expected:
-            return "truncated (Pixel Data incomplete)"
-    return None
-
-
-def missing_pixels(ds: pydicom.Dataset) -> str | None:
-    """Why ``ds`` is an image without pixels (None when it has them or is not an image).
-
-    An image by its SOP class (a standard "... Image Storage" class, or a private class with
-    Rows and Bits Allocated) without Pixel Data, Float or Double Float Pixel Data. What the
-    file holds is complete (:func:`truncation` found nothing); whether it was written
-    without pixels or cut off exactly before them cannot be told from the file.
-    """
-    sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "") or ""))
-    if sop_class.name != str(sop_class):  # a standard SOP class: its name tells
-        if "Image Storage" not in sop_class.name:
-            return None
-        what = sop_class.name
-    elif "Rows" in ds and "BitsAllocated" in ds:  # private: a pixel description
-        what = f"private SOP class {sop_class or '(none)'} with Rows and Bits Allocated"
-    else:
-        return None
-    if {0x7FE00008, 0x7FE00009, 0x7FE00010} & set(ds.keys()):
-        return None
-    return (
-        f"no Pixel Data (7FE0,0010) in an image instance ({what}); its other elements are complete"
-    )
 
 
 def _process_one(path_str: str) -> FileOutcome:

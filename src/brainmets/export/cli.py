@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from brainmets.export.validate import ValidationReport, validate
+from brainmets.export.validate import ValidationReport, check_current, validate
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -20,17 +20,28 @@ def print_validation(rep: ValidationReport, console: Console | None = None) -> N
         style = "red" if p.severity == "error" else "yellow"
         console.print(f"[{style}]{p.severity}[/] {p.path}: {p.message}", highlight=False)
     mark = "[green]valid[/]" if rep.ok else "[red]not valid[/]"
+    if rep.ok and rep.changes:
+        mark = "[yellow]valid but stale[/]"
     console.print(f"{mark}: {rep.summary()}", highlight=False)
 
 
-def run_validate(path: Path, console: Console | None = None) -> int:
+def run_validate(
+    path: Path,
+    console: Console | None = None,
+    workspace: Path | None = None,
+    allow_stale: bool = False,
+) -> int:
     """``brainmets validate DIR``: 0 when the dataset has no error (warnings allowed), 1 when
-    it has, 2 when ``DIR`` is not a folder."""
+    it has, 2 when ``DIR`` is not a folder.
+
+    An export folder of a workspace (``workspace``, or the one that holds ``DIR``) is also
+    compared with it: a stale export (the workspace changed since) is an error, or a warning
+    with ``allow_stale`` (:func:`brainmets.export.validate.check_current`)."""
     console = console or Console()
     if not Path(path).is_dir():
         console.print(f"[red]error:[/] {path} is not a folder", highlight=False)
         return 2
-    rep = validate(path)
+    rep = check_current(validate(path), workspace, allow_stale)
     print_validation(rep, console)
     return EXIT_OK if rep.ok else EXIT_FAILED
 

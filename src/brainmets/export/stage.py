@@ -9,7 +9,10 @@ Writes the export to ``out`` (default ``<[paths] exports>/<layout>``), and into 
 ``data/derivatives/_cohort/export/``: ``export.json`` (layout, destination, IDs scheme,
 counts, manifest hash) and, for ``ids = "brats"``, ``ids.json`` (the stable pseudonym ->
 number table; never exported). After writing, a ``collection`` or ``nnunet`` export is
-validated (:mod:`brainmets.export.validate`); an error fails the stage.
+validated (:mod:`brainmets.export.validate`); an error fails the stage. Each export is
+recorded in the catalog's ``exports`` table (folder, layout, time, manifest hash, and the
+status and fingerprint of every other stage run it was made from), so that ``brainmets
+validate`` can tell when the workspace has changed since (a stale export).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from brainmets.catalog import utcnow
 from brainmets.cohort import DEFAULTS as REPORT_DEFAULTS
 from brainmets.cohort import clinical_for, cohort_for, scanners, table1
 from brainmets.config import Config
@@ -35,8 +39,9 @@ from brainmets.export.manifest import MANIFEST_NAME
 from brainmets.fsutil import atomic_write_text, sha256_file
 from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.pipeline.states import runs_snapshot
 
-VERSION = "1"
+VERSION = "2"  # 2: each export is recorded in the catalog (`exports`)
 
 
 def _check_options(opts: Any) -> None:
@@ -146,9 +151,35 @@ def run_export(ctx: StageContext) -> StageResult:
     )
     return StageResult(
         outputs=outputs,
+        records={"exports": [_export_record(ctx, target, layout, summary)]},
         metrics={k: v for k, v in summary.items() if k not in ("placed",)},
         tools=_tools(),
     )
+
+
+def _export_record(
+    ctx: StageContext, target: Path, layout: str, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``exports`` row of this export: the folder, and every other stage run as it is
+    now (status, fingerprint), which ``brainmets validate`` compares with the workspace's
+    later state to tell whether the folder is still current."""
+    from brainmets.export.validate import target_key
+
+    cat = ctx.catalog()
+    try:
+        runs = cat.stage_runs()
+    finally:
+        cat.close()
+    return {
+        "target": target_key(ctx.root, target),
+        "stage": ctx.stage,
+        "layout": layout,
+        "exported_at": utcnow(),
+        "run_id": ctx.run_id,
+        "patients": int(summary["patients"]),
+        "manifest_sha256": summary["manifest_sha256"],
+        "stage_runs_json": runs_snapshot(runs, ctx.stage),
+    }
 
 
 def _tools() -> dict[str, str]:

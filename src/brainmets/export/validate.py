@@ -14,6 +14,10 @@ A folder laid out like the published Pretreat-MetsToBrain-Masks collection has n
 and may have no workbook beside it: those are warnings, not errors. Folders named ``report``
 and hidden entries are not patient folders. An nnU-Net raw dataset (``dataset.json``) is
 checked as such: channels per case, labels, identical geometry, ``numTraining``, manifest.
+
+:func:`check_current` (``brainmets validate``, not the export stage's own check) compares an
+export folder with the workspace it came from: a folder whose workspace has changed since
+it was exported is **stale**.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class ValidationReport(Problems[Problem]):
     files_checked: int = 0
     checksums_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    #: the workspace the folder was compared with (:func:`check_current`), or None
+    workspace: Path | None = None
+    #: what changed in that workspace since the folder was exported (empty: current)
+    changes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -345,3 +353,82 @@ def validate(root: str | os.PathLike[str]) -> ValidationReport:
     if len(inner) == 1 and not _workbooks(root):
         return validate_nnunet(inner[0])
     return validate_collection(root)
+
+
+# ------------------------------------------------------------------------- currency
+def target_key(root: Path, target: Path) -> str:
+    """How the catalog's ``exports`` table names an export folder: relative to the
+    workspace ``root`` (POSIX) when it lies inside it (a moved workspace still finds its
+    exports), else the absolute resolved path."""
+    t = Path(target).resolve()
+    try:
+        return t.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(t)
+
+
+def check_current(
+    rep: ValidationReport,
+    workspace: str | os.PathLike[str] | None = None,
+    allow_stale: bool = False,
+) -> ValidationReport:
+    """Whether the validated folder is still what its workspace would export.
+
+    The workspace is ``workspace`` or the one that holds the folder (none: nothing to
+    compare, nothing reported). The export stage recorded the folder (``exports`` table)
+    with the status and fingerprint of every other stage run when it wrote it; any
+    difference now (a stage that failed, ran again with other inputs or parameters, was
+    interrupted, a new patient...) makes the folder **stale**: an error, or a warning with
+    ``allow_stale``, naming what changed. So is a folder whose ``MANIFEST.sha256`` is not
+    the one the export recorded. A folder the workspace has no record of is a warning.
+    """
+    from brainmets.catalog import Catalog, CatalogError
+    from brainmets.pipeline.states import changes_since
+    from brainmets.workspace import CATALOG_NAME, find_workspace
+
+    ws = Path(workspace).expanduser().resolve() if workspace else find_workspace(rep.root)
+    if ws is None:
+        return rep
+    rep.workspace = ws
+    severity = "warning" if allow_stale else "error"
+    try:
+        cat = Catalog.open(ws / CATALOG_NAME, readonly=True)
+    except CatalogError as exc:
+        rep.add(".", f"cannot read the catalog of workspace {ws}: {exc}", "warning")
+        return rep
+    try:
+        record = cat.export_record(target_key(ws, rep.root))
+        runs = cat.stage_runs()
+    finally:
+        cat.close()
+    if record is None:
+        rep.add(
+            ".",
+            f"not recorded as an export of workspace {ws}: whether it is current is not "
+            "checked (export it again with `brainmets export`)",
+            "warning",
+        )
+        return rep
+    manifest = rep.root / MANIFEST_NAME
+    if record.manifest_sha256 and manifest.is_file():
+        from brainmets.fsutil import sha256_file
+
+        if sha256_file(manifest) != record.manifest_sha256:
+            rep.add(
+                MANIFEST_NAME,
+                f"stale: not the export workspace {ws} recorded here at {record.exported_at} "
+                "(another manifest)",
+                severity,
+            )
+    rep.changes = changes_since(record.stage_runs, runs, record.stage)
+    if rep.changes:
+        shown = "; ".join(rep.changes[:5])
+        more = f"; and {len(rep.changes) - 5} more" if len(rep.changes) > 5 else ""
+        rep.add(
+            ".",
+            f"stale: workspace {ws} has changed since this export ({record.exported_at}): "
+            f"{len(rep.changes)} stage run(s) differ: {shown}{more}. Export again "
+            "(`brainmets run` or `brainmets export`)",
+            severity,
+        )
+    return rep

@@ -14,6 +14,7 @@ from pydicom.errors import InvalidDicomError
 
 from brainmets.catalog import SourceFile, utcnow
 from brainmets.config import Config
+from brainmets.dicomfile import read_complete, same_content
 from brainmets.fsutil import atomic_write_text, iter_files
 from brainmets.ids import patient_key, patient_pseudonym, uid_pseudonym
 from brainmets.pipeline.inputs import InputContext
@@ -68,30 +69,137 @@ def scan_sources(
     sources: list[Path], key: bytes, known: Mapping[str, SourceFile]
 ) -> tuple[list[SourceFile], Counter[str]]:
     """Classify every file; reuse the ``known`` accounting (path -> recorded file) of files
-    whose size and modification time are unchanged.
+    whose size and modification time are unchanged; choose between files that carry the
+    same SOP Instance UID (:func:`resolve_copies`).
 
-    Returns new/changed entries and a count of every file by outcome.
+    Returns new/changed entries (in scan order) and a count of every file by outcome.
     """
-    changed: list[SourceFile] = []
-    counts: Counter[str] = Counter()
-    seen_sop: dict[str, str] = {}
+    entries: list[SourceFile] = []
+    fresh: set[str] = set()  # paths (re)classified by this scan
     for path in iter_files(sources):
         st = path.stat()
         prev = known.get(str(path))
         if prev and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns:
-            entry = prev
+            entries.append(prev)
         else:
-            entry = classify_file(path, key)
+            entries.append(classify_file(path, key))
+            fresh.add(str(path))
+    scanned = {e.path for e in entries}
+    groups: dict[str, list[SourceFile]] = {}
+    for e in entries:
+        if _takes_part(e):
+            groups.setdefault(str(e.sop_uid), []).append(e)
+    known_by_sop: dict[str, list[str]] = {}
+    for f in known.values():
+        if _takes_part(f) and f.status != "received":
+            known_by_sop.setdefault(str(f.sop_uid), []).append(f.path)
+
+    def same_as_last_scan(sop: str, members: set[str]) -> bool:
+        """The group holds the files that shared the UID at the last scan (those since
+        removed from the sources count: their copies must be decided again)."""
+        before = {p for p in known_by_sop.get(sop, []) if p in scanned or not Path(p).exists()}
+        return members == before
+
+    final = {e.path: e for e in entries}
+    for sop, group in groups.items():
+        members = {e.path for e in group}
+        if len(group) > 1 and not (members & fresh) and same_as_last_scan(sop, members):
+            continue  # the files decided at the last scan: nothing is read again
+        for e in resolve_copies(group):
+            final[e.path] = e
+    changed: list[SourceFile] = []
+    counts: Counter[str] = Counter()
+    for e in entries:
+        entry = final[e.path]
+        if e.path in fresh or entry != known.get(e.path):
             changed.append(entry)
-        if entry.sop_uid and entry.status != "rejected":
-            first = seen_sop.setdefault(entry.sop_uid, entry.path)
-            if first != entry.path and entry.status != "duplicate":
-                entry = dataclasses.replace(
-                    entry, status="duplicate", reason=f"same SOPInstanceUID as {first}"
-                )
-                changed.append(entry)
         counts[_bucket(entry.status)] += 1
     return changed, counts
+
+
+def _takes_part(f: SourceFile) -> bool:
+    """Whether a file is one of the copies of its SOP Instance UID (rejected and vanished
+    files are not: their UID is not an instance the dataset may get)."""
+    return bool(f.sop_uid) and f.status not in ("rejected", "vanished")
+
+
+def resolve_copies(group: list[SourceFile]) -> list[SourceFile]:
+    """Decide between the files (in scan order) that carry one SOP Instance UID.
+
+    One file: it is kept (a file set aside as a ``duplicate`` whose other copies are gone
+    becomes ``pending`` again). Several: each is read completely
+    (:func:`brainmets.dicomfile.read_complete`; only colliding files are read past their
+    header) and
+
+    * the first complete one is kept; a copy that does not read completely (truncated) is a
+      ``duplicate`` whose reason names the kept file and why this copy is not used; a complete
+      copy with the same content is a ``duplicate`` "same SOPInstanceUID as <kept>";
+    * when complete copies differ in content, none is kept: every copy is a ``duplicate``
+      whose reason names the other files (which one is right is for a person to decide;
+      removing the wrong one and ingesting again keeps the other);
+    * when no copy reads completely, the first is kept (de-identification then rejects it
+      with the reason) and the others are duplicates of it.
+
+    Returns the entries with their decided status and reason (the kept one's other fields
+    unchanged).
+    """
+
+    def keep(e: SourceFile) -> SourceFile:
+        return (
+            dataclasses.replace(e, status="pending", reason=None) if e.status == "duplicate" else e
+        )
+
+    def aside(e: SourceFile, reason: str) -> SourceFile:
+        return dataclasses.replace(e, status="duplicate", reason=reason)
+
+    if len(group) == 1:
+        return [keep(group[0])]
+    read = [(e, *read_complete(e.path)) for e in group]
+    complete = [(e, ds) for e, ds, why in read if why is None]
+    if not complete:
+        first = group[0]
+        return [keep(first)] + [
+            aside(
+                e,
+                f"same SOPInstanceUID as {first.path}, which is kept; neither reads "
+                f"completely (this copy: {why})",
+            )
+            for e, _, why in read[1:]
+        ]
+    kept, kept_ds = complete[0]
+    differ = [e for e, ds in complete[1:] if not same_content(kept.path, e.path, kept_ds, ds)]
+    if differ:
+        copies = [e for e, _ in complete]
+        out = []
+        for e, _, why in read:
+            others = ", ".join(o.path for o in copies if o.path != e.path)
+            if why is None:
+                reason = (
+                    f"same SOPInstanceUID as {others}, with different content: none of the "
+                    "copies is kept (remove the wrong one and run `brainmets ingest` again)"
+                )
+            else:
+                reason = (
+                    f"same SOPInstanceUID as {others} and incomplete ({why}); the complete "
+                    "copies differ in content: none is kept"
+                )
+            out.append(aside(e, reason))
+        return out
+    out = []
+    for e, _, why in read:
+        if e.path == kept.path:
+            out.append(keep(e))
+        elif why is None:
+            out.append(aside(e, f"same SOPInstanceUID as {kept.path}"))
+        else:
+            out.append(
+                aside(
+                    e,
+                    f"same SOPInstanceUID as {kept.path}, which is kept: this copy does not "
+                    f"read completely ({why})",
+                )
+            )
+    return out
 
 
 def _bucket(status: str) -> str:
@@ -178,7 +286,7 @@ STAGE = Stage(
     name="ingest",
     func=run_ingest,
     scope="cohort",
-    version="1",
+    version="2",  # 2: copies of one SOPInstanceUID decided by completeness and content
     defaults={},
     summary="account for every input file; group DICOM instances by pseudonymous patient",
     fingerprint_inputs=_fingerprint_inputs,
