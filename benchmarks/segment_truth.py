@@ -2,8 +2,8 @@
 (segment stage version 1: nearest-neighbour mask resampling, no edema cleaning), measured in
 the same run on the same cohort.
 
-A synthetic cohort (``--patients``, ``--seed``; the default seed 7 was not used while the
-defaults were chosen: those used seeds 0, 1 and 2) is generated; for every patient expected
+A synthetic cohort (``--patients``, ``--seed``; the default seed 8 was not used while the
+defaults were chosen: those used seeds 0, 1 and 2, and 7 was looked at once) is generated; for every patient expected
 to be included its annotations (per-lesion masks on the native T1c and FLAIR grids) are
 imported onto the SRI24 grid with the cohort's true transforms, counted and measured
 (:func:`brainmets.lesions.analyse`), and compared with the truth
@@ -13,7 +13,7 @@ pipeline, registration included.
 
 Usage::
 
-    .venv/bin/python benchmarks/segment_truth.py [--patients 12] [--seed 7] [--keep DIR]
+    .venv/bin/python benchmarks/segment_truth.py [--patients 12] [--seed 8] [--keep DIR]
 
 Prints, per configuration, the truth check's table and its measures, then the ratios
 brainmets / peer.
@@ -80,7 +80,7 @@ def run_config(cohort: Path, out: Path, options: ImportOptions) -> tuple[TruthCh
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--keep", type=Path, help="keep the cohort and outputs in this folder")
     args = ap.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="bm-segtruth-"))
