@@ -3,10 +3,10 @@
 the same run on the same cohort.
 
 A synthetic cohort (``--patients``, ``--seed``; the default seed 8 was not used while the
-defaults were chosen: those used seeds 0, 1 and 2, and 7 was looked at once) is generated; for every patient expected
-to be included its annotations (per-lesion masks on the native T1c and FLAIR grids) are
-imported onto the SRI24 grid with the cohort's true transforms, counted and measured
-(:func:`brainmets.lesions.analyse`), and compared with the truth
+defaults were chosen: those used seeds 0, 1 and 2, and 7 was looked at once) is generated;
+for every patient expected to be included its annotations (per-lesion masks on the native
+T1c and FLAIR grids) are imported onto the SRI24 grid with the cohort's true transforms,
+counted and measured (:func:`brainmets.lesions.analyse`), and compared with the truth
 (:mod:`brainmets.synth.check`). The registration is left out on purpose: this isolates the
 import (resampling and fusion). ``brainmets demo`` runs the same check after the whole
 pipeline, registration included.
