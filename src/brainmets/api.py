@@ -369,12 +369,12 @@ class DemoReport:
 
     @property
     def ok(self) -> bool:
-        """The pipeline ran without failures, the de-identified files leak nothing (and the
-        leak check could check everything), and the results meet the truth targets."""
+        """The pipeline ran without failures and the de-identified files leak nothing (and the
+        leak check could check everything). The truth check is a measurement, reported with
+        its targets met or not (``truth_check.ok``), not part of this verdict."""
         run_ok = self.run is not None and self.run.ok
         check = self.deid_check
-        truth_ok = self.truth_check is None or self.truth_check.ok
-        return run_ok and truth_ok and (check is None or (check.ok and check.complete))
+        return run_ok and (check is None or (check.ok and check.complete))
 
 
 #: the steps of :func:`demo`, in order, as ``on_step`` names them ("cohort" only when
