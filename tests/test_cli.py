@@ -200,3 +200,10 @@ def test_demo_prints_each_step(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "workspace" / "logs" / "brainmets.jsonl").is_file()
     bad = run_cli("demo", str(tmp_path / "demo"), "--patients", "0")
     assert bad.returncode == 2 and "at least 1" in bad.stdout
+
+
+def test_version_flag() -> None:
+    import brainmets
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"brainmets {brainmets.__version__}"

@@ -55,6 +55,29 @@ app = typer.Typer(
 )
 atlas_app = typer.Typer(help="Find, check and install the SRI24 atlas.", no_args_is_help=True)
 config_app = typer.Typer(help="Show or change a workspace's configuration.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"brainmets {brainmets.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the brainmets version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Turn brain-MRI studies into a de-identified, AI-ready brain-metastasis dataset."""
+
+
 app.add_typer(atlas_app, name="atlas")
 app.add_typer(config_app, name="config")
 

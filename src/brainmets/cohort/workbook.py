@@ -25,6 +25,7 @@ from brainmets.cohort.clinical import COLUMNS as CLINICAL_COLUMNS
 from brainmets.cohort.clinical import OUTPUT_COLUMNS, ClinicalTable, workspace_clinical
 from brainmets.fsutil import atomic_path
 from brainmets.lesions.analysis import FEATURE_COLUMNS, LesionRecord, PatientFeatures
+from brainmets.pipeline.stage import module_version
 
 ID_COLUMN = "BraTS_MET_ID"
 DATA_COLUMNS: list[str] = [ID_COLUMN, *OUTPUT_COLUMNS, *FEATURE_COLUMNS]
@@ -158,7 +159,7 @@ def _versions() -> dict[str, str]:
     import brainmets
 
     def ver(m: Any) -> str:
-        return str(getattr(m, "__version__", "?"))
+        return module_version(m)
 
     return {
         "brainmets": brainmets.__version__,

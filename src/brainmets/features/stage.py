@@ -26,7 +26,7 @@ from brainmets.labelmaps.io import LabelMapError, check_same_grid, load_label_ma
 from brainmets.lesions.analysis import FeatureParams, analyse
 from brainmets.lesions.atlas import load_atlas_labels
 from brainmets.pipeline.inputs import atlas_inputs
-from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.pipeline.stage import Stage, StageContext, StageResult, module_version
 
 VERSION = "1"
 
@@ -108,7 +108,7 @@ def _tools() -> dict[str, str]:
     import nibabel
 
     return {
-        "connected-components-3d": str(getattr(cc3d, "__version__", "?")),
+        "connected-components-3d": module_version(cc3d),
         "nibabel": nibabel.__version__,
     }
 

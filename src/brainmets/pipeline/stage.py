@@ -230,3 +230,20 @@ def load_pipeline(spec: str) -> Pipeline:
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def module_version(module: Any) -> str:
+    """A tool's version for the provenance: ``__version__``, else the version of the
+    installed distribution that provides the module (cc3d: ``connected-components-3d``),
+    else ``"?"``."""
+    v = getattr(module, "__version__", None)
+    if v:
+        return str(v)
+    import importlib.metadata as md
+
+    for name in md.packages_distributions().get(module.__name__.split(".")[0], []):
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return "?"
