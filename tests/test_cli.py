@@ -207,3 +207,10 @@ def test_version_flag() -> None:
 
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"brainmets {brainmets.__version__}"
+
+
+def test_config_set_names_the_stage_table_in_its_error(tmp_path: Path) -> None:
+    assert run_cli("init", str(tmp_path / "ws")).returncode == 0
+    r = run_cli("config", "set", "-w", str(tmp_path / "ws"), "stages.preprocess.fixed_image", "t1c")
+    assert r.returncode == 2
+    assert "[stages.preprocess]: fixed_image must be one of" in " ".join(r.stderr.split())

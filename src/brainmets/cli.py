@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import brainmets
@@ -182,11 +183,11 @@ def _handled() -> Iterator[None]:
     try:
         yield
     except (WorkspaceError, CatalogError, ConfigError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_WORKSPACE) from None
     except (AtlasError, KeyError, ValueError, FileNotFoundError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(msg))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
 
