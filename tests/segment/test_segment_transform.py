@@ -195,3 +195,42 @@ def test_mask_interpolation_between_thick_slices() -> None:
     assert li[:, :, 3].sum() == n[:, :, 3].sum() == 9
     with pytest.raises(ValueError, match="nearest"):
         resample_mask(src, aff, shape, np.eye(4), None, "cubic")
+
+
+def _ball_mask(n: int, r: float, centre: float) -> np.ndarray:
+    idx = np.indices((n, n, n)).astype(float)
+    return ((idx - centre) ** 2).sum(0) <= r * r
+
+
+def test_volume_resampling_keeps_the_drawn_volume_of_a_small_lesion() -> None:
+    from brainmets.segment.transform import WorldTransform, resample_mask
+
+    mask = _ball_mask(20, 2.6, 9.5)  # a ~5 mm lesion on a 1 mm grid
+    shift = np.eye(4)
+    shift[:3, 3] = [0.3, 0.7, 0.4]  # off the target grid by a fraction of a voxel
+    t = WorldTransform(shift)
+    drawn = int(mask.sum())
+    _, lin = resample_mask(mask, np.eye(4), (20, 20, 20), np.eye(4), t, "linear")
+    _, vol = resample_mask(mask, np.eye(4), (20, 20, 20), np.eye(4), t, "volume")
+    assert abs(int(vol.sum()) - drawn) <= 0.05 * drawn
+    assert abs(int(vol.sum()) - drawn) < abs(int(lin.sum()) - drawn)
+
+
+def test_a_mask_smaller_than_a_voxel_keeps_its_best_voxel_and_thick_slices_keep_half() -> None:
+    from brainmets.segment.transform import resample_mask
+
+    tiny = np.zeros((10, 10, 10), bool)
+    tiny[5, 5, 5] = True
+    small = np.diag([0.4, 0.4, 0.4, 1.0])  # a 0.064 mm^3 voxel
+    box, vals = resample_mask(tiny, small, (10, 10, 10), np.eye(4), None, "linear")
+    assert box is not None and int(vals.sum()) >= 1
+    thick = np.diag([1.0, 1.0, 6.0, 1.0])
+    slab = np.zeros((20, 20, 6), bool)
+    slab[5:15, 5:15, 2:4] = True
+    for method in ("linear", "volume"):  # a thick-slice mask is kept at 0.5 by both
+        _, v = resample_mask(slab, thick, (20, 20, 40), np.eye(4), None, method)
+        assert (
+            method
+            and v.sum()
+            == resample_mask(slab, thick, (20, 20, 40), np.eye(4), None, "linear")[1].sum()
+        )

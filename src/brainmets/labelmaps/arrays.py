@@ -39,3 +39,27 @@ def grid_overlap(m: np.ndarray, shape: tuple[int, ...], atlas_shape: tuple[int, 
     inter = np.clip(np.minimum(hi, ahi) - np.maximum(lo, alo), 0, None)
     vol = np.prod(hi - lo)
     return float(np.prod(inter) / vol) if vol > 0 else 0.0
+
+
+#: the bounds of the level :func:`volume_level` may choose
+VOLUME_LEVELS = (0.25, 0.75)
+
+
+def volume_level(
+    fraction: np.ndarray, want: int, bounds: tuple[float, float] = VOLUME_LEVELS
+) -> float:
+    """The level at which ``fraction >= level`` keeps ``want`` voxels, bounded to
+    ``bounds`` (0.5 when nothing is wanted or there is nothing to keep): the threshold that
+    gives an interpolated (partial-volume) mask a known volume."""
+    flat = np.asarray(fraction)[np.asarray(fraction) > 0].ravel()
+    if want <= 0 or flat.size == 0:
+        return 0.5
+    if want >= flat.size:
+        return bounds[0]
+    level = float(np.partition(flat, flat.size - want)[flat.size - want])
+    above = flat[flat > level]
+    if above.size:  # ties: the next level up may come closer to the wanted count
+        higher = float(above.min())
+        if abs(int(above.size) - want) < abs(int((flat >= level).sum()) - want):
+            level = higher
+    return min(max(level, bounds[0]), bounds[1])

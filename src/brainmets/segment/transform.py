@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from brainmets.labelmaps.arrays import VOLUME_LEVELS, volume_level
 from brainmets.spatial import FORMAT as TRANSFORMS_FORMAT
 from brainmets.vocab import SUFFIX
 
@@ -271,8 +272,6 @@ def resample_mask(
     return box, keep[inner]
 
 
-#: the bounds of the threshold ``"volume"`` resampling may choose
-VOLUME_LEVELS = (0.25, 0.75)
 #: a mask whose largest voxel dimension exceeds the target's by more than this factor (a
 #: thick-slice 2D series) is kept at 0.5 by ``"volume"``: its drawn volume is a staircase
 #: of slabs, not a volume the interpolated outline should be stretched to
@@ -301,13 +300,7 @@ def _volume_level(
     t_det = 1.0 if transform is None else abs(float(np.linalg.det(transform.matrix[:3, :3])))
     target_vox = abs(float(np.linalg.det(np.asarray(target_affine, float)[:3, :3])))
     want = int(round(drawn_mm3 / t_det / target_vox))
-    flat = vals[vals > 0].ravel()
-    if want <= 0 or flat.size == 0:
-        return 0.5
-    if want >= flat.size:
-        return VOLUME_LEVELS[0]
-    level = float(np.partition(flat, flat.size - want)[flat.size - want])
-    return min(max(level, VOLUME_LEVELS[0]), VOLUME_LEVELS[1])
+    return volume_level(vals, want, VOLUME_LEVELS)
 
 
 def _resample(

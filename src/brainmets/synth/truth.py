@@ -12,6 +12,7 @@ import pydicom
 from pydicom.valuerep import DA, TM
 
 from brainmets import codes
+from brainmets.labelmaps.arrays import volume_level
 from brainmets.synth.anatomy import Template
 from brainmets.synth.geometry import Grid, grid_box_of_source_box, resample
 from brainmets.synth.lesions import LesionSet
@@ -59,21 +60,10 @@ def lesion_ids_on_grid(
         true_mm3 = float(mask.sum()) * abs(float(np.linalg.det(t.affine[:3, :3])))
         native_mm3 = true_mm3 / abs(float(np.linalg.det(np.asarray(to_template)[:3, :3])))
         want = int(round(native_mm3 / abs(float(np.linalg.det(grid.affine[:3, :3])))))
-        upd = (pv >= _volume_level(pv, want)) & (pv > region)
+        upd = (pv >= volume_level(pv, want)) & (pv > region)
         region[upd] = pv[upd]
         ids[sl][upd] = n
     return ids
-
-
-def _volume_level(pv: np.ndarray, want: int) -> float:
-    """The partial-volume level that keeps ``want`` voxels, bounded to [0.25, 0.75]."""
-    flat = pv[pv > 0].ravel()
-    if want <= 0 or flat.size == 0:
-        return 0.5
-    if want >= flat.size:
-        return 0.25
-    level = float(np.partition(flat, flat.size - want)[flat.size - want])
-    return min(max(level, 0.25), 0.75)
 
 
 def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
