@@ -145,10 +145,15 @@ def test_segment_and_features_stages(tmp_path: Path, template: nib.Nifti1Image) 
     ws = Workspace.open(ws.root)
     with ws.lock():
         summary = Runner(ws, PIPELINE, InlineExecutor(), progress=False).run()
-    # c has no annotation folder: a clear failure, the others go on
-    assert [(p, s) for p, s, _ in summary.failures] == [(pids["c"], "segment")]
-    msg = summary.failures[0][2]
-    assert "belongs to" in msg and MRNS["c"] not in msg
+    # c has no annotation folder yet: waiting at segment (not a failure), the others go on
+    assert summary.ok and summary.failures == []
+    assert [(p, s) for p, s, _ in summary.waiting] == [(pids["c"], "segment")]
+    msg = summary.waiting[0][2]
+    assert msg == (
+        f"awaiting annotation: no annotation folder <annotations of {pids['c']}> for {pids['c']}"
+    )
+    assert summary.count("segment", "waiting") == 1 and summary.count("segment", "done") == 3
+    assert summary.count("features", "done") == 3  # not run for c
 
     deriv = ws.root / "data" / "derivatives"
     seg_a = nib.load(str(deriv / pids["a"] / "segment" / f"{pids['a']}-seg.nii.gz"))
