@@ -290,7 +290,7 @@ def test_a_patient_without_annotations_waits_at_segment_then_goes_on(
     """Issue 18: no annotation folder yet is a state ("awaiting annotation"), not a failure;
     features waits too; once the folder is supplied the next run takes the patient on. A
     folder that exists but holds nothing readable stays an error."""
-    from brainmets.cohort import load_cohort
+    from brainmets.cohort import load_cohort, reason_category
     from brainmets.pipeline.states import stage_states
 
     ws = Workspace.init(tmp_path / "ws")
@@ -321,6 +321,7 @@ def test_a_patient_without_annotations_waits_at_segment_then_goes_on(
     p2 = cohort.get("P2")
     assert not p2.included and p2.stopped_stage == "segment"
     assert p2.reason == f"segment: {reason}"
+    assert reason_category(p2.reason) == "segment: awaiting annotation"  # report's count
     assert [p.id for p in cohort.included] == ["P1"]
 
     (ws.root / "annotations" / "P2").mkdir()  # a folder with nothing readable: an error
