@@ -47,6 +47,21 @@ def test_run_and_status_on_the_toy_pipeline(tmp_path: Path) -> None:
     assert forced.ok and forced.count("make", "done") == 1
 
 
+def test_a_waiting_patient_is_shown_waiting_and_is_not_a_failure(tmp_path: Path) -> None:
+    ws = make_toy_workspace(tmp_path / "ws", make={"wait": ["TOY-002"]})
+    rep = api.run(ws.root, workers=1)
+    assert rep.ok and rep.failures == []
+    assert rep.waiting == [("TOY-002", "make", "awaiting toy input: none for TOY-002 yet")]
+    st = api.status(ws.root)
+    assert st.state("TOY-002", "make") == "waiting" and st.run("TOY-002", "digest") is None
+    assert [(s.patient_id, s.stage, s.reason) for s in st.waiting] == [
+        ("TOY-002", "make", "awaiting toy input: none for TOY-002 yet")
+    ]
+    assert st.waiting_patients == {"TOY-002": "awaiting toy input"}
+    assert st.errors == [] and st.failed_patients == []
+    assert st.included == ["TOY-001", "TOY-003"]
+
+
 def test_run_refuses_an_unknown_stage_and_a_missing_workspace(tmp_path: Path) -> None:
     ws = make_toy_workspace(tmp_path / "ws")
     with pytest.raises(KeyError, match="unknown stage 'convert'"):

@@ -119,6 +119,22 @@ def test_run_status_and_config_set_on_toy_pipeline(tmp_path: Path) -> None:
     assert any(x.get("patient") == "TOY-003" and x["level"] == "ERROR" for x in records)
 
 
+def test_run_exits_0_when_patients_only_wait(tmp_path: Path) -> None:
+    """Waiting (e.g. awaiting annotation) is a state, not a failure (issue 18)."""
+    ws = make_toy_workspace(tmp_path / "ws", make={"wait": ["TOY-002"]})
+    r = run_cli("run", "-w", str(ws.root), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert "waiting TOY-002 make: awaiting toy input: none for TOY-002 yet" in r.stderr
+    s = run_cli("status", "-w", str(ws.root))
+    assert s.returncode == 0
+    assert "FAILED" not in s.stdout and "failed" not in s.stdout
+    assert "waiting TOY-002 make: awaiting toy input: none for TOY-002 yet" in s.stdout
+    assert "3 found, 2 included so far, 0 excluded, 1 awaiting toy input" in s.stdout
+    js = json.loads(run_cli("status", "-w", str(ws.root), "--json").stdout)
+    row = next(x for x in js["stages"] if x["patient"] == "TOY-002" and x["stage"] == "make")
+    assert row["state"] == "waiting" and "awaiting toy input" in row["state_reason"]
+
+
 def test_atlas_check_reports_files(shared: Path) -> None:
     r = run_cli("atlas", "check", "--dir", str(shared / "atlas" / "sri24"))
     assert r.returncode == 0, r.stderr

@@ -93,6 +93,41 @@ def test_failing_patient_is_recorded_and_others_go_on(toy_ws: Workspace) -> None
     assert s.ok and set(statuses(toy_ws).values()) == {"done"}
 
 
+def test_waiting_patient_is_not_a_failure_and_is_tried_again(toy_ws: Workspace) -> None:
+    """A stage that returns ``waiting`` (issue 18): recorded with the reason, not a failure,
+    the patient's later stages are not run, and the next run tries it again."""
+    set_param(toy_ws, "make", "wait", ["TOY-002"])
+    s = run(toy_ws)
+    assert s.ok and s.failures == [] and s.blocked == []
+    reason = "awaiting toy input: none for TOY-002 yet"
+    assert s.waiting == [("TOY-002", "make", reason)]
+    assert s.count("make", "waiting") == 1 and s.count("make", "done") == 2
+    assert s.count("digest", "done") == 2 and s.count("summarise", "done") == 1
+    st = statuses(toy_ws)
+    assert st[("TOY-002", "make")] == "waiting" and ("TOY-002", "digest") not in st
+    with toy_ws.catalog(readonly=True) as cat:
+        row = cat.stage_run("TOY-002", "make")
+        assert row is not None and row.error == reason and row.fingerprint is None
+        assert cat.runs()[-1].status == "done"
+        assert cat.stage_outputs("TOY-002", "make") == {}
+    before = attempts(toy_ws)
+
+    s = run(toy_ws)  # same parameters: waiting is not reused, it runs (and waits) again
+    assert s.ok and s.count("make", "waiting") == 1 and s.count("make", "skipped") == 2
+    assert attempts(toy_ws)[("TOY-002", "make")] == before[("TOY-002", "make")] + 1
+    assert s.count("digest", "skipped") == 2 and s.count("digest", "done") == 0
+
+    s = run(toy_ws, stages=["digest"])  # make not selected: still waiting, not blocked
+    assert s.ok and s.blocked == [] and [w[:2] for w in s.waiting] == [("TOY-002", "make")]
+    assert reason in s.waiting[0][2]
+
+    set_param(toy_ws, "make", "wait", [])  # the input arrives: the patient goes on
+    s = run(toy_ws)
+    assert s.ok and s.waiting == []
+    assert set(statuses(toy_ws).values()) == {"done"}
+    assert (toy_ws.root / "data/derivatives/TOY-002/digest/digest.json").is_file()
+
+
 def test_damaged_output_is_redone(toy_ws: Workspace) -> None:
     run(toy_ws)
     data = toy_ws.root / "data/derivatives/TOY-001/make/data.bin"

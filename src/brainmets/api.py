@@ -98,8 +98,9 @@ def init(
 class RunReport:
     """What :func:`run` (or :func:`ingest`) did: the runner's summary and the pipeline.
 
-    ``summary.counts[stage][status]`` counts done / skipped / excluded / failed / blocked;
-    ``failures`` and ``blocked`` are ``(patient, stage, message)``.
+    ``summary.counts[stage][status]`` counts done / skipped / excluded / waiting / failed /
+    blocked; ``failures``, ``blocked`` and ``waiting`` are ``(patient, stage, message)``
+    (waiting: what the stage waits for, e.g. "awaiting annotation: ..."; not a failure).
     """
 
     workspace: Path
@@ -108,7 +109,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """No patient failed or was blocked."""
+        """No patient failed or was blocked (waiting and excluded patients are fine)."""
         return self.summary.ok
 
     @property
@@ -118,6 +119,10 @@ class RunReport:
     @property
     def blocked(self) -> list[tuple[str, str, str]]:
         return self.summary.blocked
+
+    @property
+    def waiting(self) -> list[tuple[str, str, str]]:
+        return self.summary.waiting
 
     def count(self, stage: str, status: str) -> int:
         return self.summary.count(stage, status)
@@ -259,6 +264,28 @@ class StatusReport:
                 r = dataclasses.replace(r, status=st.state, error=st.reason)
             if r.status in ("failed", "interrupted"):
                 out.append(r)
+        return out
+
+    @property
+    def waiting(self) -> list[StageState]:
+        """Patient stages shown ``waiting`` (they could not run yet, e.g. "awaiting
+        annotation: ..." at segment), with what they wait for as the reason."""
+        return sorted(
+            (s for s in self.states.values() if s.state == "waiting"),
+            key=lambda s: (s.patient_id, s.stage),
+        )
+
+    @property
+    def waiting_patients(self) -> dict[str, str]:
+        """Active patients not included because a stage waits: patient -> what for, the
+        reason's first part (``"awaiting annotation"``)."""
+        out: dict[str, str] = {}
+        for s in self.waiting:
+            if s.patient_id in self.included or s.patient_id in self.failed_patients:
+                continue
+            if any(p.id == s.patient_id and p.status == "excluded" for p in self.patients):
+                continue
+            out.setdefault(s.patient_id, (s.reason or "waiting").split(":", 1)[0])
         return out
 
     @property

@@ -4,13 +4,15 @@ Each command parses its options, calls :mod:`brainmets.api` (or a stage package'
 functions) and prints what it returns. Heavy modules are imported inside the commands
 that need them, so that ``brainmets --help`` is quick.
 
-Exit codes: 0 success; 1 some patient or stage failed (see ``brainmets status``);
+Exit codes: 0 success (patients excluded or waiting, e.g. awaiting annotation, are not
+failures); 1 some patient or stage failed or was blocked (see ``brainmets status``);
 2 bad usage; 3 workspace problem (missing, locked, newer schema, key missing or not the
 workspace's key).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import inspect
@@ -231,7 +233,7 @@ def _print_run(rep: RunReport) -> None:
     summary = rep.summary
     table = Table(title=f"run {summary.run_id}", show_edge=False)
     table.add_column("stage")
-    statuses = ["done", "skipped", "excluded", "failed", "blocked"]
+    statuses = ["done", "skipped", "excluded", "waiting", "failed", "blocked"]
     for s in statuses:
         table.add_column(s, justify="right")
     for st in rep.pipeline.stages:
@@ -243,10 +245,14 @@ def _print_run(rep: RunReport) -> None:
         err.print(f"[red]failed[/] {pid} {stage}: {msg}", highlight=False)
     for pid, stage, msg in summary.blocked[:20]:
         err.print(f"[yellow]blocked[/] {pid} {stage}: {msg}", highlight=False)
+    for pid, stage, msg in summary.waiting[:20]:
+        err.print(f"[cyan]waiting[/] {pid} {stage}: {msg}", highlight=False)
+    if len(summary.waiting) > 20:
+        err.print(f"... and {len(summary.waiting) - 20} more waiting (brainmets status)")
 
 
 def _exit_for(rep: RunReport) -> None:
-    """1 when a patient failed or was blocked."""
+    """1 when a patient failed or was blocked (not when patients only wait or are excluded)."""
     if not rep.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -729,6 +735,7 @@ STATUS_STYLE = {
     "running": "[cyan]running[/]",
     "interrupted": "[magenta]interrupted[/]",
     "stale": "[yellow]stale[/]",
+    "waiting": "[cyan]waiting[/]",
 }
 
 
@@ -743,7 +750,8 @@ def status(
     was created with: run, ingest, receive and the stage commands refuse it (exit 3).
     A stage is shown "interrupted" when the run that started it has ended, "stale" when its
     result was made from an earlier result of the stage before it (that stage failed since,
-    or ran again).
+    or ran again), "waiting" when it could not run yet (segment: awaiting annotation; the
+    next run tries again).
 
     Example:  brainmets status -w ~/bm-workspace
     """
@@ -804,22 +812,35 @@ def _print_status(rep: StatusReport) -> None:
                 continue
             r = runs.get((pid, st.name))
             shown = rep.state(pid, st.name) if r else None
+            if shown == "waiting" and (rep.states[(pid, st.name)].reason or "").startswith(
+                "awaiting annotation"
+            ):
+                cells.append("[cyan]awaiting annotation[/]")
+                continue
             cells.append(STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]")
         table.add_row("(cohort)" if pid == COHORT else pid, *cells)
     console.print(table)
     if rep.patients:
         n_excl, n_failed = len(rep.excluded), len(rep.failed_patients)
-        rest = len(rep.patients) - len(rep.included) - n_excl - n_failed
+        waits = collections.Counter(rep.waiting_patients.values())
+        rest = len(rep.patients) - len(rep.included) - n_excl - n_failed - waits.total()
         console.print(
             f"patients: {len(rep.patients)} found, {len(rep.included)} included so far, "
             f"{n_excl} excluded"
+            + "".join(f", {n} {what}" for what, n in sorted(waits.items()))
             + (f", {n_failed} failed" if n_failed else "")
-            + (f", {rest} not finished" if rest else "")
+            + (f", {rest} not finished" if rest else ""),
+            highlight=False,
         )
     if rep.files:
         console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
         console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
+    waiting = rep.waiting
+    for s in waiting[:20]:
+        console.print(f"[cyan]waiting[/] {s.patient_id} {s.stage}: {s.reason}", highlight=False)
+    if len(waiting) > 20:
+        console.print(f"... and {len(waiting) - 20} more waiting (brainmets status --json)")
     for e in rep.exports:
         when = f"{e.layout}, {e.patients} patient(s), {e.exported_at}"
         if e.stale:

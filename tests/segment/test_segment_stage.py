@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -145,10 +146,15 @@ def test_segment_and_features_stages(tmp_path: Path, template: nib.Nifti1Image) 
     ws = Workspace.open(ws.root)
     with ws.lock():
         summary = Runner(ws, PIPELINE, InlineExecutor(), progress=False).run()
-    # c has no annotation folder: a clear failure, the others go on
-    assert [(p, s) for p, s, _ in summary.failures] == [(pids["c"], "segment")]
-    msg = summary.failures[0][2]
-    assert "belongs to" in msg and MRNS["c"] not in msg
+    # c has no annotation folder yet: waiting at segment (not a failure), the others go on
+    assert summary.ok and summary.failures == []
+    assert [(p, s) for p, s, _ in summary.waiting] == [(pids["c"], "segment")]
+    msg = summary.waiting[0][2]
+    assert msg == (
+        f"awaiting annotation: no annotation folder <annotations of {pids['c']}> for {pids['c']}"
+    )
+    assert summary.count("segment", "waiting") == 1 and summary.count("segment", "done") == 3
+    assert summary.count("features", "done") == 3  # not run for c
 
     deriv = ws.root / "data" / "derivatives"
     seg_a = nib.load(str(deriv / pids["a"] / "segment" / f"{pids['a']}-seg.nii.gz"))
@@ -214,6 +220,21 @@ def test_segment_and_features_stages(tmp_path: Path, template: nib.Nifti1Image) 
         for row in sheet_.iter_rows(values_only=True):
             assert not any(str(v) in MRNS.values() or v == "99999999" for v in row)
 
+    # c's annotations arrive (a folder named by its MRN): the next run takes c on
+    with ws.catalog(readonly=True) as cat:
+        row = cat.stage_run(pids["c"], "segment")
+        assert row is not None and row.status == "waiting" and MRNS["c"] not in (row.error or "")
+    (ws.root / "annotations" / MRNS["c"]).mkdir()
+    nib.save(
+        nib.Nifti1Image(truth["a"], template.affine),
+        str(ws.root / "annotations" / MRNS["c"] / "seg.nii.gz"),
+    )
+    with ws.lock():
+        again = Runner(ws, PIPELINE, InlineExecutor(), progress=False).run()
+    assert again.ok and again.waiting == []
+    assert again.count("segment", "done") == 1 and again.count("features", "done") == 1
+    assert (deriv / pids["c"] / "features" / "features.json").is_file()
+
 
 def test_unreadable_key_with_mrn_folders_is_a_named_failure(
     tmp_path: Path, template: nib.Nifti1Image
@@ -256,3 +277,61 @@ def test_a_label_map_outside_the_brain_is_an_error_naming_the_annotations(
     assert (p, stage) == (pid, "segment")
     assert "0% of the" in msg and "inside the brain mask" in msg
     assert f"<annotations of {pid}>" in msg and MRNS["a"] not in msg
+
+
+def _statuses(ws: Workspace) -> dict[tuple[str, str], str]:
+    with ws.catalog(readonly=True) as cat:
+        return {(r.patient_id, r.stage): r.status for r in cat.stage_runs()}
+
+
+def test_a_patient_without_annotations_waits_at_segment_then_goes_on(
+    tmp_path: Path, template: nib.Nifti1Image
+) -> None:
+    """Issue 18: no annotation folder yet is a state ("awaiting annotation"), not a failure;
+    features waits too; once the folder is supplied the next run takes the patient on. A
+    folder that exists but holds nothing readable stays an error."""
+    from brainmets.cohort import load_cohort, reason_category
+    from brainmets.pipeline.states import stage_states
+
+    ws = Workspace.init(tmp_path / "ws")
+    lab = np.zeros(template.shape, np.uint8)
+    lab[100:110, 150:160, 100:110] = 2
+    lab[103:107, 153:157, 103:107] = 3
+    (ws.root / "annotations" / "P1").mkdir(parents=True)
+    nib.save(nib.Nifti1Image(lab, template.affine), str(ws.root / "annotations/P1/seg.nii.gz"))
+    ws.config.set_stage_param("enrol", "patients", ["P1", "P2"])
+    ws.save_config()  # default annotations_dir: annotations/{patient}
+    ws = Workspace.open(ws.root)
+
+    def run() -> Any:
+        with ws.lock():
+            return Runner(ws, PIPELINE, InlineExecutor(), progress=False).run()
+
+    s = run()
+    reason = "awaiting annotation: no annotation folder annotations/P2 for P2"
+    assert s.ok and s.failures == [] and s.waiting == [("P2", "segment", reason)]
+    st = _statuses(ws)
+    assert st[("P1", "segment")] == st[("P1", "features")] == "done"
+    assert st[("P2", "segment")] == "waiting" and ("P2", "features") not in st
+    with ws.catalog(readonly=True) as cat:
+        shown = stage_states(PIPELINE, cat.stage_runs(), cat.runs())
+        cohort = load_cohort(ws.root, cat, ["preprocess", "segment", "features"])
+    assert shown[("P2", "segment")].state == "waiting"
+    assert shown[("P2", "segment")].reason == reason
+    p2 = cohort.get("P2")
+    assert not p2.included and p2.stopped_stage == "segment"
+    assert p2.reason == f"segment: {reason}"
+    assert reason_category(p2.reason) == "segment: awaiting annotation"  # report's count
+    assert [p.id for p in cohort.included] == ["P1"]
+
+    (ws.root / "annotations" / "P2").mkdir()  # a folder with nothing readable: an error
+    s = run()
+    assert [(p, st) for p, st, _ in s.failures] == [("P2", "segment")] and not s.waiting
+
+    nib.save(nib.Nifti1Image(lab, template.affine), str(ws.root / "annotations/P2/seg.nii.gz"))
+    s = run()
+    assert s.ok and s.waiting == [] and s.count("segment", "done") == 1
+    assert s.count("features", "done") == 1 and s.count("features", "skipped") == 1
+    assert set(_statuses(ws).values()) == {"done"}
+    feats = json.loads((ws.root / "data/derivatives/P2/features/features.json").read_text())
+    assert feats["features"]["ET_num"] == 1

@@ -15,7 +15,8 @@ Definitions (``docs/report_export.md``):
   The required stages are the patient stages of the workspace's pipeline (or the list given).
 
 A patient that is not included has one reason: the first required stage, in pipeline order,
-that did not finish — its exclusion reason, its error, or "not processed".
+that did not finish — its exclusion reason, its error, what it waits for ("segment:
+awaiting annotation: ..."), or "not processed".
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def _reason(p: PatientRecord, stage: str) -> str:
         return reason if reason.startswith(f"{stage}: ") else f"{stage}: {reason}"
     if run.status == "failed":
         return f"{stage} failed: {run.error or 'unknown error'}"
+    if run.status == "waiting":
+        return f"{stage}: {run.error or 'waiting'}"
     return f"{stage} {run.status}"
 
 

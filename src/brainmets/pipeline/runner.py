@@ -13,6 +13,10 @@ Rules:
 * Work is dispatched per patient, stage after stage, to an executor; a failing patient is
   recorded with its error and its later stages are left for the next run; other patients
   go on. A stage that returns an exclusion stops that patient's chain with the reason.
+* A stage that returns ``waiting`` (it cannot run yet, e.g. segment before the patient's
+  annotations are supplied) is recorded ``waiting`` with what it waits for. It is not a
+  failure (the run stays ok); the patient's later stages are not run; the next run tries
+  the stage again (a waiting result is never reused).
 * Only this process writes the catalog, one transaction per finished stage. A run killed
   at any moment leaves at most some stage rows marked ``running`` (recovered as
   ``interrupted`` by the next run, under the workspace lock) and some ``.tmp-*`` files
@@ -56,7 +60,10 @@ REUSABLE = ("done", "excluded")
 
 @dataclass
 class RunSummary:
-    """What a run did, per stage and status, with the failures and blocked patients."""
+    """What a run did, per stage and status, with the failures and blocked patients.
+
+    ``waiting`` lists the (patient, stage, what it waits for) that could not run yet: not
+    failures, they leave :attr:`ok` true."""
 
     run_id: int
     counts: dict[str, collections.Counter[str]] = field(
@@ -64,6 +71,7 @@ class RunSummary:
     )
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     blocked: list[tuple[str, str, str]] = field(default_factory=list)
+    waiting: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -79,7 +87,7 @@ class _Chain:
 
     pos: int = 0
     last_fp: str | None = None
-    stopped: str | None = None  # why the chain ended early (excluded / failed / blocked)
+    stopped: str | None = None  # why the chain ended early (excluded/failed/blocked/waiting)
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -388,6 +396,16 @@ class Runner:
                         finish_chain(p, f"excluded by {st.name}")
                         return
                     continue
+                if st.name not in selected and prev is not None and prev.status == "waiting":
+                    # not run now: still waiting, as far as the catalog knows (not blocked)
+                    reason = (
+                        f"{prev.error or 'waiting'} (as last recorded; run "
+                        f"`brainmets {st.name}` or `brainmets run` once it can go on)"
+                    )
+                    summary.waiting.append((p, st.name, reason))
+                    summary.counts[st.name]["waiting"] += 1
+                    finish_chain(p, f"waiting in {st.name}")
+                    return
                 if st.name not in selected:
                     reason = (
                         f"'{st.name}' is not up to date for this patient; run "
@@ -440,6 +458,8 @@ class Runner:
                 elif outcome.status == "excluded":
                     chain.last_fp = fp
                     finish_chain(p, f"excluded by {st.name}")
+                elif outcome.status == "waiting":
+                    finish_chain(p, f"waiting in {st.name}")
                 else:
                     finish_chain(p, f"failed in {st.name}")
             fill()
@@ -474,7 +494,7 @@ class Runner:
             fingerprint=fp if ok else None,
             started_at=outcome.started_at,
             duration_s=outcome.duration_s,
-            error=outcome.error or outcome.exclude_reason,
+            error=outcome.error or outcome.exclude_reason or outcome.waiting_reason,
             params=self._params(st),
             tools=tools,
             inputs=inputs,
@@ -486,6 +506,16 @@ class Runner:
         if outcome.patient_id != COHORT:
             self._update_patient_status(cat, st, outcome)
         summary.counts[st.name][outcome.status] += 1
+        if outcome.status == "waiting":
+            reason = outcome.waiting_reason or "waiting"
+            summary.waiting.append((outcome.patient_id, st.name, reason))
+            log.info(
+                "%s %s waiting: %s",
+                outcome.patient_id,
+                st.name,
+                reason,
+                extra={"patient": outcome.patient_id, "stage": st.name},
+            )
         if outcome.status == "failed":
             summary.failures.append((outcome.patient_id, st.name, outcome.error or "failed"))
             log.error(

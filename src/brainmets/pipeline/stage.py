@@ -108,6 +108,11 @@ class StageResult:
         tools: tool name -> version used, beyond brainmets itself.
         exclude: a reason to exclude this patient from the following stages (e.g. a
             missing pretreatment sequence), or None.
+        waiting: what the stage waits for (e.g. ``"awaiting annotation: ..."``), or None.
+            The stage cannot run for this patient yet, through nobody's fault: the run is
+            recorded ``waiting`` with this reason, is not a failure, ends the patient's
+            chain there (later stages are not run) and is tried again by the next run.
+            ``outputs`` and ``records`` are not recorded.
     """
 
     outputs: dict[str, Path] = field(default_factory=dict)
@@ -115,6 +120,7 @@ class StageResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     exclude: str | None = None
+    waiting: str | None = None
 
 
 StageFunc = Callable[[StageContext], StageResult]

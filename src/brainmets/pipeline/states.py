@@ -16,8 +16,11 @@ The catalog holds what the runner wrote last, and that alone can mislead:
   its upstream failed, leaves it until the upstream succeeds); nothing here changes the
   catalog.
 
-Every other row is shown as recorded. :func:`stage_states` computes the states from the
-catalog's records; it reads nothing else but the process table of this host.
+Every other row is shown as recorded: ``waiting`` is a stage that could not run yet for the
+patient (segment before the patient's annotations are supplied), with what it waits for as
+the reason; it is not an error, and the next run tries it again. :func:`stage_states`
+computes the states from the catalog's records; it reads nothing else but the process table
+of this host.
 """
 
 from __future__ import annotations
@@ -93,7 +96,9 @@ def stage_states(
     out: dict[tuple[str, str], StageState] = {}
     for r in runs:
         recorded[(r.patient_id, r.stage)] = r
-        state = StageState(r.patient_id, r.stage, r.status, r.status)
+        state = StageState(
+            r.patient_id, r.stage, r.status, r.status, r.error if r.status == "waiting" else None
+        )
         if r.status == "running":
             why = why_ended(r.run_id)
             if why is not None:

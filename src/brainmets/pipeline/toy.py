@@ -6,8 +6,9 @@ a workspace's config with ``[runner] pipeline = "brainmets.pipeline.toy:pipeline
 
 Stages: ``enrol`` (cohort: creates ``patients`` pseudo-patients), ``make`` (per patient:
 writes ``size`` deterministic bytes, slowly when ``delay_s`` > 0, fails for the patients in
-``fail``), ``digest`` (per patient: a JSON digest of make's output, scaled by ``factor``)
-and ``summarise`` (cohort: one table of all digests).
+``fail``, waits for the patients in ``wait``: "awaiting toy input: ..."), ``digest`` (per
+patient: a JSON digest of make's output, scaled by ``factor``) and ``summarise`` (cohort:
+one table of all digests).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def _enrol(ctx: StageContext) -> StageResult:
 def _make(ctx: StageContext) -> StageResult:
     if ctx.patient_id in ctx.params["fail"]:
         raise ValueError(f"toy failure requested for {ctx.patient_id}")
+    if ctx.patient_id in ctx.params["wait"]:
+        return StageResult(waiting=f"awaiting toy input: none for {ctx.patient_id} yet")
     size = int(ctx.params["size"])
     delay = float(ctx.params["delay_s"])
     seed = hashlib.sha256(f"{ctx.patient_id}:{size}".encode()).digest()
@@ -76,7 +79,7 @@ def pipeline() -> Pipeline:
             Stage(
                 "make",
                 _make,
-                defaults={"size": 4096, "delay_s": 0.0, "fail": []},
+                defaults={"size": 4096, "delay_s": 0.0, "fail": [], "wait": []},
                 summary="write bytes",
             ),
             Stage("digest", _digest, defaults={"factor": 1}, summary="digest them"),

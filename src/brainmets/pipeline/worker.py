@@ -20,7 +20,7 @@ class StageOutcome:
 
     patient_id: str
     stage: str
-    status: str  # done | failed | excluded
+    status: str  # done | failed | excluded | waiting
     started_at: str
     duration_s: float
     error: str | None = None
@@ -29,6 +29,7 @@ class StageOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     exclude_reason: str | None = None
+    waiting_reason: str | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
     host: str = ""
 
@@ -48,14 +49,15 @@ def execute_stage(stage: Stage, ctx: StageContext) -> StageOutcome:
         return StageOutcome(
             patient_id=ctx.patient_id,
             stage=stage.name,
-            status="excluded" if result.exclude else "done",
+            status="waiting" if result.waiting else "excluded" if result.exclude else "done",
             started_at=started,
             duration_s=time.perf_counter() - t0,
             outputs=outputs,
             records=result.records,
             metrics=result.metrics,
             tools=tools,
-            exclude_reason=result.exclude,
+            exclude_reason=None if result.waiting else result.exclude,
+            waiting_reason=result.waiting,
             logs=ctx.logs,
             host=host,
         )

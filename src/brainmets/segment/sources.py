@@ -44,6 +44,11 @@ class AnnotationError(ValueError):
     """An annotation file is unusable; the message names it."""
 
 
+class AnnotationsMissing(AnnotationError):
+    """The patient's annotation folder does not exist (yet): not an error of the
+    annotations, the segment stage waits for them (``waiting``)."""
+
+
 @dataclass
 class AnnotationMask:
     """One mask or label map on the grid it was drawn on."""

@@ -14,6 +14,11 @@ Inputs:
   ``t1_brain.nii.gz`` grid is used, and native masks need a ``transforms.json`` (or a
   synthetic ``truth.json``) in the annotation folder.
 
+A patient whose annotation folder does not exist (for ``{mrn}``: no folder beside the others
+belongs to the patient) is not an error: the stage returns ``waiting`` ("awaiting
+annotation: ..."), the patient's later stages wait, and the next run looks again. A folder
+that exists but holds nothing readable is an error.
+
 Outputs: ``seg`` (``<ID>-seg.nii.gz``) and ``report`` (``segment.json``: format, every mask
 and how it was placed, per-lesion voxel counts, every conflict and how it was resolved).
 """
@@ -44,7 +49,7 @@ from brainmets.segment.importer import (
     import_annotations,
     reference_grid,
 )
-from brainmets.segment.sources import DEFAULT_PATTERNS, AnnotationError
+from brainmets.segment.sources import DEFAULT_PATTERNS, AnnotationError, AnnotationsMissing
 from brainmets.segment.transform import Transform, read_transform, transforms_from_case_json
 
 VERSION = "2"  # 2: volume-keeping mask resampling, edema cleaning (fusion rules)
@@ -115,7 +120,10 @@ def options_from_params(params: dict[str, Any]) -> ImportOptions:
 
 
 def resolve_annotation_dir(root: Path, pattern: str, patient: str, key: bytes | None) -> Path:
-    """The patient's annotation folder from ``pattern`` (see the module docstring)."""
+    """The patient's annotation folder from ``pattern`` (see the module docstring).
+
+    For ``{mrn}``, a missing parent folder or no folder of the patient in it raises
+    :class:`AnnotationsMissing`; for ``{patient}`` the path is returned as it is."""
     if "{mrn}" in pattern:
         if key is None:
             raise AnnotationError("annotations_dir uses {mrn} but the workspace key is unavailable")
@@ -125,12 +133,12 @@ def resolve_annotation_dir(root: Path, pattern: str, patient: str, key: bytes | 
         parent = Path(head.format(patient=patient))
         parent = parent if parent.is_absolute() else root / parent
         if not parent.is_dir():
-            raise AnnotationError(f"annotation folder {parent} does not exist")
+            raise AnnotationsMissing(f"annotation folder {parent} does not exist")
         for entry in sorted(parent.iterdir()):
             if entry.is_dir() and patient_pseudonym(key, entry.name) == patient:
                 rest = tail.lstrip("/").format(patient=patient)
                 return entry / rest if rest else entry
-        raise AnnotationError(
+        raise AnnotationsMissing(
             f"no folder in {parent} belongs to {patient} (folder names are compared as MRNs "
             "through the workspace key)"
         )
@@ -189,15 +197,29 @@ def _reference(ctx: StageContext, params: dict[str, Any]) -> tuple[Path, str]:
     return atlas_file("t1_brain.nii.gz", atlas_dir), "atlas t1_brain.nii.gz"
 
 
+def _awaiting(ctx: StageContext, pattern: str, folder: Path | None) -> str:
+    """What the stage waits for. A folder named by the hospital ID (``{mrn}``) is never
+    shown: it is ``<annotations of ID>``; else the folder relative to the workspace."""
+    if "{mrn}" in pattern or folder is None:
+        name = f"<annotations of {ctx.patient_id}>"
+    else:
+        try:
+            name = str(folder.relative_to(ctx.root))
+        except ValueError:
+            name = str(folder)
+    return f"awaiting annotation: no annotation folder {name} for {ctx.patient_id}"
+
+
 def run_segment(ctx: StageContext) -> StageResult:
     params = ctx.params
     options = options_from_params(params)
-    folder = resolve_annotation_dir(
-        ctx.root,
-        str(params["annotations_dir"]),
-        ctx.patient_id,
-        _key(ctx, str(params["annotations_dir"])),
-    )
+    pattern = str(params["annotations_dir"])
+    try:
+        folder = resolve_annotation_dir(ctx.root, pattern, ctx.patient_id, _key(ctx, pattern))
+    except AnnotationsMissing:
+        return StageResult(waiting=_awaiting(ctx, pattern, None))
+    if not folder.exists():  # not annotated yet: a state, not a failure
+        return StageResult(waiting=_awaiting(ctx, pattern, folder))
     ref_path, ref_desc = _reference(ctx, params)
     if ref_desc.startswith("atlas"):
         ctx.info("no preprocessed reference recorded: writing on the SRI24 t1_brain grid")
