@@ -1058,6 +1058,7 @@ def demo(
     Example:  brainmets demo /tmp/bm-demo --patients 6
     """
     from brainmets import api
+    from brainmets.ids import patient_pseudonym
     from brainmets.synth.anatomy import TemplateError
     from brainmets.synth.cli import cohort_table
     from brainmets.synth.cohort import CohortDirError
@@ -1070,13 +1071,18 @@ def demo(
         if step == "cohort":
             console.rule("1. synthetic cohort")
         elif step == "workspace":
-            if rep.cohort is not None:
-                console.print(cohort_table(rep.cohort, rep.cohort_seconds))
-            else:
+            if rep.cohort is None:
                 console.print(f"using the existing synthetic cohort in {rep.cohort_dir}")
             console.rule("2. workspace")
         elif step == "pipeline":
-            _open(rep.workspace_dir)  # the log goes to the workspace's log file too
+            ws = _open(rep.workspace_dir)  # the log goes to the workspace's log file too
+            if rep.cohort is not None:  # named as the workspace names its patients
+                key = ws.key()
+                console.print(
+                    cohort_table(
+                        rep.cohort, rep.cohort_seconds, lambda mrn: patient_pseudonym(key, mrn)
+                    )
+                )
             console.rule("3. pipeline")
         elif step == "status":
             assert rep.run is not None and rep.status is not None

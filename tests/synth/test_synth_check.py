@@ -72,3 +72,30 @@ def test_an_extra_edema_blob_and_a_missing_patient_are_caught(cohort: Path, tmp_
     check = check_truth(cohort, tmp_path, KEY, gone)
     assert len(check.missing) == 1 and not check.ok
     assert check.table()[-1][1] == "no result"
+
+
+def test_the_demo_names_expected_exclusions_by_pseudonym() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from brainmets.synth.cli import cohort_table
+
+    summary = SimpleNamespace(
+        template="sri24",
+        seed=0,
+        mrns=["10000001", "86132584"],
+        n_series=9,
+        n_files=99,
+        excluded=["86132584"],
+        out_dir=Path("c"),
+        truth_json=Path("c/truth.json"),
+        clinical_sheet=Path("c/clinical.xlsx"),
+    )
+    console = Console(record=True, width=200)
+    console.print(cohort_table(summary, 1.0, lambda mrn: patient_pseudonym(KEY, mrn)))  # type: ignore[arg-type]
+    text = console.export_text()
+    assert patient_pseudonym(KEY, "86132584") in text and "86132584" not in text
+    console = Console(record=True, width=200)
+    console.print(cohort_table(summary, 1.0))  # type: ignore[arg-type]
+    assert "expected exclusions (MRNs)" in console.export_text()

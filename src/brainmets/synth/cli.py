@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -12,14 +13,21 @@ from brainmets.synth.anatomy import TemplateError
 from brainmets.synth.cohort import CohortDirError, CohortSummary, generate_cohort
 
 
-def cohort_table(summary: CohortSummary, seconds: float) -> Table:
-    """What :func:`generate_cohort` wrote, as a table (``brainmets demo-data`` / ``demo``)."""
+def cohort_table(
+    summary: CohortSummary, seconds: float, pseudonym: Callable[[str], str] | None = None
+) -> Table:
+    """What :func:`generate_cohort` wrote, as a table (``brainmets demo-data`` / ``demo``).
+
+    ``pseudonym``: the workspace's MRN -> patient pseudonym; the expected exclusions are
+    then named as the workspace names them (the demo), else by their synthetic MRNs."""
     table = Table(title=f"Synthetic cohort ({summary.template} anatomy, seed {summary.seed})")
     table.add_column("what")
     table.add_column("value")
     table.add_row("patients", str(len(summary.mrns)))
     table.add_row("series / DICOM files", f"{summary.n_series} / {summary.n_files}")
-    table.add_row("expected exclusions", ", ".join(summary.excluded) or "none")
+    excluded = [pseudonym(m) for m in summary.excluded] if pseudonym else list(summary.excluded)
+    label = "expected exclusions" + (" (pseudonyms)" if pseudonym else " (MRNs)")
+    table.add_row(label, ", ".join(excluded) or "none")
     table.add_row("DICOM export", str(summary.out_dir / "dicom"))
     table.add_row("ground truth", str(summary.truth_json))
     table.add_row("clinical sheet", str(summary.clinical_sheet))
