@@ -184,7 +184,7 @@ def test_results_agree_with_the_truth(demo_ws: Path) -> None:
     """The published features and label maps against the cohort's truth, after the whole
     pipeline (registration included). The issue's targets (counts exact for >= 95 % of
     patient x label cells, volumes within 5 % / 15 %) are not all met on this cohort (see
-    docs/lesions.md: 12/15 counts, 25/29 volumes on the 6-patient demo); what is asserted
+    docs/lesions.md; the 6-patient demo: 12/15 counts, 24/29 volumes); what is asserted
     is what the pipeline achieves there, well beyond segment version 1, which on the demo
     cohort published Edema_num 0 -> 15 and 3 -> 16 (as issue 18 reported)."""
     from brainmets.synth.check import check_workspace
