@@ -836,11 +836,7 @@ def _print_status(rep: StatusReport) -> None:
         console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
         console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
-    waiting = rep.waiting
-    for s in waiting[:20]:
-        console.print(f"[cyan]waiting[/] {s.patient_id} {s.stage}: {s.reason}", highlight=False)
-    if len(waiting) > 20:
-        console.print(f"... and {len(waiting) - 20} more waiting (brainmets status --json)")
+    _print_states(rep.waiting, "[cyan]waiting[/]", "waiting")
     for e in rep.exports:
         when = f"{e.layout}, {e.patients} patient(s), {e.exported_at}"
         if e.stale:
@@ -852,17 +848,21 @@ def _print_status(rep: StatusReport) -> None:
             )
         else:
             console.print(f"export {e.target} ({when}): current", highlight=False)
-    stale = rep.stale
-    for s in stale[:20]:
-        console.print(f"[yellow]stale[/] {s.patient_id} {s.stage}: {s.reason}", highlight=False)
-    if len(stale) > 20:
-        console.print(f"... and {len(stale) - 20} more stale (brainmets status --json)")
+    _print_states(rep.stale, "[yellow]stale[/]", "stale")
     for p in rep.excluded:
         console.print(f"[yellow]excluded[/] {p.id}: {p.excluded_reason}", highlight=False)
     for f in rep.not_taken[:50]:
         console.print(f"[dim]{f.status}[/] {f.path}: {f.reason}", highlight=False)
     if len(rep.not_taken) > 50:
         console.print(f"... and {len(rep.not_taken) - 50} more (brainmets status --json)")
+
+
+def _print_states(states: list[Any], tag: str, what: str, limit: int = 20) -> None:
+    """One line per (patient, stage) state with its reason, the first ``limit`` of them."""
+    for s in states[:limit]:
+        console.print(f"{tag} {s.patient_id} {s.stage}: {s.reason}", highlight=False)
+    if len(states) > limit:
+        console.print(f"... and {len(states) - limit} more {what} (brainmets status --json)")
 
 
 # ------------------------------------------------------------------------- stages
