@@ -46,7 +46,9 @@ CONFIGS = {
     "brainmets": ImportOptions(),
     "peer (v1: nearest, no cleaning)": ImportOptions(
         mask_interpolation="nearest",
-        rules=FusionRules(min_edema_voxels=0, detached_edema="keep", edema_shell="keep"),
+        rules=FusionRules(
+            min_edema_voxels=0, detached_edema="keep", edema_shell="keep", edema_support="keep"
+        ),
     ),
 }
 

@@ -174,3 +174,57 @@ def test_cleaning_rules_are_validated() -> None:
     with pytest.raises(ValueError, match="detached_edema"):
         FusionRules(detached_edema="maybe")
     assert FusionRules.from_mapping({"min_edema_voxels": "12"}).min_edema_voxels == 12
+
+
+def test_edema_without_support_on_the_drawn_grid_is_removed() -> None:
+    from brainmets.segment.fusion import SUPPORT
+
+    shape = (40, 40, 40)
+    core = _ball(shape, (20, 20, 20), 6)
+    whole = _ball(shape, (20, 20, 20), 11)
+    full = tuple(slice(0, s) for s in shape)
+    # no support at all (the whole tumour is the core at the FLAIR's resolution)
+    none = [*whole_core(whole, core), RegionMask(SUPPORT, "1", full, np.zeros(shape, bool))]
+    gone = fuse(none, shape, FusionRules(edema_shell="keep"))
+    assert (gone.labels == 2).sum() == 0 and gone.removed["1"][0] == 1
+    # support somewhere in the edema: the component is kept whole
+    some = np.zeros(shape, bool)
+    some[20, 20, 30] = True
+    held = [*whole_core(whole, core), RegionMask(SUPPORT, "1", full, some)]
+    kept = fuse(held, shape, FusionRules(edema_shell="keep"))
+    assert (kept.labels == 2).sum() == (whole & ~core).sum() and not kept.removed
+    # the rule off: the support is ignored
+    off = fuse(none, shape, FusionRules(edema_shell="keep", edema_support="keep"))
+    assert (off.labels == 2).sum() == (whole & ~core).sum()
+    with pytest.raises(ValueError, match="edema_support"):
+        FusionRules(edema_support="maybe")
+
+
+def test_edema_support_of_a_lesion_without_edema_on_a_thick_flair_is_empty() -> None:
+    from brainmets.segment.importer import edema_supports
+    from brainmets.segment.sources import AnnotationMask
+    from brainmets.segment.transform import WorldTransform, partial_volume, resample_mask
+
+    shape = (40, 40, 40)
+    core = _ball(shape, (20, 20, 20), 7)
+    flair = np.diag([1.0, 1.0, 6.0, 1.0])
+    flair[2, 3] = 2.5
+    fshape = (40, 40, 7)
+    pv = partial_volume(core, np.eye(4), fshape, flair)
+    t = WorldTransform(np.eye(4))
+    masks = {
+        "1": [
+            (AnnotationMask("core", "1", core, np.eye(4), "Core1_PGGE.nii.gz", "Core1_PGGE"), t),
+        ]
+    }
+
+    def support(whole: np.ndarray) -> int:
+        m = AnnotationMask("whole", "1", whole, flair, "Whole1_FLAIR.nii.gz", "Whole1_FLAIR")
+        box, vals = resample_mask(whole, flair, shape, np.eye(4), t, "linear")
+        placed = [RegionMask("whole", "1", box, vals)]
+        (s,) = edema_supports({"1": [*masks["1"], (m, t)]}, placed, shape, np.eye(4))
+        return int(s.mask.sum())
+
+    assert support(pv >= 0.3) == 0  # the core as an annotator draws it on the FLAIR
+    bigger = partial_volume(_ball(shape, (20, 20, 20), 12), np.eye(4), fshape, flair) >= 0.5
+    assert support(bigger) > 0  # real oedema around it

@@ -234,3 +234,51 @@ def test_a_mask_smaller_than_a_voxel_keeps_its_best_voxel_and_thick_slices_keep_
             and v.sum()
             == resample_mask(slab, thick, (20, 20, 40), np.eye(4), None, "linear")[1].sum()
         )
+
+
+def _on_grid(box: tuple[slice, ...] | None, vals: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    if box is not None:
+        out[box] = vals
+    return out
+
+
+def test_a_thin_bridge_drawn_on_thick_slices_stays_connected() -> None:
+    import cc3d
+
+    from brainmets.segment.transform import resample_mask
+
+    # drawn on 6 mm slices: a blob on slice 1, a blob on slice 2 offset in-plane, touching
+    # only diagonally (one 26-connected object on its grid)
+    src = np.zeros((30, 30, 4), bool)
+    src[5:12, 5:12, 1] = True
+    src[12:19, 12:19, 2] = True
+    aff = np.diag([1.0, 1.0, 6.0, 1.0])
+    shape = (30, 30, 24)
+    target = np.eye(4)
+    target[:2, 3] = 0.5  # half a voxel off in-plane: the corner contact interpolates to 0.25
+    assert cc3d.connected_components(src.astype(np.uint8), connectivity=26).max() == 1
+    lin = _on_grid(*resample_mask(src, aff, shape, target, None, "linear"), shape)
+    vol = _on_grid(*resample_mask(src, aff, shape, target, None, "volume"), shape)
+    assert cc3d.connected_components(lin.astype(np.uint8), connectivity=26).max() == 2
+    assert cc3d.connected_components(vol.astype(np.uint8), connectivity=26).max() == 1
+    assert 0 < int(vol.sum()) - int(lin.sum()) <= 12  # a one-voxel-wide bridge, not a blob
+    # two objects drawn apart stay two
+    apart = np.zeros((30, 30, 4), bool)
+    apart[5:10, 5:10, 1] = True
+    apart[20:25, 20:25, 2] = True
+    vol2 = _on_grid(*resample_mask(apart, aff, shape, target, None, "volume"), shape)
+    assert cc3d.connected_components(vol2.astype(np.uint8), connectivity=26).max() == 2
+
+
+def test_partial_volume_of_thick_voxels_averages_the_slab() -> None:
+    from brainmets.segment.transform import partial_volume
+
+    mask = np.zeros((10, 10, 12), bool)
+    mask[:, :, 0:3] = True  # 3 mm of a 1 mm grid
+    thick = np.diag([1.0, 1.0, 6.0, 1.0])
+    thick[2, 3] = 2.5  # slice 0 covers z in [-0.5, 5.5): half filled by z 0..2
+    pv = partial_volume(mask, np.eye(4), (10, 10, 2), thick)
+    assert pv.shape == (10, 10, 2) and pv.dtype == np.float32
+    assert pv[5, 5, 0] == pytest.approx(0.5, abs=0.05)
+    assert pv[5, 5, 1] == pytest.approx(0.0, abs=1e-6)

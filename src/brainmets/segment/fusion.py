@@ -30,10 +30,13 @@ removed (background) when
   left by the thick slices; peritumoral edema surrounds its tumour);
 * ``edema_shell = "drop"`` (default): no voxel of it lies farther from the core than half the
   largest voxel dimension of the grid the whole tumour was drawn on (a shell thinner than the
-  partial-volume margin of that grid's 0.5 threshold).
+  partial-volume margin of that grid's 0.5 threshold);
+* ``edema_support = "drop"`` (default): none of its voxels is in the lesion's edema support
+  (region :data:`SUPPORT`, computed by the importer: where the whole tumour exceeds the core
+  on the grid the whole tumour was drawn on). Lesions without a support mask are not checked.
 
 What was removed is recorded per lesion (``FusionResult.removed``: components and voxels).
-``min_edema_voxels = 0``, ``"keep"``, ``"keep"`` turn the cleaning off. The defaults were
+``min_edema_voxels = 0`` and ``"keep"`` for the others turn the cleaning off. The defaults were
 chosen by measurement against synthetic truth (docs/lesions.md,
 ``benchmarks/segment_truth.py``)."""
 
@@ -63,6 +66,7 @@ class FusionRules:
     min_edema_voxels: int = DEFAULT_MIN_EDEMA_VOXELS
     detached_edema: str = "drop"
     edema_shell: str = "drop"
+    edema_support: str = "drop"
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_edema_voxels, int) or self.min_edema_voxels < 0:
@@ -74,6 +78,7 @@ class FusionRules:
             "core_outside_whole",
             "detached_edema",
             "edema_shell",
+            "edema_support",
         ):
             if getattr(self, name) not in RULE_CHOICES:
                 raise ValueError(
@@ -93,6 +98,11 @@ class FusionRules:
         if "min_edema_voxels" in kw:
             kw["min_edema_voxels"] = int(kw["min_edema_voxels"])
         return cls(**kw)
+
+
+#: the region name of a lesion's edema support (see :func:`fuse`): where its whole tumour
+#: exceeds its core on the grid the whole tumour was drawn on
+SUPPORT = "edema_support"
 
 
 @dataclass
@@ -236,8 +246,9 @@ def fuse(
         if rules.edema_shell == "drop":
             drawn = [m.drawn_voxel_mm for m in group if m.region in ("whole", "edema")]
             shell_mm = max(drawn, default=0.0) / 2.0
+        support = reg.get(SUPPORT) if rules.edema_support == "drop" else None
         n_removed, v_removed = _remove_edema_fragments(
-            lab, rules.min_edema_voxels, rules.detached_edema == "drop", shell_mm, voxel_mm
+            lab, rules.min_edema_voxels, rules.detached_edema == "drop", shell_mm, voxel_mm, support
         )
         if n_removed:
             result.removed[name] = (n_removed, v_removed)
@@ -289,12 +300,14 @@ def _remove_edema_fragments(
     detached: bool = False,
     shell_mm: float = 0.0,
     voxel_mm: Sequence[float] = (1.0, 1.0, 1.0),
+    support: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Set to background, in place, the edema components (26-connected) of one lesion that
     have fewer than ``min_voxels`` voxels, or (``detached``) touch no core voxel, or lie
     entirely within ``shell_mm`` of the core (a shell thinner than half a voxel of the grid
-    the whole tumour was drawn on). Returns (components removed, voxels removed)."""
-    if min_voxels <= 0 and not detached and shell_mm <= 0:
+    the whole tumour was drawn on), or (``support`` given) have no voxel in ``support``.
+    Returns (components removed, voxels removed)."""
+    if min_voxels <= 0 and not detached and shell_mm <= 0 and support is None:
         return 0, 0
     edema = lab == EDEMA
     if not edema.any():
@@ -318,6 +331,10 @@ def _remove_edema_fragments(
         dist = ndimage.distance_transform_edt(~core, sampling=tuple(voxel_mm))
         deepest = ndimage.maximum(dist, cc, np.arange(len(sizes)))
         drop |= np.asarray(deepest) <= shell_mm
+    if support is not None:
+        held = np.zeros(len(sizes), bool)
+        held[np.unique(cc[support])] = True
+        drop |= ~held
     small = np.nonzero(drop)[0]
     small = small[small > 0]
     if not small.size:

@@ -10,7 +10,7 @@ fuses them (:mod:`brainmets.segment.fusion`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -18,9 +18,9 @@ from typing import Any, cast
 import nibabel as nib
 import numpy as np
 
-from brainmets.labelmaps.arrays import grid_overlap, nonzero_box
+from brainmets.labelmaps.arrays import VOLUME_LEVELS, grid_overlap, nonzero_box
 from brainmets.labelmaps.io import grid_difference, parse_mapping
-from brainmets.segment.fusion import FusionResult, FusionRules, RegionMask, fuse
+from brainmets.segment.fusion import SUPPORT, FusionResult, FusionRules, RegionMask, fuse
 from brainmets.segment.sources import (
     DEFAULT_PATTERNS,
     AnnotationError,
@@ -37,6 +37,7 @@ from brainmets.segment.transform import (
     Transform,
     TransformError,
     WorldTransform,
+    partial_volume,
     resample_mask,
     resample_nearest,
     transform_from_json,
@@ -327,6 +328,50 @@ def place_mask(
     )
 
 
+def edema_supports(
+    drawn: Mapping[str, Sequence[tuple[AnnotationMask, WorldTransform]]],
+    placed: Sequence[RegionMask],
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+) -> list[RegionMask]:
+    """Per lesion drawn on native grids with a whole tumour and a core: where its whole
+    tumour exceeds its core **on the grid the whole tumour was drawn on** (voxels the core
+    fills less than the lowest drawing level, :data:`VOLUME_LEVELS`, of: no annotator would
+    have drawn them for the core alone; :func:`partial_volume`), brought onto the target grid
+    (``"linear"``): the fusion's edema support (:data:`SUPPORT`). An edema component that
+    has no voxel in it is an artefact of the two grids (a FLAIR slab sticking out of a
+    round core), not oedema the annotator drew. Empty support (the whole tumour is the
+    core at the FLAIR's resolution): no edema for that lesion."""
+    out: list[RegionMask] = []
+    for lesion, items in drawn.items():
+        wholes = [(m, t) for m, t in items if m.region == "whole"]
+        cores = [(m, t) for m, t in items if m.region in ("core", "enhancing")]
+        box_of = [r.box for r in placed if r.lesion == lesion and r.region == "whole"]
+        if len(wholes) != 1 or not cores or not box_of:
+            continue
+        whole, t_whole = wholes[0]
+        wdata = np.asarray(whole.data).astype(bool)
+        wshape = cast(tuple[int, int, int], tuple(int(v) for v in wdata.shape[:3]))
+        core_here = np.zeros(wshape, np.float32)
+        to_whole = np.linalg.inv(t_whole.matrix)  # whole tumour's world -> template world
+        for core, t_core in cores:
+            onto = WorldTransform(t_core.matrix @ to_whole, "core onto the whole tumour's grid")
+            core_here = np.maximum(
+                core_here, partial_volume(core.data, core.affine, wshape, whole.affine, onto)
+            )
+        excess = wdata & (core_here < VOLUME_LEVELS[0])
+        box, vals = (None, np.zeros((0, 0, 0), bool))
+        if excess.any():
+            box, vals = resample_mask(
+                excess, whole.affine, target_shape, target_affine, t_whole, "linear"
+            )
+        if box is None:
+            box = box_of[0]
+            vals = np.zeros(tuple(s.stop - s.start for s in box), bool)
+        out.append(RegionMask(SUPPORT, lesion, box, vals, whole.source))
+    return out
+
+
 def import_annotations(
     folder: Path,
     target_shape: tuple[int, int, int],
@@ -345,6 +390,7 @@ def import_annotations(
     transforms = dict(transforms or {})
     fmt, masks, skipped = read_annotations(folder, options, patient)
     region_masks: list[RegionMask] = []
+    drawn: dict[str, list[tuple[AnnotationMask, WorldTransform]]] = {}
     base: np.ndarray | None = None
     sources: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -365,10 +411,14 @@ def import_annotations(
             base = np.zeros(target_shape, np.uint8) if base is None else base
             base[box] = np.where(vals > 0, vals, base[box])
             continue
+        if how.startswith("native") and isinstance(t, WorldTransform):
+            drawn.setdefault(m.lesion, []).append((m, t))
         drawn_mm = float(np.linalg.norm(np.asarray(m.affine, float)[:3, :3], axis=0).max())
         region_masks.append(
             RegionMask(m.region, m.lesion, box, vals.astype(bool), m.source, drawn_mm)
         )
+    if options.rules.edema_support == "drop":
+        region_masks += edema_supports(drawn, region_masks, target_shape, target_affine)
     voxel_mm = tuple(float(v) for v in np.linalg.norm(np.asarray(target_affine)[:3, :3], axis=0))
     fusion = fuse(region_masks, target_shape, options.rules, base, voxel_mm)
     return ImportResult(fusion, fmt, sources, skipped, notes)

@@ -52,7 +52,7 @@ from brainmets.segment.importer import (
 from brainmets.segment.sources import DEFAULT_PATTERNS, AnnotationError, AnnotationsMissing
 from brainmets.segment.transform import Transform, read_transform, transforms_from_case_json
 
-VERSION = "2"  # 2: volume-keeping mask resampling, edema cleaning (fusion rules)
+VERSION = "3"  # 2: volume-keeping mask resampling, edema cleaning; 3: connectivity, support
 TRANSFORM_SOURCES = ("auto", "preprocess", "annotations")
 REFERENCES = ("auto", "preprocess", "atlas")
 
@@ -87,6 +87,7 @@ class SegmentOptions:
     min_edema_voxels: int = DEFAULT_MIN_EDEMA_VOXELS
     detached_edema: str = "drop"
     edema_shell: str = "drop"
+    edema_support: str = "drop"
     min_inside_brain: float = 0.5
 
     def __post_init__(self) -> None:

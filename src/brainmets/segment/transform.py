@@ -263,6 +263,10 @@ def resample_mask(
     keep = vals >= level
     if not keep.any():  # smaller than a target voxel: a drawn mask never disappears
         keep = vals >= vals.max()
+    if method == "volume" and not isinstance(transform, ItkTransform):
+        keep = keep_drawn_connectivity(
+            keep, box, vals, m, affine, target_shape, target_affine, transform
+        )
     from brainmets.labelmaps.arrays import nonzero_box
 
     inner = nonzero_box(keep)
@@ -270,6 +274,88 @@ def resample_mask(
         return None, np.zeros((0, 0, 0), bool)
     box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner, strict=True))
     return box, keep[inner]
+
+
+#: a mask resampled into more components than this is left as it is
+MAX_BRIDGED_COMPONENTS = 1000
+
+
+def keep_drawn_connectivity(
+    keep: np.ndarray,
+    box: tuple[slice, ...],
+    vals: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    transform: WorldTransform | None,
+) -> np.ndarray:
+    """Pieces drawn as one connected object stay one object after resampling.
+
+    Interpolating a mask drawn on thick slices and thresholding it cuts the thin bridges of
+    the drawing (a finger of oedema one native voxel wide between two 6 mm slices): one
+    drawn whole tumour becomes several components on the 1 mm grid, which the count (connected
+    components) reports as separate lesions and the fusion drops as detached. Here every
+    target component is assigned the native (26-connected) component it was resampled from;
+    each smaller component of one native component is joined to the largest by the straight
+    line (26-connected, one voxel wide) between their nearest voxels, when the whole line
+    lies where the interpolated mask reaches (``vals > 0``). Components of
+    different native components are never joined. ``keep`` is returned changed or as is."""
+    import cc3d
+
+    cc_keep, n_keep = cc3d.connected_components(
+        keep.astype(np.uint8), connectivity=26, return_N=True
+    )
+    if n_keep <= 1 or n_keep > MAX_BRIDGED_COMPONENTS:
+        return keep
+    native, n_native = cc3d.connected_components(
+        np.asarray(mask, np.uint8), connectivity=26, return_N=True
+    )
+    if n_native >= n_keep:
+        return keep
+    nbox, nvals = _resample(
+        native.astype(np.int32), affine, target_shape, target_affine, transform, 0
+    )
+    owner = np.zeros(keep.shape, np.int32)
+    if nbox is not None:
+        here = tuple(
+            slice(max(a.start, b.start), min(a.stop, b.stop))
+            for a, b in zip(box, nbox, strict=True)
+        )
+        if all(s.stop > s.start for s in here):
+            dst = tuple(
+                slice(s.start - b.start, s.stop - b.start) for s, b in zip(here, box, strict=True)
+            )
+            src = tuple(
+                slice(s.start - b.start, s.stop - b.start) for s, b in zip(here, nbox, strict=True)
+            )
+            owner[dst] = nvals[src]
+    owner = ndimage.grey_dilation(owner, size=(3, 3, 3))  # boundary voxels: their neighbours' id
+    groups: dict[int, list[int]] = {}
+    sizes = np.bincount(cc_keep.ravel())
+    for c in range(1, n_keep + 1):
+        ids = owner[cc_keep == c]
+        ids = ids[ids > 0]
+        if ids.size:
+            groups.setdefault(int(np.bincount(ids).argmax()), []).append(c)
+    reach = vals > 0
+    out = keep.copy()
+    for comps in groups.values():
+        if len(comps) < 2:
+            continue
+        comps.sort(key=lambda c: -int(sizes[c]))
+        main = cc_keep == comps[0]
+        dist, nearest = ndimage.distance_transform_edt(~main, return_indices=True)
+        for c in comps[1:]:
+            piece = np.argwhere(cc_keep == c)
+            start = piece[int(np.argmin(dist[tuple(piece.T)]))]
+            end = nearest[(slice(None), *start)]
+            steps = int(np.abs(end - start).max()) + 1
+            line = np.rint(np.linspace(start, end, steps)).astype(int)
+            at = tuple(line.T)
+            if reach[at].all():  # a straight, 26-connected path inside what was drawn
+                out[at] = True
+    return out
 
 
 #: a mask whose largest voxel dimension exceeds the target's by more than this factor (a
@@ -345,6 +431,36 @@ def _resample(
         return None, empty
     box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner, strict=True))
     return box, vals[inner]
+
+
+def partial_volume(
+    mask: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    transform: WorldTransform | None = None,
+) -> np.ndarray:
+    """The fraction of every target voxel that a binary mask fills (float32, the whole target
+    grid): trilinear samples at sub-voxel centres (about 1 mm apart along each target axis,
+    so a 6 mm slice is the mean of six samples) averaged per voxel."""
+    m = np.asarray(mask).astype(np.float32)
+    spacing = np.linalg.norm(np.asarray(target_affine, float)[:3, :3], axis=0)
+    src_mm = float(np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0).min())
+    n = np.maximum(1, np.ceil(spacing / max(src_mm, 1e-6) - 1e-6)).astype(int)
+    sub = np.asarray(target_affine, float) @ np.diag([*(1.0 / n), 1.0])
+    # sub-voxel j of voxel i along an axis: index i * n + j at (i - 1/2 + (j + 1/2) / n)
+    sub[:3, 3] = np.asarray(target_affine, float)[:3, :3] @ ((1.0 / n - 1.0) / 2.0) + sub[:3, 3]
+    sub_shape = tuple(int(s * k) for s, k in zip(target_shape, n, strict=True))
+    box, vals = _resample(m, affine, sub_shape, sub, transform, 1)  # type: ignore[arg-type]
+    out = np.zeros(target_shape, np.float32)
+    if box is None:
+        return out
+    full = np.zeros(sub_shape, np.float32)
+    full[box] = vals
+    out[...] = full.reshape(
+        target_shape[0], n[0], target_shape[1], n[1], target_shape[2], n[2]
+    ).mean(axis=(1, 3, 5))
+    return out
 
 
 def resample_full(
