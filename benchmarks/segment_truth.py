@@ -42,18 +42,24 @@ from brainmets.synth.check import TruthCheck, check_truth, load_truth
 
 #: a fixed key: the check finds each truth patient by its pseudonym
 KEY = b"segment-truth-benchmark-key-0000"
-CONFIGS = {
-    "brainmets": ImportOptions(),
-    "peer (v1: nearest, no cleaning)": ImportOptions(
-        mask_interpolation="nearest",
-        rules=FusionRules(
-            min_edema_voxels=0, detached_edema="keep", edema_shell="keep", edema_support="keep"
+#: name: (import options, split shared oedema by the annotated lesion)
+CONFIGS: dict[str, tuple[ImportOptions, bool]] = {
+    "brainmets": (ImportOptions(), True),
+    "peer (v1: nearest, no cleaning)": (
+        ImportOptions(
+            mask_interpolation="nearest",
+            rules=FusionRules(
+                min_edema_voxels=0, detached_edema="keep", edema_shell="keep", edema_support="keep"
+            ),
         ),
+        False,
     ),
 }
 
 
-def run_config(cohort: Path, out: Path, options: ImportOptions) -> tuple[TruthCheck, float]:
+def run_config(
+    cohort: Path, out: Path, options: ImportOptions, instances: bool = True
+) -> tuple[TruthCheck, float]:
     import nibabel as nib
 
     atlas = load_atlas_labels()
@@ -71,7 +77,11 @@ def run_config(cohort: Path, out: Path, options: ImportOptions) -> tuple[TruthCh
         )
         pid = patient_pseudonym(KEY, str(rec["mrn"]))
         seg = save_label_map(out / f"{pid}-seg.nii.gz", res.labels, np.asarray(ref.affine))
-        analysis = analyse(LabelMap(res.labels, np.asarray(ref.affine)), atlas=atlas)
+        analysis = analyse(
+            LabelMap(res.labels, np.asarray(ref.affine)),
+            atlas=atlas,
+            instances=res.fusion.instances if instances else None,
+        )
         feats = out / f"{pid}-features.json"
         feats.write_text(json.dumps(analysis.to_json()))
         results[pid] = {"seg": seg, "features": feats}
@@ -96,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"({time.perf_counter() - t0:.0f} s)"
             )
         measures = {}
-        for name, options in CONFIGS.items():
+        for name, (options, instances) in CONFIGS.items():
             out = work / name.split()[0]
             out.mkdir(parents=True, exist_ok=True)
-            check, seconds = run_config(cohort, out, options)
+            check, seconds = run_config(cohort, out, options, instances)
             print(f"\n== {name}: {len(check.patients)} patients, import {seconds:.1f} s")
             for row in check.table():
                 print("  " + " | ".join(f"{c:>14}" for c in row))

@@ -258,3 +258,36 @@ def test_one_full_size_case_is_fast(atlas: AtlasLabels) -> None:
     t0 = time.perf_counter()
     analyse(lab, atlas.affine, atlas=atlas)
     assert time.perf_counter() - t0 < 1.0
+
+
+def _sphere(shape: tuple[int, int, int], c: tuple[int, int, int], r: float) -> np.ndarray:
+    idx = np.indices(shape).astype(float)
+    return sum((idx[a] - c[a]) ** 2 for a in range(3)) <= r * r
+
+
+def test_shared_edema_is_split_by_the_annotated_lesion_when_an_instance_map_is_given() -> None:
+    shape = (80, 60, 60)
+    big_core = _sphere(shape, (25, 30, 30), 8)
+    big_whole = _sphere(shape, (25, 30, 30), 20)
+    small_core = _sphere(shape, (48, 30, 30), 2)
+    small_whole = _sphere(shape, (48, 30, 30), 5)  # its own drawn oedema, touching the big one
+    labels = np.zeros(shape, np.uint8)
+    labels[big_whole | small_whole] = 2
+    labels[big_core | small_core] = 3
+    inst = np.zeros(shape, np.uint16)
+    inst[big_whole] = 1
+    inst[small_whole & ~big_whole] = 2
+    inst[small_core] = 2
+    inst[labels == 0] = 0
+    drawn_small = int(((inst == 2) & (labels == 2)).sum())
+    nearest = analyse(labels, np.eye(4))
+    drawn = analyse(labels, np.eye(4), instances=inst)
+    assert nearest.features.edema_num == drawn.features.edema_num == 1
+    small_n = next(les for les in nearest.lesions if les.voxels == int(small_core.sum()))
+    small_d = next(les for les in drawn.lesions if les.voxels == int(small_core.sum()))
+    assert small_d.edema_voxels == drawn_small and small_d.edema_shared
+    assert small_n.edema_voxels > drawn_small  # a Voronoi cell of the big lesion's oedema
+    total = sum(les.edema_voxels for les in drawn.lesions)
+    assert total == int((labels == 2).sum())
+    with pytest.raises(ValueError, match="instance map grid"):
+        analyse(labels, np.eye(4), instances=inst[:10])

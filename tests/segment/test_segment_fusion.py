@@ -228,3 +228,29 @@ def test_edema_support_of_a_lesion_without_edema_on_a_thick_flair_is_empty() -> 
     assert support(pv >= 0.3) == 0  # the core as an annotator draws it on the FLAIR
     bigger = partial_volume(_ball(shape, (20, 20, 20), 12), np.eye(4), fshape, flair) >= 0.5
     assert support(bigger) > 0  # real oedema around it
+
+
+def test_fusion_records_which_lesion_each_voxel_was_drawn_for(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from brainmets.labelmaps import LabelMap, LabelMapError, load_instance_map, save_instance_map
+
+    shape = (40, 40, 40)
+    full = tuple(slice(0, s) for s in shape)
+    a_core, a_whole = _ball(shape, (12, 20, 20), 4), _ball(shape, (12, 20, 20), 9)
+    b_core, b_whole = _ball(shape, (28, 20, 20), 3), _ball(shape, (28, 20, 20), 8)
+    masks = [
+        RegionMask("core", "1", full, a_core),
+        RegionMask("whole", "1", full, a_whole),
+        RegionMask("core", "2", full, b_core),
+        RegionMask("whole", "2", full, b_whole),
+    ]
+    res = fuse(masks, shape, FusionRules(edema_shell="keep"))
+    assert res.instances is not None and res.instance_names == ["1", "2"]
+    assert ((res.instances > 0) == (res.labels > 0)).all()
+    assert (res.instances[b_core] == 2).all() and (res.instances[a_core] == 1).all()
+    assert res.report()["instances"] == {"1": "1", "2": "2"}
+    aff = np.eye(4)
+    path = save_instance_map(tmp_path / "x-lesions.nii.gz", res.instances, aff)
+    back = load_instance_map(path, LabelMap(res.labels, aff))
+    assert back.dtype == np.uint16 and (back == res.instances).all()
+    with pytest.raises(LabelMapError, match="grid"):
+        load_instance_map(path, LabelMap(res.labels[:20], aff))

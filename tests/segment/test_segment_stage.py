@@ -172,6 +172,14 @@ def test_segment_and_features_stages(tmp_path: Path, template: nib.Nifti1Image) 
     assert report["format"] == "masks" and report["transforms"] == "preprocess"
     assert report["reference_grid"] == "preprocess/t1c"
     assert {s["placement"].split(" via")[0] for s in report["sources"]} == {"native -> template"}
+    # per-lesion masks: the instance map beside the label map, read by features
+    inst_b = np.asarray(
+        nib.load(str(deriv / pids["b"] / "segment" / f"{pids['b']}-lesions.nii.gz")).dataobj
+    )
+    assert inst_b.dtype == np.uint16 and ((inst_b > 0) == (seg_b > 0)).all()
+    assert set(np.unique(inst_b)) - {0} == {int(k) for k in report["instances"]}
+    feats_b = json.loads((deriv / pids["b"] / "features" / "features.json").read_text())
+    assert sum(les["edema_voxels"] for les in feats_b["lesions"]) == int((seg_b == 2).sum())
 
     fa = json.loads((deriv / pids["a"] / "features" / "features.json").read_text())
     assert fa["features"] == {

@@ -1,7 +1,9 @@
 """The ``features`` pipeline stage: count and measure one patient's lesions.
 
 Reads the label map recorded by ``segment`` (role ``seg``), checks it (labels 0-3, integral,
-on the preprocessed grid when that is recorded), and writes ``lesions.csv`` (one row per
+on the preprocessed grid when that is recorded) and, when segment recorded one, the lesion
+instance map (role ``instances``: which annotated lesion each voxel was drawn for; oedema
+shared by several lesions is split by it), and writes ``lesions.csv`` (one row per
 lesion) and ``features.json`` (the reference sheet's per-patient features, details, lesions,
 parameters). Every convention is a stage parameter (:class:`brainmets.lesions.FeatureParams`).
 The cohort workbook is written from these files by
@@ -22,13 +24,18 @@ from typing import Any
 from brainmets.cohort.workbook import LESION_DESCRIPTION
 from brainmets.config import Config
 from brainmets.fsutil import atomic_write_text
-from brainmets.labelmaps.io import LabelMapError, check_same_grid, load_label_map
+from brainmets.labelmaps.io import (
+    LabelMapError,
+    check_same_grid,
+    load_instance_map,
+    load_label_map,
+)
 from brainmets.lesions.analysis import FeatureParams, analyse
 from brainmets.lesions.atlas import load_atlas_labels
 from brainmets.pipeline.inputs import atlas_inputs
 from brainmets.pipeline.stage import Stage, StageContext, StageResult, module_version
 
-VERSION = "1"
+VERSION = "2"  # 2: shared oedema split by the annotated lesion (instance map)
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,10 @@ def run_features(ctx: StageContext) -> StageResult:
     if role and role in ctx.inputs.get("preprocess", {}):
         check_same_grid(lm, ctx.input("preprocess", role))
     atlas = load_atlas_labels(Config(root=ctx.root, data=ctx.config).atlas_dir)
-    analysis = analyse(lm, params=params, atlas=atlas)
+    instances = None
+    if "instances" in ctx.inputs.get("segment", {}):  # per-lesion annotations: who drew what
+        instances = load_instance_map(ctx.input("segment", "instances"), lm)
+    analysis = analyse(lm, params=params, atlas=atlas, instances=instances)
     if analysis.placement is not None and analysis.placement.mode == "array":
         ctx.warning(f"{seg_path.name}: placed on the atlas {analysis.placement.note}")
     doc = {

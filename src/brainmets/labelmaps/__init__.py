@@ -16,8 +16,10 @@ from brainmets.labelmaps.io import (
     as_label_array,
     check_same_grid,
     grid_difference,
+    load_instance_map,
     load_label_map,
     parse_mapping,
+    save_instance_map,
     save_label_map,
 )
 
@@ -31,8 +33,10 @@ __all__ = [
     "check_same_grid",
     "grid_difference",
     "grid_overlap",
+    "load_instance_map",
     "load_label_map",
     "nonzero_box",
     "parse_mapping",
+    "save_instance_map",
     "save_label_map",
 ]

@@ -305,8 +305,15 @@ def analyse(
     params: FeatureParams | None = None,
     atlas: AtlasLabels | None = None,
     placement: Placement | None = None,
+    instances: np.ndarray | None = None,
 ) -> Analysis:
     """Count and measure the lesions of one checked label map.
+
+    ``instances`` (optional, the same grid): the annotated lesion of every voxel (the
+    segment stage's instance map). An edema component touching several lesions is then
+    split by the lesion each voxel was drawn for, not by the nearest core (which gives a
+    small lesion beside a large one a Voronoi cell of the large one's oedema); voxels of an
+    annotated lesion that is none of the touching ones go to the nearest core as before.
 
     ``labels`` is a ``uint8`` array with values in {0,1,2,3} (use
     :func:`brainmets.lesions.load_label_map` to read and check a file) or a
@@ -328,6 +335,13 @@ def analyse(
         return Analysis(_empty_features(p, vox_mm3, atlas), [], placement, p)
     crop = np.ascontiguousarray(labels[box])
     offset = np.array([s.start for s in box])
+    inst = None
+    if instances is not None:
+        if np.shape(instances) != labels.shape:
+            raise ValueError(
+                f"instance map grid {np.shape(instances)} is not the label map's {labels.shape}"
+            )
+        inst = np.asarray(instances)[box]
     counts = np.bincount(crop.ravel(), minlength=4)
     et_vox, nec_vox, ed_vox = int(counts[ENHANCING]), int(counts[NECROSIS]), int(counts[EDEMA])
     # one multi-label pass: cc3d separates components of different labels
@@ -389,7 +403,7 @@ def analyse(
             touching.setdefault(t, []).append(cid)
 
     edema_of, shared, orphan_n, orphan_vox = _assign_edema(
-        all_cc, comp_label, comp_size, core_cc, boxes, touching, spacing, p
+        all_cc, comp_label, comp_size, core_cc, boxes, touching, spacing, p, inst
     )
     raw.sort(key=lambda r: (-r["voxels"], *np.round(r["centroid_vox"], 3)))
     lesions: list[LesionRecord] = []
@@ -514,9 +528,12 @@ def _assign_edema(
     touching: dict[int, list[int]],
     spacing: np.ndarray,
     p: FeatureParams,
+    instances: np.ndarray | None = None,
 ) -> tuple[dict[int, int], set[int], int, int]:
     """Edema voxels per lesion (core component id), the lesions sharing an edema component,
-    and the edema components touching no lesion (count, voxels)."""
+    and the edema components touching no lesion (count, voxels). A shared component is split
+    by ``instances`` (the annotated lesion of each voxel; a core component's lesion is the
+    most frequent instance of its voxels) where given, else by nearest core voxel."""
     boxes: list[tuple[slice, ...] | None] | None = None  # found when first needed
     edema_of: dict[int, int] = {}
     shared: set[int] = set()
@@ -550,9 +567,28 @@ def _assign_edema(
         cores = np.where(np.isin(local, owners), local, 0)
         _, ind = ndimage.distance_transform_edt(cores == 0, sampling=spacing, return_indices=True)
         nearest = cores[tuple(ind)]
+        if instances is not None:
+            nearest = _by_instance(nearest, instances[box], local, owners)
         comp = all_cc[box] == eid
         got = np.bincount(nearest[comp].ravel().astype(np.int64))
         for cid in owners:
             if cid < len(got):
                 edema_of[cid] = edema_of.get(cid, 0) + int(got[cid])
     return edema_of, shared, orphan_n, orphan_vox
+
+
+def _by_instance(
+    nearest: np.ndarray, instances: np.ndarray, cores: np.ndarray, owners: Sequence[int]
+) -> np.ndarray:
+    """``nearest`` (core component per voxel) overridden by the annotated lesion: each
+    owner's instance is the most frequent instance of its core voxels; a voxel drawn for
+    one of the owners' instances goes to that owner."""
+    out = nearest.copy()
+    for cid in owners:
+        ids = instances[cores == cid]
+        ids = ids[ids > 0]
+        if not ids.size:
+            continue
+        mine = instances == int(np.bincount(ids).argmax())
+        out[mine] = cid
+    return out

@@ -137,6 +137,10 @@ class FusionResult:
     lesions: dict[str, dict[str, int]] = field(default_factory=dict)
     #: per lesion, the edema fragments removed by ``min_edema_voxels``: (components, voxels)
     removed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: the annotated lesion of every labelled voxel: ``instances[v] = i`` means lesion
+    #: ``instance_names[i - 1]`` (``uint16``, 0 where the label map is 0)
+    instances: np.ndarray | None = None
+    instance_names: list[str] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
         return {
@@ -150,6 +154,7 @@ class FusionResult:
             "edema_fragments_removed": {
                 name: {"components": n, "voxels": v} for name, (n, v) in self.removed.items()
             },
+            "instances": {str(i): name for i, name in enumerate(self.instance_names, start=1)},
         }
 
 
@@ -288,6 +293,8 @@ def fuse(
                 )
         g[wins] = lab[wins]
         o[wins] = idx
+    result.instances = np.where(out > 0, owner + 1, 0).astype(np.uint16)
+    result.instance_names = names
     return result
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from brainmets.atlas import atlas_file
 from brainmets.config import Config
 from brainmets.fsutil import atomic_write_text
-from brainmets.labelmaps.io import save_label_map
+from brainmets.labelmaps.io import save_instance_map, save_label_map
 from brainmets.pipeline.inputs import InputContext, describe_atlas, describe_folder
 from brainmets.pipeline.options import option_defaults
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
@@ -259,6 +259,14 @@ def run_segment(ctx: StageContext) -> StageResult:
     seg = save_label_map(
         ctx.out_dir / f"{ctx.patient_id}-seg.nii.gz", result.labels, affine, header
     )
+    outputs = {"seg": seg}
+    if result.fusion.instances is not None and result.fusion.instance_names:
+        outputs["instances"] = save_instance_map(
+            ctx.out_dir / f"{ctx.patient_id}-lesions.nii.gz",
+            result.fusion.instances,
+            affine,
+            header,
+        )
     report = {
         "patient": ctx.patient_id,
         "reference_grid": ref_desc,
@@ -268,7 +276,7 @@ def run_segment(ctx: StageContext) -> StageResult:
     rep = atomic_write_text(ctx.out_dir / "segment.json", json.dumps(report, indent=1))
     vox = report["voxels"]
     return StageResult(
-        outputs={"seg": seg, "report": rep},
+        outputs={**outputs, "report": rep},
         metrics={
             "format": result.format,
             "masks": len(result.sources),
