@@ -254,3 +254,41 @@ def test_fusion_records_which_lesion_each_voxel_was_drawn_for(tmp_path) -> None:
     assert back.dtype == np.uint16 and (back == res.instances).all()
     with pytest.raises(LabelMapError, match="grid"):
         load_instance_map(path, LabelMap(res.labels[:20], aff))
+
+
+def test_lesions_drawn_apart_on_thick_slices_stay_apart() -> None:
+    import cc3d
+
+    from brainmets.segment.fusion import separate_drawn_apart
+    from brainmets.segment.importer import drawn_apart
+    from brainmets.segment.sources import AnnotationMask
+    from brainmets.segment.transform import resample_mask
+
+    flair = np.diag([1.0, 1.0, 6.0, 1.0])
+    w1 = np.zeros((40, 40, 6), bool)
+    w1[5:20, 5:20, 1:3] = True  # lesion 1 on slices 1-2
+    w2 = np.zeros((40, 40, 6), bool)
+    w2[12:30, 12:30, 3:5] = True  # lesion 2 on slices 3-4: neighbours across a slice only
+    shape = (40, 40, 36)
+    c1 = np.zeros(shape, bool)
+    c1[10:14, 10:14, 8:12] = True
+    c2 = np.zeros(shape, bool)
+    c2[20:24, 20:24, 22:26] = True
+    full = tuple(slice(0, s) for s in shape)
+    masks = [RegionMask("core", "1", full, c1), RegionMask("core", "2", full, c2)]
+    drawn = []
+    for n, w in (("1", w1), ("2", w2)):
+        box, vals = resample_mask(w, flair, shape, np.eye(4), None, "volume")
+        masks.append(RegionMask("whole", n, box, vals, f"Whole{n}_FLAIR", 6.0))
+        drawn.append(AnnotationMask("whole", n, w, flair, f"Whole{n}_FLAIR", f"Whole{n}_FLAIR"))
+    res = fuse(masks, shape, FusionRules(edema_shell="keep"))
+    assert cc3d.connected_components((res.labels == 2).astype(np.uint8)).max() == 1  # merged
+    apart = drawn_apart(res, drawn, np.eye(4))
+    assert apart == [("1", "2", "whole")]
+    separate_drawn_apart(res, apart)
+    assert cc3d.connected_components((res.labels == 2).astype(np.uint8)).max() == 2
+    assert any(c.kind == "whole touching a lesion drawn apart" for c in res.conflicts)
+    # drawn overlapping (or touching within a slice): one oedema, as drawn
+    w2[12:30, 12:30, 2] = True
+    drawn[1] = AnnotationMask("whole", "2", w2, flair, "Whole2_FLAIR", "Whole2_FLAIR")
+    assert drawn_apart(fuse(masks, shape, FusionRules(edema_shell="keep")), drawn, np.eye(4)) == []

@@ -31,6 +31,12 @@ removed (background) when
 * ``edema_shell = "drop"`` (default): no voxel of it lies farther from the core than half the
   largest voxel dimension of the grid the whole tumour was drawn on (a shell thinner than the
   partial-volume margin of that grid's 0.5 threshold);
+Lesions drawn apart stay apart (``apart_contact = "drop"``, default; applied by the importer,
+:func:`separate_drawn_apart`): where the cores (or the oedema) of two lesions that do not
+touch on the grid they were drawn on touch after resampling, the contact layer of the larger
+lesion is dropped (core voxels become oedema, oedema voxels background), so that the count
+(connected components) sees two lesions, as drawn.
+
 * ``edema_support = "drop"`` (default): none of its voxels is in the lesion's edema support
   (region :data:`SUPPORT`, computed by the importer: where the whole tumour exceeds the core
   on the grid the whole tumour was drawn on). Lesions without a support mask are not checked.
@@ -67,6 +73,7 @@ class FusionRules:
     detached_edema: str = "drop"
     edema_shell: str = "drop"
     edema_support: str = "drop"
+    apart_contact: str = "drop"
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_edema_voxels, int) or self.min_edema_voxels < 0:
@@ -79,6 +86,7 @@ class FusionRules:
             "detached_edema",
             "edema_shell",
             "edema_support",
+            "apart_contact",
         ):
             if getattr(self, name) not in RULE_CHOICES:
                 raise ValueError(
@@ -349,3 +357,75 @@ def _remove_edema_fragments(
     gone = np.isin(cc, small)
     lab[gone] = 0
     return int(small.size), int(gone.sum())
+
+
+#: the labels of each kind of contact between lesions (:func:`separate_drawn_apart`)
+CONTACT_LABELS = {"core": (ENHANCING, NECROSIS), "whole": (EDEMA,)}
+
+
+def touching_lesions(result: FusionResult, kind: str) -> list[tuple[str, str]]:
+    """Pairs of lesions (names) whose ``kind`` voxels (``"core"``: enhancing + necrosis,
+    ``"whole"``: oedema) touch (26-connected) in the fused label map."""
+    if result.instances is None:
+        return []
+    from scipy import ndimage
+
+    sel = np.isin(result.labels, CONTACT_LABELS[kind])
+    inst = np.where(sel, result.instances, 0)
+    pairs: set[tuple[int, int]] = set()
+    boxes = ndimage.find_objects(inst.astype(np.int32))
+    for i, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        pad = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        ring = ndimage.binary_dilation(inst[pad] == i, np.ones((3, 3, 3), bool))
+        for j in np.unique(inst[pad][ring]):
+            if j and j != i:
+                pairs.add((min(i, int(j)), max(i, int(j))))
+    names = result.instance_names
+    return [(names[a - 1], names[b - 1]) for a, b in sorted(pairs)]
+
+
+def separate_drawn_apart(result: FusionResult, apart: Sequence[tuple[str, str, str]]) -> None:
+    """Drop, in place, the contact layer between lesions drawn apart: ``apart`` lists
+    ``(lesion, lesion, kind)`` (kind ``"core"`` or ``"whole"``) that touch in the label map but
+    not on their native grid. The larger lesion's voxels of that kind touching the smaller's
+    become oedema (core) or background (oedema); recorded as conflicts. Cores first, then
+    oedema (a core voxel turned oedema may touch the other lesion's oedema)."""
+    if result.instances is None or not apart:
+        return
+    from scipy import ndimage
+
+    index = {n: i for i, n in enumerate(result.instance_names, start=1)}
+    labels, inst = result.labels, result.instances
+    for kind in ("core", "whole"):
+        for a, b, k in apart:
+            if k != kind or a not in index or b not in index:
+                continue
+            ia, ib = index[a], index[b]
+            sel = np.isin(labels, CONTACT_LABELS[kind])
+            sa, sb = (int((inst == i).sum()) for i in (ia, ib))
+            big, small = (ia, ib) if sa >= sb else (ib, ia)
+            small_mask = sel & (inst == small)
+            near = ndimage.binary_dilation(small_mask, np.ones((3, 3, 3), bool))
+            contact = near & sel & (inst == big)
+            n = int(contact.sum())
+            if not n:
+                continue
+            if kind == "core":
+                labels[contact] = EDEMA
+                res = "contact layer of the larger lesion's core set to edema"
+            else:
+                labels[contact] = 0
+                inst[contact] = 0
+                res = "contact layer of the larger lesion's edema set to background"
+            names = result.instance_names
+            result.conflicts.append(
+                Conflict(
+                    names[big - 1],
+                    f"{kind} touching a lesion drawn apart",
+                    n,
+                    res,
+                    names[small - 1],
+                )
+            )

@@ -20,7 +20,15 @@ import numpy as np
 
 from brainmets.labelmaps.arrays import VOLUME_LEVELS, grid_overlap, nonzero_box
 from brainmets.labelmaps.io import grid_difference, parse_mapping
-from brainmets.segment.fusion import SUPPORT, FusionResult, FusionRules, RegionMask, fuse
+from brainmets.segment.fusion import (
+    SUPPORT,
+    FusionResult,
+    FusionRules,
+    RegionMask,
+    fuse,
+    separate_drawn_apart,
+    touching_lesions,
+)
 from brainmets.segment.sources import (
     DEFAULT_PATTERNS,
     AnnotationError,
@@ -34,6 +42,7 @@ from brainmets.segment.sources import (
     read_rtstruct,
 )
 from brainmets.segment.transform import (
+    THICK_SLICE_RATIO,
     Transform,
     TransformError,
     WorldTransform,
@@ -421,7 +430,75 @@ def import_annotations(
         region_masks += edema_supports(drawn, region_masks, target_shape, target_affine)
     voxel_mm = tuple(float(v) for v in np.linalg.norm(np.asarray(target_affine)[:3, :3], axis=0))
     fusion = fuse(region_masks, target_shape, options.rules, base, voxel_mm)
+    if options.rules.apart_contact == "drop":
+        separate_drawn_apart(fusion, drawn_apart(fusion, masks, target_affine))
     return ImportResult(fusion, fmt, sources, skipped, notes)
+
+
+def _touch_structure(affine: np.ndarray, target_mm: float) -> np.ndarray:
+    """3x3x3 neighbourhood of "touching" on a drawn grid: no neighbours along thick axes."""
+    spacing = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+    st = np.ones((3, 3, 3), bool)
+    for axis, mm in enumerate(spacing):
+        if mm > THICK_SLICE_RATIO * target_mm:
+            index: list[Any] = [slice(None)] * 3
+            index[axis] = [0, 2]
+            st[tuple(index)] = False
+    return st
+
+
+#: the regions drawn for each kind of contact (:func:`drawn_apart`)
+_CONTACT_REGIONS = {"core": ("core", "enhancing", "necrosis"), "whole": ("whole", "edema")}
+
+
+def drawn_apart(
+    fusion: FusionResult, masks: Sequence[AnnotationMask], target_affine: np.ndarray
+) -> list[tuple[str, str, str]]:
+    """Of the lesions touching in the fused label map (:func:`touching_lesions`), those whose
+    masks of that kind were drawn on one grid and do not touch there: ``(lesion, lesion,
+    kind)``. Touching on the drawn grid: 26-connected, except along an axis whose voxels are
+    more than :data:`THICK_SLICE_RATIO` times the target's (a 6 mm slice spacing says
+    nothing about a gap of 1-5 mm between two lesions on neighbouring slices: drawn as two
+    masks that do not overlap, they stay two). Masks on different grids are not compared."""
+    from scipy import ndimage
+
+    target_mm = float(np.linalg.norm(np.asarray(target_affine, float)[:3, :3], axis=0).min())
+    out: list[tuple[str, str, str]] = []
+    for kind, regions in _CONTACT_REGIONS.items():
+        pairs = touching_lesions(fusion, kind)
+        if not pairs:
+            continue
+        drawn: dict[str, list[AnnotationMask]] = {}
+        for m in masks:
+            if m.region in regions:
+                drawn.setdefault(m.lesion, []).append(m)
+        for a, b in pairs:
+            ma, mb = drawn.get(a, []), drawn.get(b, [])
+            if not ma or not mb:
+                continue
+            grid, aff = ma[0].data.shape, np.asarray(ma[0].affine, float)
+            same = all(
+                m.data.shape == grid and np.allclose(np.asarray(m.affine, float), aff, atol=1e-4)
+                for m in (*ma, *mb)
+            )
+            if not same:
+                continue
+            da = np.zeros(grid, bool)
+            for m in ma:
+                da |= np.asarray(m.data).astype(bool)
+            db = np.zeros(grid, bool)
+            for m in mb:
+                db |= np.asarray(m.data).astype(bool)
+            box = nonzero_box(da)
+            if box is None or not db.any():
+                continue
+            pad = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+            if (da[pad] & db[pad]).any():
+                continue
+            ring = ndimage.binary_dilation(da[pad], _touch_structure(aff, target_mm))
+            if not (ring & db[pad]).any():
+                out.append((a, b, kind))
+    return out
 
 
 def reference_grid(path: Path) -> tuple[tuple[int, int, int], np.ndarray, nib.Nifti1Header]:

@@ -88,6 +88,7 @@ class SegmentOptions:
     detached_edema: str = "drop"
     edema_shell: str = "drop"
     edema_support: str = "drop"
+    apart_contact: str = "drop"
     min_inside_brain: float = 0.5
 
     def __post_init__(self) -> None:

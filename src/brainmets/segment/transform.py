@@ -233,10 +233,11 @@ def resample_mask(
       volume it was drawn with (its voxels times their volume, through the transform's
       determinant), the level bounded to [0.25, 0.75] (:data:`VOLUME_LEVELS`). A 0.5
       threshold after a resampling shrinks small convex masks (a 5 mm lesion loses a
-      third of its voxels); this keeps what was drawn. Used as ``"linear"`` when the
-      volume cannot be known (a non-linear ITK transform, a mask leaving the target grid)
-      and for masks drawn on slices more than :data:`THICK_SLICE_RATIO` times thicker than
-      the target voxels.
+      third of its voxels, an outline interpolated between 6 mm slices is cut inside the
+      rounded drawing); this keeps what was drawn. Pieces resampled from one connected
+      drawing stay connected (:func:`keep_drawn_connectivity`). Used as ``"linear"`` when
+      the volume cannot be known (a non-linear ITK transform, a mask leaving the target
+      grid).
 
     A mask that reaches the target grid but is smaller than its voxels keeps, with
     ``"linear"`` and ``"volume"``, the voxel(s) it covers most: it never disappears.
@@ -254,11 +255,7 @@ def resample_mask(
     if box is None:
         return None, np.zeros((0, 0, 0), bool)
     level = 0.5
-    if (
-        method == "volume"
-        and not isinstance(transform, ItkTransform)
-        and _voxel_mm(affine) <= THICK_SLICE_RATIO * _voxel_mm(target_affine)
-    ):
+    if method == "volume" and not isinstance(transform, ItkTransform):
         level = _volume_level(m, affine, target_shape, target_affine, transform, box, vals)
     keep = vals >= level
     if not keep.any():  # smaller than a target voxel: a drawn mask never disappears
@@ -358,14 +355,9 @@ def keep_drawn_connectivity(
     return out
 
 
-#: a mask whose largest voxel dimension exceeds the target's by more than this factor (a
-#: thick-slice 2D series) is kept at 0.5 by ``"volume"``: its drawn volume is a staircase
-#: of slabs, not a volume the interpolated outline should be stretched to
+#: a drawn grid whose voxels along an axis exceed the target's by more than this factor has
+#: thick slices along it (:func:`brainmets.segment.importer.drawn_apart`)
 THICK_SLICE_RATIO = 2.0
-
-
-def _voxel_mm(affine: np.ndarray) -> float:
-    return float(np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0).max())
 
 
 def _volume_level(
