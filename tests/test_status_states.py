@@ -149,3 +149,20 @@ def test_when_a_running_row_is_known_to_have_ended() -> None:
     assert shown[("TOY-001", "make")].state == "interrupted"
     shown = stage_states(toy_pipeline(), [row], [_command()], host="here")
     assert shown[("TOY-001", "make")].state == "running"
+
+
+def test_report_and_export_leave_out_a_patient_whose_results_are_stale(tmp_path: Path) -> None:
+    from brainmets.cohort.model import open_cohort
+
+    ws = make_toy_workspace(tmp_path / "ws")
+    assert api.run(ws.root, workers=1).ok
+    full = open_cohort(ws.root, ws.config.data, ["make", "digest"])
+    assert [p.id for p in full.included] == ["TOY-001", "TOY-002", "TOY-003"]
+    ws = _set(ws, "make", "size", 100)
+    assert api.run(ws.root, ["make"], workers=1).ok  # digest not re-run: stale
+    stale = open_cohort(ws.root, ws.config.data, ["make", "digest"])
+    assert stale.included == []
+    p = stale.patients[0]
+    assert p.stopped_stage == "digest" and p.reason is not None and "stale" in p.reason
+    assert api.run(ws.root, workers=1).ok
+    assert len(open_cohort(ws.root, ws.config.data, ["make", "digest"]).included) == 3

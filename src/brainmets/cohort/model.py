@@ -11,7 +11,10 @@ Definitions (``docs/report_export.md``):
 * **found**: every patient of the catalog (``patients``);
 * **with all four sequences**: the classification stage (``sequence_stage``, default
   ``classify``) finished without excluding the patient: one study holds T1, T1c, T2, FLAIR;
-* **included**: every required patient stage finished (``done``) and the patient is active.
+* **included**: every required patient stage finished (``done``) and the patient is active;
+  a result made from an upstream result that has since been replaced (its recorded
+  ``inputs.upstream`` is no fingerprint the patient has now: ``stale`` in ``brainmets
+  status``) does not count, so report and export leave the patient out until it is redone.
   The required stages are the patient stages of the workspace's pipeline (or the list given).
 
 A patient that is not included has one reason: the first required stage, in pipeline order,
@@ -258,11 +261,20 @@ def load_cohort(
         )
         seq_run = p.runs.get(sequence_stage)
         p.has_sequences = seq_run is not None and seq_run.status == "done"
+        fingerprints = {r.fingerprint for r in p.runs.values() if r.fingerprint}
         for stage in stages:
             run = p.runs.get(stage)
             if run is None or run.status != "done":
                 p.stopped_stage = stage
                 p.reason = _reason(p, stage)
+                break
+            upstream = (run.inputs or {}).get("upstream")
+            if upstream and upstream not in fingerprints:  # made from a result now replaced
+                p.stopped_stage = stage
+                p.reason = (
+                    f"{stage}: stale (made from an earlier result of the stage before it; "
+                    "run the pipeline again)"
+                )
                 break
         if p.stopped_stage is None and p.status == "excluded":
             p.stopped_stage = (p.excluded_reason or "").split(":", 1)[0] or None
