@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import signal
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
@@ -1141,9 +1142,21 @@ def version() -> None:
     console.print(brainmets.__version__)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``), handled as Ctrl-C is: the worker pool is shut down."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:  # pragma: no cover - interactive
+    raise _Terminated
+
+
 def main() -> None:  # console-script entry point
+    from brainmets.logsetup import quiet_resource_tracker
+
+    quiet_resource_tracker()  # no "leaked semaphore objects" after a killed run
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - interactive
+    except KeyboardInterrupt as exc:  # pragma: no cover - interactive
         err.print("[red]interrupted[/]; re-run the same command to resume")
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
