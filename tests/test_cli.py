@@ -291,3 +291,57 @@ def test_stages_shows_every_parameter_name_at_80_columns() -> None:
         assert any(line.startswith(f"{st.name} ({st.scope}): ") for line in lines), st.name
         for key in st.defaults:
             assert any(line.strip().startswith(f"{key} = ") for line in lines), key
+
+
+# ------------------------------------------------------------- help (issue 18)
+def test_help_lists_the_commands_in_pipeline_order() -> None:
+    import brainmets.cli as cli
+    from brainmets.stages import default_pipeline
+
+    res = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    listed = [
+        line.split()[1]
+        for line in res.output.splitlines()
+        if line.startswith("│ ") and line[2] != " "
+    ]
+    commands = [c for c in listed if c in cli.COMMAND_ORDER]
+    assert commands == list(cli.COMMAND_ORDER), listed
+    stages = [c for c in cli.COMMAND_ORDER if c in default_pipeline().names]
+    assert stages == default_pipeline().names
+
+
+@pytest.mark.parametrize("command", ["run", *STAGE_COMMANDS])
+def test_force_and_verbose_read_the_same_everywhere(command: str) -> None:
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    assert "--force <bool> Redo even when up to date: in a stage command that stage" in text
+    assert "--verbose -v (repeat: -vv) More output" in text
+
+
+def test_run_force_redoes_every_stage(tmp_path: Path) -> None:
+    ws = make_toy_workspace(tmp_path / "ws")
+    assert run_cli("run", "-w", str(ws.root), "--workers", "1").returncode == 0
+    assert run_cli("run", "-w", str(ws.root), "--workers", "1").returncode == 0  # skips
+    r = run_cli("run", "-w", str(ws.root), "--workers", "1", "--force")
+    assert r.returncode == 0, r.stderr
+    with ws.catalog(readonly=True) as cat:
+        assert {r.stage: r.attempts for r in cat.stage_runs()} == {
+            "enrol": 2,
+            "make": 2,
+            "digest": 2,
+            "summarise": 2,
+        }
+    old = run_cli("run", "-w", str(ws.root), "--force", "make")  # the old spelling
+    assert old.returncode == 2 and "make" in old.stderr
+
+
+def test_preprocess_help_has_a_workspace_and_a_standalone_section() -> None:
+    res = CliRunner().invoke(app, ["preprocess", "--help"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    out = res.output[res.output.index("╭") :]  # the option panels, after the examples
+    ws_at, sa_at = out.index("Workspace mode"), out.index("Standalone mode")
+    assert ws_at < out.index("--workspace") < out.index("--patient") < sa_at
+    for option in ("--t1c", "--flair", "--out", "--set", "--to-native", "--transforms"):
+        assert out.index(option) > sa_at, option

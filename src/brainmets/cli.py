@@ -13,6 +13,7 @@ workspace's key).
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import functools
 import inspect
@@ -20,6 +21,7 @@ import json
 import signal
 import sys
 import tomllib
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -45,6 +48,40 @@ ENV_WORKSPACE = "BRAINMETS_WORKSPACE"
 console = Console()
 err = Console(stderr=True)
 
+#: the order of ``brainmets --help``: setting up, the stages in pipeline order, running and
+#: looking, then the tools (a test checks the stages against the default pipeline)
+COMMAND_ORDER = (
+    "init",
+    "ingest",
+    "receive",
+    "deid",
+    "classify",
+    "convert",
+    "preprocess",
+    "segment",
+    "features",
+    "report",
+    "export",
+    "validate",
+    "run",
+    "status",
+    "stages",
+    "config",
+    "atlas",
+    "compare",
+    "demo",
+    "demo-data",
+    "version",
+)
+
+
+class PipelineOrderGroup(typer.core.TyperGroup):
+    """Lists the commands in :data:`COMMAND_ORDER` (others after them, by name)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda n: (rank.get(n, len(rank)), n))
+
 
 def _line(target: Console, text: str, **kwargs: Any) -> None:
     """Print one line that may hold a path: soft-wrapped (never broken or cropped by rich;
@@ -54,6 +91,7 @@ def _line(target: Console, text: str, **kwargs: Any) -> None:
 
 app = typer.Typer(
     name="brainmets",
+    cls=PipelineOrderGroup,
     help=(
         "Turn brain-MRI studies into a de-identified, AI-ready brain-metastasis dataset.\n\n"
         "Typical use: brainmets init WS; brainmets ingest -w WS /pacs/export; "
@@ -111,8 +149,24 @@ SchedulerOpt = Annotated[
 PatientOpt = Annotated[
     list[str] | None, typer.Option("--patient", "-p", help="Only these patients (repeatable).")
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Redo even when up to date.")]
-VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output.")]
+#: the same option, spelled and meaning the same, in ``run`` and every stage command
+FORCE_HELP = (
+    "Redo even when up to date: in a stage command that stage (the stages after it follow "
+    "on the next run), in run every stage."
+)
+ForceOpt = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
+VerboseOpt = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        metavar="(repeat: -vv)",
+        show_default=False,
+        help="More output: -v debug messages too; -vv also every repeated warning "
+        "(otherwise shown once, then counted).",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")]
 
 
@@ -147,12 +201,23 @@ def _is_argument(param: inspect.Parameter) -> bool:
     return any(isinstance(m, typer.models.ArgumentInfo) for m in meta)
 
 
+def _in_panel(annotation: Any, panel: str) -> Any:
+    """``Annotated[T, typer.Option(...)]`` with the option shown in help panel ``panel``."""
+    base, *meta = typing.get_args(annotation)
+    meta = [copy.copy(m) for m in meta]
+    for m in meta:
+        if isinstance(m, typer.models.ParameterInfo):
+            m.rich_help_panel = panel
+    return Annotated[tuple([base, *meta])]
+
+
 def stage_command(
-    name: str, **command_settings: Any
+    name: str, common_panel: str | None = None, **command_settings: Any
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register ``func(opts: StageOptions, **own)`` as the command ``name``: it takes the
     options of :class:`StageOptions` (after its own arguments, before its own options) and
-    receives them as one ``StageOptions``."""
+    receives them as one ``StageOptions``; ``common_panel``: the help panel they are
+    listed in (default: with the other options)."""
 
     def register(func: Callable[..., None]) -> Callable[..., None]:
         own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
@@ -162,7 +227,11 @@ def stage_command(
                 f.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=f.default,
-                annotation=STAGE_OPTION_TYPES[f.name],
+                annotation=(
+                    _in_panel(STAGE_OPTION_TYPES[f.name], common_panel)
+                    if common_panel
+                    else STAGE_OPTION_TYPES[f.name]
+                ),
             )
             for f in dataclasses.fields(StageOptions)
         ]
@@ -387,33 +456,82 @@ def classify(
 
 
 # --------------------------------------------------------------------- preprocess
-@stage_command("preprocess")
+PANEL_WORKSPACE = "Workspace mode: the preprocess stage on the workspace's patients"
+PANEL_STANDALONE = "Standalone mode: NIfTI files in, no workspace"
+
+
+@stage_command("preprocess", common_panel=PANEL_WORKSPACE)
 def preprocess(
     opts: StageOptions,
-    t1: Annotated[Path | None, typer.Option("--t1", help="Standalone: T1 NIfTI.")] = None,
-    t1c: Annotated[Path | None, typer.Option("--t1c", help="Standalone: T1 post-contrast.")] = None,
-    t2: Annotated[Path | None, typer.Option("--t2", help="Standalone: T2 NIfTI.")] = None,
-    flair: Annotated[Path | None, typer.Option("--flair", help="Standalone: FLAIR NIfTI.")] = None,
+    t1: Annotated[
+        Path | None, typer.Option("--t1", help="T1 NIfTI.", rich_help_panel=PANEL_STANDALONE)
+    ] = None,
+    t1c: Annotated[
+        Path | None,
+        typer.Option("--t1c", help="T1 post-contrast NIfTI.", rich_help_panel=PANEL_STANDALONE),
+    ] = None,
+    t2: Annotated[
+        Path | None, typer.Option("--t2", help="T2 NIfTI.", rich_help_panel=PANEL_STANDALONE)
+    ] = None,
+    flair: Annotated[
+        Path | None,
+        typer.Option("--flair", help="FLAIR NIfTI.", rich_help_panel=PANEL_STANDALONE),
+    ] = None,
     seg: Annotated[
-        list[Path] | None, typer.Option("--seg", help="Standalone: label maps to carry along.")
+        list[Path] | None,
+        typer.Option(
+            "--seg",
+            help="Label maps to carry along (repeatable).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Standalone: output folder.")] = None,
-    case_id: Annotated[str | None, typer.Option("--case-id", help="Standalone: case ID.")] = None,
-    to_native: Annotated[
-        Path | None, typer.Option("--to-native", help="Map this SRI24-space image back.")
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder (with --to-native: the output file).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
     ] = None,
-    transforms: Annotated[
-        Path | None, typer.Option("--transforms", help="With --to-native: <ID>-transforms.json.")
+    case_id: Annotated[
+        str | None,
+        typer.Option(
+            "--case-id",
+            help="Case ID (default: the --t1c file name without .nii.gz).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
     ] = None,
-    space: Annotated[str, typer.Option(help="With --to-native: t1c, t1, t2 or flair.")] = "t1c",
     settings: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
-            help="Standalone: a parameter KEY=VALUE (TOML value; see docs/preprocessing.md), "
+            help="A parameter KEY=VALUE (TOML value; see docs/preprocessing.md), "
             "repeatable, e.g. --set skull_stripper=atlas",
+            rich_help_panel=PANEL_STANDALONE,
         ),
     ] = None,
+    to_native: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-native",
+            help="Map this SRI24-space image back to native space (needs --transforms, --out).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
+    ] = None,
+    transforms: Annotated[
+        Path | None,
+        typer.Option(
+            "--transforms",
+            help="With --to-native: <ID>-transforms.json.",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
+    ] = None,
+    space: Annotated[
+        str,
+        typer.Option(
+            help="With --to-native: t1c, t1, t2 or flair.", rich_help_panel=PANEL_STANDALONE
+        ),
+    ] = "t1c",
 ) -> None:
     """Co-register, register to SRI24, resample once to 1 mm 240x240x155, skull strip.
 
@@ -609,6 +727,14 @@ def deid(
             help="verify: exit 0 even when some originals or values could not be checked.",
         ),
     ] = False,
+    allow_other_key: Annotated[
+        bool,
+        typer.Option(
+            "--allow-other-key",
+            help="Folder mode: add to an OUT_DIR made with another key (or of unknown key); "
+            "its patients then have two pseudonyms.",
+        ),
+    ] = False,
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Profile + options, keyed pseudonyms).
 
@@ -618,7 +744,9 @@ def deid(
     and lists the files not de-identified. It exits 0 when every file was de-identified, 1
     when any was rejected or quarantined, 2 on bad usage, 3 when the key file is unusable.
     OUT_DIR records the fingerprint of the key (.brainmets-deid.json); an OUT_DIR made with
-    another key, or holding files but no such record, is refused (exit 2) unless --force.
+    another key, or holding files but no such record, is refused (exit 2) unless
+    --allow-other-key. --force redoes the workspace stage (folder mode always writes every
+    file).
 
     Examples:
 
@@ -641,6 +769,11 @@ def deid(
         if len(args) == 2:
             from brainmets.deid.cli import deid_folder
 
+            if opts.force:
+                raise ValueError(
+                    "--force redoes the workspace stage; folder mode writes every file anyway "
+                    "(--allow-other-key adds to an OUT_DIR made with another key)"
+                )
             if key_file is None:
                 raise ValueError(
                     "folder mode needs --key KEYFILE (e.g. a workspace's private/deid.key)"
@@ -653,7 +786,7 @@ def deid(
                     opts.workers or None,
                     mapping,
                     report_path=report,
-                    force=opts.force,
+                    allow_other_key=allow_other_key,
                 )
             )
         if args:
@@ -700,13 +833,15 @@ def run(
     patient: PatientOpt = None,
     workers: WorkersOpt = 0,
     scheduler: SchedulerOpt = "",
-    force: Annotated[
-        list[str] | None, typer.Option("--force", help="Redo this stage (repeatable).")
-    ] = None,
+    force: ForceOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Run every stage, skipping what is up to date; resumable after any interruption.
+
+    --force redoes every stage even when up to date. To redo one stage and what follows
+    from it, run that stage's command with --force, then run: brainmets convert --force;
+    brainmets run.
 
     Refuses to start (exit 3) when the workspace key is missing, unusable or not the key the
     workspace was created with (its fingerprint is recorded in the catalog), as do ingest,
@@ -725,7 +860,7 @@ def run(
         rep = api.run(
             ws,
             patients=patient,
-            force=force or (),
+            force=_pipeline(ws).names if force else (),
             workers=workers,
             scheduler=scheduler,
             console=err,

@@ -64,7 +64,7 @@ def deid_folder(
     options: DeidOptions | None = None,
     quarantine_dir: Path | None = None,
     report_path: Path | None = None,
-    force: bool = False,
+    allow_other_key: bool = False,
 ) -> int:
     """Folder mode: de-identify ``src`` into ``dst``; return the exit code.
 
@@ -76,7 +76,7 @@ def deid_folder(
     not de-identified are listed on the console.
     ``dst`` records the fingerprint of the key (:data:`brainmets.deid.tree.OUTPUT_MARKER`);
     an output folder made with another key, or holding files but no such record, is refused
-    (2) unless ``force``.
+    (2) unless ``allow_other_key``.
     ``mapping_out`` (only when given): ``id_old,id_new`` CSV files in MIDI-B format: a file
     path ending in ``.csv`` gets every pair, a folder gets one file per kind (patient IDs,
     accession numbers, UIDs). Mapping files hold identifying values and are written with
@@ -105,17 +105,19 @@ def deid_folder(
         return EXIT_USAGE
     fingerprint = key_fingerprint(key)
     mixed = output_key_problem(out_root, fingerprint)
-    if mixed and not force:
+    if mixed and not allow_other_key:
         err.print(
             f"[bold red]error:[/] {mixed}. Use an empty output folder (or the key that made "
-            "it), or --force to add to it anyway. Nothing was written.",
+            "it), or --allow-other-key to add to it anyway. Nothing was written.",
             highlight=False,
             soft_wrap=True,
         )
         return EXIT_USAGE
     if mixed:
         err.print(
-            f"[yellow]warning:[/] {mixed}; adding to it (--force)", highlight=False, soft_wrap=True
+            f"[yellow]warning:[/] {mixed}; adding to it (--allow-other-key)",
+            highlight=False,
+            soft_wrap=True,
         )
     record_output_key(out_root, fingerprint)  # before any output: a rerun knows the key
     try:
