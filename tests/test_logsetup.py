@@ -59,7 +59,7 @@ def test_a_repeated_warning_is_shown_once_then_counted(logged: tuple[io.StringIO
     assert "P0 convert: odd thing 0" in console and "P1 convert" not in console
     assert "something else" in console
     assert lines == [
-        f"convert: odd thing: 4 more like the one above (5 in all; in the log file {log_file})"
+        f"convert: odd thing: 4 more like the one above (5 in all, each in the log file {log_file})"
     ]
     assert lines[0] in console
     records = _records(log_file)
@@ -168,7 +168,7 @@ def test_the_runner_shows_a_stage_warning_kind_once_per_run(tmp_path: Path) -> N
     assert console.count("UserWarning: pydicom-like warning 7") == 1
     assert console.count("UserWarning: odd value in TOY-00") == 1  # 3 patients, one line
     assert "make: UserWarning: odd value in TOY-#: 2 more like the one above" in console
-    assert "make: harmless: 3 time(s) (each at DEBUG" in console
+    assert "make: harmless: 3 time(s), each at DEBUG in the log file" in console
     assert "harmless detail" not in console
     records = _records(log_file)
     assert sum("harmless detail" in r["message"] for r in records) == 3

@@ -1337,12 +1337,13 @@ def version() -> None:
     console.print(brainmets.__version__)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill PID``), handled as Ctrl-C is: the worker pool is shut down."""
+_TERMINATED: list[int] = []  # the SIGTERM received, if any
 
 
 def _on_sigterm(signum: int, frame: object) -> None:  # pragma: no cover - interactive
-    raise _Terminated
+    """SIGTERM (``kill PID``) is handled as Ctrl-C is: the worker pool is shut down."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
 
 
 def main() -> None:  # console-script entry point
@@ -1352,6 +1353,8 @@ def main() -> None:  # console-script entry point
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
-    except KeyboardInterrupt as exc:  # pragma: no cover - interactive
+    except (KeyboardInterrupt, SystemExit) as exc:  # typer turns Ctrl-C into exit 130
+        if isinstance(exc, SystemExit) and exc.code != 130:
+            raise
         err.print("[red]interrupted[/]; re-run the same command to resume")
-        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+        sys.exit(143 if _TERMINATED else 130)

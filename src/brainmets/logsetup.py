@@ -81,18 +81,13 @@ class Repeats:
         out = []
         for kind, n in self.counts.items():
             level = min(self.levels[kind], logging.WARNING)
+            name = logging.getLevelName(level)
             if kind in self.shown and n > 1:
-                out.append(
-                    (level, f"{kind}: {n - 1} more like the one above ({n} in all; in {where})")
-                )
+                line = f"{kind}: {n - 1} more like the one above ({n} in all, each in {where})"
+                out.append((level, line))
             elif kind not in self.shown:
-                out.append(
-                    (
-                        max(level, logging.INFO),
-                        f"{kind}: {n} time(s) (each at {logging.getLevelName(level)} in {where};"
-                        " -v shows them)",
-                    )
-                )
+                line = f"{kind}: {n} time(s), each at {name} in {where} (-v shows them)"
+                out.append((max(level, logging.INFO), line))
         return out
 
 

@@ -60,12 +60,12 @@ PHILIPS_SCALING = {"display": "n", "precise": "y"}
 HARMLESS_WARNINGS: dict[str, str] = {
     r"slice tim": "slice timing unavailable (irrelevant for structural images)",
     r"GE protocol data block": (
-        "GE protocol data block (0025,101B) absent (a private element; slice timing and GE"
-        " sequence details unavailable, irrelevant for structural images)"
+        "GE protocol data block (0025,101B) absent (a private element; irrelevant for"
+        " structural images)"
     ),
     r"exported as (classic not enhanced|enhanced not classic)": (
-        "Siemens XA series exported as classic, not enhanced DICOM (slice times may be"
-        " inaccurate, irrelevant for structural images)"
+        "Siemens XA classic (not enhanced) DICOM: slice times may be inaccurate (irrelevant"
+        " for structural images)"
     ),
 }
 
