@@ -51,7 +51,7 @@ def test_a_repeated_warning_is_shown_once_then_counted(logged: tuple[io.StringIO
     lg = logging.getLogger("brainmets.test")
     reset_repeats()
     for i in range(5):
-        lg.warning("P%d convert: odd thing %d", i, i, extra={"kind": "convert: odd thing"})
+        lg.warning("P%d convert: odd thing %d", i, i, extra={"repeat_kind": "convert: odd thing"})
     lg.warning("something else")
     lines = log_repeat_summary()
     console = " ".join(out.getvalue().split())
@@ -64,7 +64,7 @@ def test_a_repeated_warning_is_shown_once_then_counted(logged: tuple[io.StringIO
     assert lines[0] in console
     records = _records(log_file)
     assert sum(r["message"].startswith("P") for r in records) == 5  # every one in the file
-    assert {r.get("kind") for r in records if r["message"].startswith("P")} == {
+    assert {r.get("repeat_kind") for r in records if r["message"].startswith("P")} == {
         "convert: odd thing"
     }
     assert log_repeat_summary() == []  # counted per run: the summary starts afresh
@@ -79,7 +79,7 @@ def test_harmless_warnings_go_to_debug_with_one_summary_line(
     for tr in ("6477.31", "425.95", "9845.34"):
         kind, level = warning_kind(SIEMENS.format(tr=tr))
         assert level == "DEBUG"
-        lg.log(logging.DEBUG, f"convert: {SIEMENS.format(tr=tr)}", extra={"kind": kind})
+        lg.log(logging.DEBUG, f"convert: {SIEMENS.format(tr=tr)}", extra={"repeat_kind": kind})
     (line,) = log_repeat_summary()
     assert line.startswith("slice timing unavailable (irrelevant for structural images): 3 time(s)")
     assert "at DEBUG" in line and "-v shows them" in line
@@ -93,7 +93,7 @@ def test_verbose_2_shows_every_repeat(tmp_path: Path) -> None:
     setup_logging(Console(file=out, width=200), None, verbose=2)
     try:
         for i in range(3):
-            logging.getLogger("brainmets.x").warning("w%d", i, extra={"kind": "k"})
+            logging.getLogger("brainmets.x").warning("w%d", i, extra={"repeat_kind": "k"})
     finally:
         logging.getLogger("brainmets").handlers.clear()
     assert all(f"w{i}" in out.getvalue() for i in range(3))
@@ -122,7 +122,7 @@ def test_python_warnings_are_logged_not_printed(
     assert "UserWarning: Invalid value for VR DA: '2014x'" in out.getvalue()
     assert "UserWarning" not in capsys.readouterr().err
     (rec,) = [r for r in _records(log_file) if r["logger"] == "brainmets.warnings"]
-    assert rec["kind"] == "UserWarning: Invalid value for VR DA: '...'"
+    assert rec["repeat_kind"] == "UserWarning: Invalid value for VR DA: '...'"
     assert rec["where"].endswith(f"test_logsetup.py:{_line_of('Invalid value for VR DA')}")
 
 
@@ -135,7 +135,7 @@ def _warning_stage(ctx: StageContext) -> StageResult:
     for _ in range(3):  # Python shows a warning once per place and text
         warnings.warn("pydicom-like warning 7", UserWarning, stacklevel=1)
     warnings.warn(f"odd value in {ctx.patient_id}", UserWarning, stacklevel=1)
-    ctx.log("DEBUG", f"{ctx.patient_id}: harmless detail", kind="harmless")
+    ctx.log("DEBUG", f"{ctx.patient_id}: harmless detail", repeat_kind="harmless")
     return StageResult()
 
 
@@ -148,7 +148,7 @@ def test_a_stage_s_python_warnings_become_its_log_records(tmp_path: Path) -> Non
     assert outer == []  # collected by the stage, not by the caller
     rec = next(r for r in outcome.logs if r["level"] == "WARNING")
     assert rec["message"] == "UserWarning: pydicom-like warning 7"
-    assert rec["kind"] == "UserWarning: pydicom-like warning #" and rec["count"] >= 1
+    assert rec["repeat_kind"] == "UserWarning: pydicom-like warning #" and rec["count"] >= 1
 
 
 def test_the_runner_shows_a_stage_warning_kind_once_per_run(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 """Logging: human-readable on the console (rich), structured JSON lines in the workspace.
 
-**Repeated warnings.** A record logged with a ``kind`` (``extra={"kind": ...}``, or a
-``kind=`` field of :meth:`StageContext.log <brainmets.pipeline.stage.StageContext.log>`)
-is one of many alike, e.g. the same dcm2niix warning for every series of a vendor. The
-console shows the first record of each kind at or above its level, once per run
-(:func:`reset_repeats`); the others are counted, and :func:`log_repeat_summary` prints one
-line per kind with the count. The log file gets every record, at its own level (DEBUG for
-the harmless ones). ``-vv`` shows every record on the console.
+**Repeated warnings.** A record logged with a ``repeat_kind`` (``extra={"repeat_kind":
+...}``, or a ``repeat_kind=`` field of :meth:`StageContext.log
+<brainmets.pipeline.stage.StageContext.log>`) is one of many alike, e.g. the same
+dcm2niix warning for every series of a vendor. The console shows the first record of each
+kind at or above its level, once per run (:func:`reset_repeats`); the others are counted,
+and :func:`log_repeat_summary` prints one line per kind with the count. The log file gets
+every record, at its own level (DEBUG for the harmless ones). ``-vv`` shows every record
+on the console.
 
 **Python warnings** (``warnings.warn``, e.g. pydicom's ``UserWarning``) are logged through
 the ``brainmets.warnings`` logger with a kind, instead of being printed raw to stderr; in a
@@ -37,7 +38,7 @@ from rich.text import Text
 
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 #: the record attribute naming a record's kind (see the module docstring)
-KIND = "kind"
+KIND = "repeat_kind"
 #: multiprocessing's resource tracker, as a ``-W`` filter its process inherits
 RESOURCE_TRACKER_FILTER = "ignore:resource_tracker:UserWarning:multiprocessing.resource_tracker"
 

@@ -155,7 +155,7 @@ def run_convert(ctx: StageContext) -> StageResult:
             shape = _check_volume(conv.nifti, geo.rows, geo.columns, geo.n_slices, label)
             for w in conv.warnings:  # the console shows one of each kind (logsetup)
                 kind, level = warning_kind(w)
-                ctx.log(level, f"{label}: dcm2niix: {w}", kind=f"dcm2niix: {kind}")
+                ctx.log(level, f"{label}: dcm2niix: {w}", repeat_kind=f"dcm2niix: {kind}")
             ctx.info(f"{label}: {'x'.join(map(str, shape))} -> {conv.nifti.name}")
             report["series"][role] = {
                 "series_uid": entry["series_uid"],
