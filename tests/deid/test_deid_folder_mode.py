@@ -191,7 +191,7 @@ def test_an_output_folder_made_with_another_key_is_refused(
 
     assert deid_folder(src, out, other, 1, None) == 2
     printed = " ".join(capsys.readouterr().err.split())
-    assert "holds output made with another key" in printed and "--force" in printed
+    assert "holds output made with another key" in printed and "--allow-other-key" in printed
     assert key_fingerprint(key)[:12] in printed and "second pseudonym" in printed
     assert _patients(out) == [patient]  # nothing added
     assert json.loads(marker.read_text())["key_fingerprints"] == [key_fingerprint(key)]
@@ -199,13 +199,15 @@ def test_an_output_folder_made_with_another_key_is_refused(
     r = run_cli("deid", str(src), str(out), "--key", str(other), "-j", "1")
     assert r.returncode == 2 and "another key" in r.stderr, r.stderr
     r = run_cli("deid", str(src), str(out), "--key", str(other), "-j", "1", "--force")
+    assert r.returncode == 2 and "--allow-other-key" in r.stderr, r.stderr  # not its meaning
+    r = run_cli("deid", str(src), str(out), "--key", str(other), "-j", "1", "--allow-other-key")
     assert r.returncode == 0, r.stderr
-    assert len(_patients(out)) == 2  # what --force allows: two pseudonyms, one patient
+    assert len(_patients(out)) == 2  # what it allows: two pseudonyms, one patient
     fps = json.loads(marker.read_text())["key_fingerprints"]
     assert fps == [key_fingerprint(key), key_fingerprint(other_key)]
 
 
-def test_an_output_folder_with_files_of_unknown_key_is_refused_unless_forced(
+def test_an_output_folder_with_files_of_unknown_key_is_refused_unless_allowed(
     tmp_path: Path, prisma_hfs: Path, key: bytes, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = copy_files(_series(prisma_hfs, 1), tmp_path / "in")
@@ -217,7 +219,7 @@ def test_an_output_folder_with_files_of_unknown_key_is_refused_unless_forced(
     printed = " ".join(capsys.readouterr().err.split())
     assert "already holds 1 file(s) but no record of the key" in printed
     assert not (out / OUTPUT_MARKER).exists()
-    assert deid_folder(src, out, kf, 1, None, force=True) == 0
+    assert deid_folder(src, out, kf, 1, None, allow_other_key=True) == 0
     assert json.loads((out / OUTPUT_MARKER).read_text())["key_fingerprints"] == [
         key_fingerprint(key)
     ]

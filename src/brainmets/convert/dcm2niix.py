@@ -21,6 +21,13 @@ default where the private tag survives. See :func:`scaling_flag` for how ``-p`` 
 (dcm2niix's ``-p n`` would ignore per-slice varying rescale values, so it is used only
 where needed and checked).
 
+**Warnings.** Every line of dcm2niix's output starting with "Warning" is kept
+(:attr:`Converted.warnings`, the stage's ``conversion.json``). :func:`warning_kind` sorts
+them: some say only that slice timing (for fMRI, not for these structural images) or a
+vendor's private protocol block (removed by de-identification) is unavailable, and are
+logged at DEBUG; the others at WARNING. Each is logged with its kind, so that the console
+shows one line per kind and run, with a count (:mod:`brainmets.logsetup`).
+
 A conversion must produce exactly one volume (one NIfTI, no echo/phase/tilt variants) with
 the expected number of voxels, else :class:`ConversionError`.
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,10 +49,36 @@ from pathlib import Path
 import pydicom
 
 from brainmets.convert.geometry import IMAGE_SOP_CLASSES
+from brainmets.logsetup import normalize_kind
 
 ENV_DCM2NIIX = "BRAINMETS_DCM2NIIX"
 #: philips_scaling values -> the dcm2niix -p flag for Philips files with a private scale
 PHILIPS_SCALING = {"display": "n", "precise": "y"}
+
+
+#: dcm2niix warnings that do not affect structural images: pattern -> their kind
+HARMLESS_WARNINGS: dict[str, str] = {
+    r"slice tim": "slice timing unavailable (irrelevant for structural images)",
+    r"GE protocol data block": (
+        "GE protocol data block (0025,101B) absent (a private element; irrelevant for"
+        " structural images)"
+    ),
+    r"exported as (classic not enhanced|enhanced not classic)": (
+        "Siemens XA classic (not enhanced) DICOM: slice times may be inaccurate (irrelevant"
+        " for structural images)"
+    ),
+}
+
+
+def warning_kind(line: str) -> tuple[str, str]:
+    """The kind of a dcm2niix warning line and the level to log it at: DEBUG for the
+    harmless ones (:data:`HARMLESS_WARNINGS`), else WARNING (kind: the line with its
+    numbers and paths blanked)."""
+    for pattern, kind in HARMLESS_WARNINGS.items():
+        if re.search(pattern, line, re.IGNORECASE):
+            return kind, "DEBUG"
+    text = re.sub(r"^warning:?\s*", "", line.strip(), flags=re.IGNORECASE)
+    return normalize_kind(text), "WARNING"
 
 
 class ConversionError(RuntimeError):

@@ -36,6 +36,7 @@ from brainmets.convert.dcm2niix import (
     convert_files,
     dcm2niix_version,
     find_dcm2niix,
+    warning_kind,
 )
 from brainmets.convert.geometry import check_geometry, read_frames
 from brainmets.fsutil import TMP_PREFIX
@@ -152,8 +153,9 @@ def run_convert(ctx: StageContext) -> StageResult:
                 exe=exe,
             )
             shape = _check_volume(conv.nifti, geo.rows, geo.columns, geo.n_slices, label)
-            for w in conv.warnings:
-                ctx.warning(f"{label}: dcm2niix: {w}")
+            for w in conv.warnings:  # the console shows one of each kind (logsetup)
+                kind, level = warning_kind(w)
+                ctx.log(level, f"{label}: dcm2niix: {w}", repeat_kind=f"dcm2niix: {kind}")
             ctx.info(f"{label}: {'x'.join(map(str, shape))} -> {conv.nifti.name}")
             report["series"][role] = {
                 "series_uid": entry["series_uid"],

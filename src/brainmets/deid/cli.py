@@ -64,7 +64,7 @@ def deid_folder(
     options: DeidOptions | None = None,
     quarantine_dir: Path | None = None,
     report_path: Path | None = None,
-    force: bool = False,
+    allow_other_key: bool = False,
 ) -> int:
     """Folder mode: de-identify ``src`` into ``dst``; return the exit code.
 
@@ -76,7 +76,7 @@ def deid_folder(
     not de-identified are listed on the console.
     ``dst`` records the fingerprint of the key (:data:`brainmets.deid.tree.OUTPUT_MARKER`);
     an output folder made with another key, or holding files but no such record, is refused
-    (2) unless ``force``.
+    (2) unless ``allow_other_key``.
     ``mapping_out`` (only when given): ``id_old,id_new`` CSV files in MIDI-B format: a file
     path ending in ``.csv`` gets every pair, a folder gets one file per kind (patient IDs,
     accession numbers, UIDs). Mapping files hold identifying values and are written with
@@ -85,15 +85,15 @@ def deid_folder(
     try:
         key = read_key(key_file)  # the workspace's own definition of a usable key file
     except WorkspaceError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_KEY
     if not Path(src).is_dir():
-        err.print(f"[bold red]error:[/] {src} is not a folder", highlight=False)
+        err.print(f"[bold red]error:[/] {src} is not a folder", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     try:
         _, out_root = check_destination(Path(src), Path(dst))
     except ValueError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     report_file = Path(report_path) if report_path is not None else default_report_path(dst)
     if out_root in report_file.expanduser().resolve().parents:
@@ -105,16 +105,20 @@ def deid_folder(
         return EXIT_USAGE
     fingerprint = key_fingerprint(key)
     mixed = output_key_problem(out_root, fingerprint)
-    if mixed and not force:
+    if mixed and not allow_other_key:
         err.print(
             f"[bold red]error:[/] {mixed}. Use an empty output folder (or the key that made "
-            "it), or --force to add to it anyway. Nothing was written.",
+            "it), or --allow-other-key to add to it anyway. Nothing was written.",
             highlight=False,
             soft_wrap=True,
         )
         return EXIT_USAGE
     if mixed:
-        err.print(f"[yellow]warning:[/] {mixed}; adding to it (--force)", highlight=False)
+        err.print(
+            f"[yellow]warning:[/] {mixed}; adding to it (--allow-other-key)",
+            highlight=False,
+            soft_wrap=True,
+        )
     record_output_key(out_root, fingerprint)  # before any output: a rerun knows the key
     try:
         report = deidentify_tree(
@@ -128,19 +132,24 @@ def deid_folder(
             collect_mapping=mapping_out is not None,
         )
     except ValueError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     print_tree_report(report, Path(dst))
     if mapping_out is not None and report.mapping is not None:
         written = write_mapping(report.mapping, Path(mapping_out))
         for p in written:
-            err.print(f"mapping written to {p} (identifying: keep it protected)", highlight=False)
+            err.print(
+                f"mapping written to {p} (identifying: keep it protected)",
+                highlight=False,
+                soft_wrap=True,
+            )
     try:
         write_file_report(report, report_file)
     except OSError as exc:
         err.print(
             f"[bold red]error:[/] cannot write the per-file report {report_file}: {exc}",
             highlight=False,
+            soft_wrap=True,
         )
         return EXIT_FINDING
     missed = report.not_deidentified
@@ -242,7 +251,7 @@ def run_verify(
     """
     for p in (original, deidentified):
         if not Path(p).is_dir():
-            err.print(f"[bold red]error:[/] {p} is not a folder", highlight=False)
+            err.print(f"[bold red]error:[/] {p} is not a folder", highlight=False, soft_wrap=True)
             return EXIT_USAGE
     report = verify_tree(
         Path(original),
@@ -277,7 +286,7 @@ def print_verify_report(report: VerifyReport) -> None:
     if report.unchecked:
         out.print(f"[bold yellow]could not check[/] {len(report.unchecked)} item(s):")
         for u in report.unchecked[:MAX_LISTED]:
-            out.print(f"[yellow]unchecked[/] {u}", highlight=False)
+            out.print(f"[yellow]unchecked[/] {u}", highlight=False, soft_wrap=True)
         if len(report.unchecked) > MAX_LISTED:
             out.print(f"... and {len(report.unchecked) - MAX_LISTED} more", highlight=False)
     if report.ok:
@@ -293,6 +302,6 @@ def print_verify_report(report: VerifyReport) -> None:
         table.add_row(kind, str(n))
     out.print(table)
     for f in report.findings[:MAX_LISTED]:
-        out.print(f"[red]{f.kind}[/] {f.file}: {f.detail}", highlight=False)
+        out.print(f"[red]{f.kind}[/] {f.file}: {f.detail}", highlight=False, soft_wrap=True)
     if len(report.findings) > MAX_LISTED:
         out.print(f"... and {len(report.findings) - MAX_LISTED} more", highlight=False)

@@ -47,6 +47,7 @@ from rich.progress import (
 import brainmets
 from brainmets.catalog import COHORT, Catalog, StageRun
 from brainmets.fsutil import remove_stale_temporaries, sha256_file
+from brainmets.logsetup import KIND, log_repeat_summary, reset_repeats
 from brainmets.pipeline.executors import Executor, InlineExecutor
 from brainmets.pipeline.inputs import InputContext, OutsideInputError
 from brainmets.pipeline.stage import Pipeline, Stage, StageContext, canonical_json
@@ -139,6 +140,7 @@ class Runner:
         selected = set(stages or self.pipeline.names)
         self._force = set(force)
         cat = self.ws.catalog()
+        reset_repeats()
         try:
             recovered = cat.recover_interrupted()
             if recovered:
@@ -158,6 +160,7 @@ class Runner:
             return summary
         finally:
             cat.close()
+            log_repeat_summary(log)  # one line per kind of repeated warning
 
     # --------------------------------------------------------------- internals
     def _segments(self, selected: set[str]) -> list[list[Stage]]:
@@ -477,13 +480,17 @@ class Runner:
         for rec in outcome.logs:
             level = logging.getLevelName(rec.get("level", "INFO"))
             fields = {k: v for k, v in rec.items() if k not in ("level", "message", "time")}
+            extra = {"patient": outcome.patient_id, "stage": st.name, "fields": fields}
+            kind = fields.pop(KIND, None)
+            if kind:  # one of many alike: the console shows the first (logsetup)
+                extra[KIND] = f"{st.name}: {kind}"
             log.log(
                 level if isinstance(level, int) else logging.INFO,
                 "%s %s: %s",
                 outcome.patient_id,
                 st.name,
                 rec.get("message", ""),
-                extra={"patient": outcome.patient_id, "stage": st.name, "fields": fields},
+                extra=extra,
             )
         tools = {"brainmets": brainmets.__version__, **outcome.tools}
         ok = outcome.status in REUSABLE

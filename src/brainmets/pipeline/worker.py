@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from brainmets.fsutil import sha256_file
+from brainmets.logsetup import collect_warnings, warning_record
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
 
@@ -40,7 +41,11 @@ def execute_stage(stage: Stage, ctx: StageContext) -> StageOutcome:
     t0 = time.perf_counter()
     host = os.uname().nodename
     try:
-        result = stage.func(ctx)
+        with collect_warnings() as caught:
+            try:
+                result = stage.func(ctx)
+            finally:
+                _log_warnings(ctx, caught)
         if not isinstance(result, StageResult):
             raise TypeError(f"stage {stage.name} returned {type(result).__name__}, not StageResult")
         outputs = {role: _describe_output(ctx.root, Path(p)) for role, p in result.outputs.items()}
@@ -73,6 +78,18 @@ def execute_stage(stage: Stage, ctx: StageContext) -> StageOutcome:
             logs=ctx.logs,
             host=host,
         )
+
+
+def _log_warnings(ctx: StageContext, caught: list[Any]) -> None:
+    """The Python warnings a stage raised (pydicom's, say) as its log records, one per
+    message and place, with how often; not printed to the worker's stderr."""
+    seen: dict[tuple[str, str, int], list[Any]] = {}
+    for w in caught:
+        seen.setdefault((str(w.message), w.filename, w.lineno), []).append(w)
+    for ws in seen.values():
+        w = ws[0]
+        text, fields = warning_record(w.message, w.category, w.filename, w.lineno)
+        ctx.log("WARNING", text, count=len(ws), **fields)
 
 
 def _describe_output(root: Path, path: Path) -> tuple[str, str, int]:
