@@ -225,6 +225,6 @@ def report_metrics(cohort: Cohort, doc: Document) -> dict[str, Any]:
         "patients_included": len(cohort.included),
         "lesions": lesions.lookup("Lesions (tumour-core components, labels 1+3)"),
         "patient_figures": sum(1 for f in doc.figures if f.name.startswith("patient_")),
-        "lesion_montages": sum(1 for f in doc.figures if f.name.startswith("lesions_")),
+        "lesion_montages": sum(1 for f in doc.figures if f.name.startswith("montage_")),
         "registration_figures": sum(1 for f in doc.figures if f.name.startswith("registration_")),
     }

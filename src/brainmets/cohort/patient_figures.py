@@ -9,7 +9,7 @@
 
 Lesions are those of the patient's recorded ``features.json`` (tumour-core components,
 numbered largest first by :func:`brainmets.lesions.analyse`), the same the lesion tables
-count. Figure names: ``patient_<ID>``, ``lesions_<ID>``, ``registration_<ID>``.
+count. Figure names: ``patient_<ID>``, ``montage_<ID>``, ``registration_<ID>``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def patient_figures(
             if left:
                 caption += f" Lesion(s) {_ranges(left)} left out (montage_max_lesions = {cap})."
                 shortened.append(f"{did} ({shown} of {n})")
-            figs.append(Figure("lesions_" + safe_name(did), caption, montage.png))
+            figs.append(Figure("montage_" + safe_name(did), caption, montage.png))
         if log:
             log(f"figures of {did}")
     notes: list[str] = []
