@@ -229,7 +229,7 @@ def test_montage_cap_and_the_patient_without_lesion(rx, tmp_path: Path) -> None:
     section = next(s for s in doc.sections if s.title == "Patient figures")
     text = " ".join(section.paragraphs)
     assert f"No lesion montage (no lesion in the label map): {b.id}." in text
-    assert f"lesions were left out for {a.id} (1 of 2)" in text
+    assert f"lesions were left out for {a.id} (1 of 2 shown)" in text
     fig_b = next(f for f in doc.figures if f.name == f"patient_{b.id}")
     assert "no lesion montage" in fig_b.caption
     montage = next(f for f in doc.figures if f.name == f"montage_{a.id}")

@@ -413,7 +413,14 @@ def lesion_montage(
                 named[f"{rec.get('lesion')}/{role}/{plane_name}"] = ax
         sub.suptitle(_lesion_title(rec, len(lesions), half), fontsize=11)
     _legend(fig)
-    fig.suptitle(f"{title}: lesions", fontsize=12)
+    n_total = len(lesions)
+    if n_total == 1:
+        which = "its lesion"
+    elif len(located) == n_total:
+        which = f"all {n_total} lesions (largest first)"
+    else:
+        which = f"{len(located)} of {n_total} lesions (largest first)"
+    fig.suptitle(f"{title}: lesion montage, {which}", fontsize=12)
     return _render(fig, dpi, named)
 
 

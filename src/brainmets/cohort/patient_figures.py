@@ -85,6 +85,7 @@ def patient_figures(
     cap = int(params["montage_max_lesions"])
     figs: list[Figure] = []
     no_lesion: list[str] = []
+    unplaced: list[str] = []
     shortened: list[str] = []
     for x in patients:
         did = show(x.id)
@@ -99,8 +100,9 @@ def patient_figures(
         figs.append(
             Figure(
                 "patient_" + safe_name(did),
-                f"{did}: T1, T1 post-contrast, T2, FLAIR on the axial slice through the largest "
-                "lesion; T1 post-contrast and FLAIR with the label map (edema green, enhancing "
+                f"{did}: T1, T1 post-contrast, T2, FLAIR on "
+                + ("the axial slice through the largest lesion" if n else "an axial slice")
+                + "; T1 post-contrast and FLAIR with the label map (edema green, enhancing "
                 "blue, necrosis red)."
                 + ("" if n else " No lesion in the label map: no lesion montage."),
                 patient_figure(vols, seg, did, centre, dpi=dpi).png,
@@ -108,7 +110,7 @@ def patient_figures(
         )
         montage = lesion_montage(vols, seg, lesions, did, cap, dpi=dpi) if n else None
         if montage is None:
-            no_lesion.append(did)
+            (unplaced if n else no_lesion).append(did)
         else:
             shown = n if cap <= 0 else min(n, cap)
             left = [_lesion_number(r, i + 1) for i, r in enumerate(lesions)][shown:]
@@ -125,7 +127,7 @@ def patient_figures(
             )
             if left:
                 caption += f" Lesion(s) {_ranges(left)} left out (montage_max_lesions = {cap})."
-                shortened.append(f"{did} ({shown} of {n})")
+                shortened.append(f"{did} ({shown} of {n} shown)")
             figs.append(Figure("montage_" + safe_name(did), caption, montage.png))
         if log:
             log(f"figures of {did}")
@@ -143,6 +145,11 @@ def patient_figures(
     if no_lesion:
         notes.append(
             "No lesion montage (no lesion in the label map): " + ", ".join(no_lesion) + "."
+        )
+    if unplaced:
+        notes.append(
+            "No lesion montage (no lesion centroid in features.json, or no T1 post-contrast "
+            "and FLAIR): " + ", ".join(unplaced) + "."
         )
     return figs, notes
 
