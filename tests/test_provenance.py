@@ -267,11 +267,16 @@ def test_clinical_sheet_is_hashed_from_the_parameters(tmp_path: Path) -> None:
     sheet = ws.root / "clinical.csv"
     with ws.catalog(readonly=True) as cat:
 
-        def describe(value: str) -> Any:
-            params = {**REPORT.defaults, "clinical_sheet": value}
+        def describe(value: str, qc_figures: str = "none") -> Any:
+            params = {**REPORT.defaults, "clinical_sheet": value, "qc_figures": qc_figures}
             return REPORT.fingerprint_inputs(InputContext(ws, cat, COHORT, params))  # type: ignore[misc]
 
         assert describe("") is None
+        # registration figures: the SRI24 template (content, not location) is an input too
+        with_template = describe("", "figures+flagged")
+        assert set(with_template) == {"template"}
+        atlas = with_template["template"]["atlas"]  # t1_brain.nii.gz's digest, or "not found"
+        assert atlas == "not found" or set(atlas) == {"t1_brain.nii.gz"}
         assert describe("clinical.csv") == {"clinical_sheet": {"path": str(sheet), "missing": True}}
         sheet.write_text("MRN,Age\n1,50\n")
         one = describe("clinical.csv")

@@ -214,7 +214,8 @@ def test_report_renders_in_headless_chromium(rx, tmp_path: Path) -> None:
     assert m, f"Chromium rendered no page: rc={res.returncode} {res.stderr[-2000:]}"
     attrs = dict(re.findall(r'data-(\w+)="(\d+)"', m.group(1)))
     n_png = len(list((_report_dir(rx.root) / "figures").glob("*.png")))
-    assert int(attrs["images"]) == n_png == 4  # 2 histograms + 2 patients
+    # 2 histograms + per patient (2): patient figure, lesion montage, registration figure
+    assert int(attrs["images"]) == n_png == 8
     assert int(attrs["decoded"]) == n_png  # every embedded PNG decoded by the browser
     assert int(attrs["tables"]) >= 10
     assert int(attrs["rows"]) == 8  # Table 1: acquisition + 2D/3D/N/A + 4 parameters

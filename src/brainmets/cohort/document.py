@@ -8,6 +8,7 @@ IDs, patients who are not included never named).
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,9 +18,14 @@ from brainmets.cohort.figures import (
     LABEL_COLOURS,
     lesion_volume_histogram,
     lesions_per_patient_histogram,
-    patient_figure,
 )
-from brainmets.cohort.model import Cohort, PatientRecord
+from brainmets.cohort.model import Cohort
+from brainmets.cohort.patient_figures import (
+    patient_figures,
+    qc_figure_patients,
+    registration_figures,
+    safe_name,
+)
 from brainmets.cohort.render import Document, Figure, Section
 from brainmets.cohort.tables import (
     Table,
@@ -44,7 +50,12 @@ DEFAULTS: dict[str, Any] = {
     "figure_patients": 12,
     "figure_selection": "random",  # random (seeded), first (by ID), largest (core volume)
     "figure_seed": 0,
-    "figure_dpi": 90,
+    "figure_dpi": 100,  # panels of the patient figures: 4.4 in (440 px at 100 dpi)
+    # lesion montage: at most this many lesions per patient, largest first (0 = all)
+    "montage_max_lesions": 3,
+    # registration QC figures: figures (the patients with a figure), figures+flagged (and
+    # every patient with a QC flag), all (every included patient), none
+    "qc_figures": "figures+flagged",
     # patient -> review status of the QC flags (e.g. "accepted", "corrected"); a flagged
     # patient without one is "pending"
     "qc_review": {},
@@ -56,19 +67,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _largest_centroid(p: PatientRecord) -> tuple[float, float, float] | None:
-    lesions = p.lesions
-    if not lesions:
-        return None
-    les = min(lesions, key=lambda x: (int(x.get("lesion") or 10**9), -float(x.get("voxels") or 0)))
-    try:
-        return (float(les["centroid_x"]), float(les["centroid_y"]), float(les["centroid_z"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def figure_name(display_id: str) -> str:
-    return "patient_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in display_id)
+    return "patient_" + safe_name(display_id)
 
 
 def build_document(
@@ -79,6 +79,7 @@ def build_document(
     anonymous_exclusions: bool = False,
     now: dt.datetime | None = None,
     log: Callable[[str], None] | None = None,
+    atlas_dir: str | os.PathLike[str] | None = None,
 ) -> Document:
     """The descriptor of ``cohort``.
 
@@ -88,6 +89,8 @@ def build_document(
         ids: pseudonym -> the ID to show (the export's IDs); default the pseudonym.
         anonymous_exclusions: list patients who are not included without their ID, and the
             clinical sheet's problems as counts only (the export's copy).
+        atlas_dir: the configured SRI24 folder (``atlas.dir``; None: looked up as
+            :func:`brainmets.atlas.locate_atlas` does), for the registration figures.
     """
     p = {**DEFAULTS, **dict(params)}
     show = (lambda x: str(ids.get(x, x))) if ids else (lambda x: x)
@@ -175,27 +178,7 @@ def build_document(
         str(p["figure_selection"]),
         int(p["figure_seed"]),
     )
-    figs: list[Figure] = []
-    for x in sampled:
-        did = show(x.id)
-        seg = x.seg
-        assert seg is not None
-        figs.append(
-            Figure(
-                figure_name(did),
-                f"{did}: T1, T1 post-contrast, T2, FLAIR on the axial slice through the largest "
-                "lesion; FLAIR with the label map (edema green, enhancing blue, necrosis red).",
-                patient_figure(
-                    {k: v for k, v in x.images().items()},
-                    seg,
-                    did,
-                    _largest_centroid(x),
-                    dpi=dpi,
-                ),
-            )
-        )
-        if log:
-            log(f"figure of {did}")
+    figs, figure_notes = patient_figures(sampled, show, p, log)
     colours = ", ".join(
         f"{lab} {name} ({colour})"
         for (lab, (name, _)), colour in zip(
@@ -206,19 +189,26 @@ def build_document(
         Section(
             "Patient figures",
             [
-                f"{len(figs)} of {len(included)} included patients "
+                f"{len(sampled)} of {len(included)} included patients "
                 + (
                     "(all)."
-                    if len(figs) == len(included)
+                    if len(sampled) == len(included)
                     else f"(selection: {p['figure_selection']}, seed {p['figure_seed']})."
                 ),
-                "Radiological convention: the patient's right is on the left of each panel "
-                f"(marked R), anterior up. Labels: {colours}.",
+                "Axial and coronal panels: radiological convention, the patient's right on the "
+                "left (marked R / L); sagittal panels: anterior on the left (A / P). Labels: "
+                f"{colours}.",
+                *figure_notes,
             ],
             figures=figs,
         )
     )
     sections.append(Section("Quality control", tables=[qc_table(cohort, p["qc_review"], ids)]))
+    reg_figs, reg_notes = registration_figures(
+        qc_figure_patients(included, sampled, str(p["qc_figures"])), show, p, atlas_dir, log
+    )
+    sections[-1].paragraphs += reg_notes
+    sections[-1].figures += reg_figs
     subtitle = (
         f"Generated {now.strftime('%Y-%m-%d %H:%M UTC')} by brainmets {brainmets.__version__} "
         f"from the workspace catalog; {len(included)} patients."
@@ -235,4 +225,6 @@ def report_metrics(cohort: Cohort, doc: Document) -> dict[str, Any]:
         "patients_included": len(cohort.included),
         "lesions": lesions.lookup("Lesions (tumour-core components, labels 1+3)"),
         "patient_figures": sum(1 for f in doc.figures if f.name.startswith("patient_")),
+        "lesion_montages": sum(1 for f in doc.figures if f.name.startswith("montage_")),
+        "registration_figures": sum(1 for f in doc.figures if f.name.startswith("registration_")),
     }

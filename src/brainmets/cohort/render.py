@@ -53,7 +53,7 @@ class Document:
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1100px;color:#222;line-height:1.4;padding:0 1em}
+max-width:1400px;color:#222;line-height:1.4;padding:0 1em}
 h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;
 margin-top:1.6em}h3{font-size:1.05em;margin-bottom:.3em}
 .subtitle{color:#666;margin-top:0}

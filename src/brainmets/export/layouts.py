@@ -230,6 +230,8 @@ class ExportJob:
     acquisition_tables: list[Table] = field(default_factory=list)
     log: Callable[[str], None] = lambda _msg: None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: the workspace's SRI24 folder (``atlas.dir``), for the report's registration figures
+    atlas_dir: Path | None = None
 
     @property
     def patients(self) -> list[PatientRecord]:
@@ -304,6 +306,7 @@ def build_collection(job: ExportJob, tmp: Path, result: ExportResult) -> None:
             ids=job.ids.ids,
             anonymous_exclusions=True,
             now=job.now,
+            atlas_dir=job.atlas_dir,
         )
         write_document(doc, tmp / "report")
         report_note = (

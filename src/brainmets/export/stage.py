@@ -106,6 +106,7 @@ def run_export(ctx: StageContext) -> StageResult:
         clinical_source=clinical.source if clinical is not None else "",
         acquisition_tables=[scanners(cohort), table1(cohort)],
         log=ctx.info,
+        atlas_dir=cfg.atlas_dir,
     )
     outputs: dict[str, Path] = {}
     if table.scheme == "brats":  # before writing: a number once shown is never given again

@@ -19,11 +19,13 @@ from brainmets.cohort import (
     sheet_path,
     write_document,
 )
-from brainmets.pipeline.inputs import InputContext, describe_file
+from brainmets.cohort.patient_figures import TEMPLATE_FILE
+from brainmets.config import Config
+from brainmets.pipeline.inputs import InputContext, describe_atlas, describe_file
 from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 
-VERSION = "1"
+VERSION = "2"  # 2: larger patient figures, lesion montages, registration figures
 
 #: the stage parameters (``[stages.report]``, :data:`brainmets.cohort.document.DEFAULTS`)
 #: as a typed options object, each parameter typed by its default
@@ -40,7 +42,9 @@ def run_report(ctx: StageContext) -> StageResult:
             f"clinical sheet {clinical.source}: {errors} error(s), "
             f"{len(clinical.problems) - errors} warning(s) (see the report)"
         )
-    doc = build_document(cohort, params, clinical)
+    doc = build_document(
+        cohort, params, clinical, atlas_dir=Config(root=ctx.root, data=ctx.config).atlas_dir
+    )
     written = write_document(doc, ctx.out_dir)
     ctx.info(f"report: {written['html']}")
     return StageResult(outputs=written, metrics=report_metrics(cohort, doc), tools=_tools())
@@ -53,10 +57,16 @@ def _tools() -> dict[str, str]:
 
 
 def _fingerprint_inputs(inp: InputContext) -> Any:
-    """The clinical sheet (``clinical_sheet``), read from outside the pipeline: its path and
-    content hash (missing / unreadable when so); None when no sheet is configured."""
+    """What the report reads from outside the pipeline: the clinical sheet
+    (``clinical_sheet``: its path and content hash, missing / unreadable when so) and, unless
+    ``qc_figures = "none"``, the SRI24 template of the registration figures."""
+    out: dict[str, Any] = {}
     path = sheet_path(inp.root, inp.params.get("clinical_sheet") or "")
-    return None if path is None else {"clinical_sheet": describe_file(path)}
+    if path is not None:
+        out["clinical_sheet"] = describe_file(path)
+    if inp.params.get("qc_figures", DEFAULTS["qc_figures"]) != "none":
+        out["template"] = describe_atlas([TEMPLATE_FILE], inp.config.atlas_dir)
+    return out or None
 
 
 STAGE = Stage(
