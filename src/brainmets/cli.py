@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -1255,7 +1256,7 @@ def demo(
     from brainmets import api
     from brainmets.ids import patient_pseudonym
     from brainmets.synth.anatomy import TemplateError
-    from brainmets.synth.cli import cohort_table
+    from brainmets.synth.cli import print_cohort
     from brainmets.synth.cohort import CohortDirError
 
     if patients < 1:
@@ -1275,10 +1276,8 @@ def demo(
             ws = _open(rep.workspace_dir)  # the log goes to the workspace's log file too
             if rep.cohort is not None:  # named as the workspace names its patients
                 key = ws.key()
-                console.print(
-                    cohort_table(
-                        rep.cohort, rep.cohort_seconds, lambda mrn: patient_pseudonym(key, mrn)
-                    )
+                print_cohort(
+                    console, rep.cohort, rep.cohort_seconds, lambda mrn: patient_pseudonym(key, mrn)
                 )
             console.rule("3. pipeline")
         elif step == "status":
@@ -1317,12 +1316,19 @@ def demo(
         raise typer.Exit(EXIT_FAILED)
 
 
+_TRUTH_HEADINGS = {"Infratentorial": "Infratent.", "volumes ok": "volumes", "core Dice": "Dice"}
+
+
 def _print_truth_check(check: TruthCheck) -> None:
     """The truth comparison: a row per patient, then the targets."""
     rows = check.table()
-    table = Table(title="published features vs truth (truth -> measured where they differ)")
-    for name in rows[0]:
-        table.add_column(name, no_wrap=True)
+    table = Table(
+        title="published features vs truth (truth -> measured where they differ)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
+    for name in rows[0]:  # short headings: the table fits 80 columns
+        table.add_column(_TRUTH_HEADINGS.get(name, name), no_wrap=True)
     for row in rows[1:]:
         table.add_row(*row)
     console.print(table)

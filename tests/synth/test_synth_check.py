@@ -99,3 +99,53 @@ def test_the_demo_names_expected_exclusions_by_pseudonym() -> None:
     console = Console(record=True, width=200)
     console.print(cohort_table(summary, 1.0))  # type: ignore[arg-type]
     assert "expected exclusions (MRNs)" in console.export_text()
+    # at 80 columns the paths are whole lines (never broken inside a table cell)
+    from brainmets.synth.cli import print_cohort
+
+    long = Path("/a/rather/long/folder/name/for/the/synthetic/demo/cohort/that/needs/space")
+    summary.out_dir = long
+    summary.truth_json = long / "truth.json"
+    console = Console(record=True, width=80)
+    print_cohort(console, summary, 1.0)  # type: ignore[arg-type]
+    lines = console.export_text(styles=False).splitlines()
+    assert f"ground truth: {long / 'truth.json'}" in lines
+
+
+def test_the_demo_truth_table_fits_80_columns() -> None:
+    from rich.console import Console
+
+    import brainmets.cli as cli
+    from brainmets.synth.check import PatientCheck, TruthCheck
+
+    pc = PatientCheck(
+        patient_id="BM-NGZXA6R4",
+        counts_truth={"ET_num": 13, "Nec_num": 1, "Edema_num": 3},
+        counts_got={"ET_num": 12, "Nec_num": 1, "Edema_num": 2},
+        infratentorial_truth=1,
+        infratentorial_got=1,
+    )
+    pc.core_dice = {1: 0.98}
+    check = TruthCheck()
+    check.patients.append(pc)
+    old = cli.console
+    cli.console = Console(record=True, width=80)
+    try:
+        cli._print_truth_check(check)
+        text = cli.console.export_text(styles=False)
+    finally:
+        cli.console = old
+    row = next(line for line in text.splitlines() if "BM-NGZXA6R4" in line)
+    assert row.split() == [
+        "BM-NGZXA6R4",
+        "13",
+        "->",
+        "12",
+        "1",
+        "3",
+        "->",
+        "2",
+        "1",
+        "0/0",
+        "0.980",
+    ]
+    assert all(h in text for h in ("ET_num", "Nec_num", "Edema_num", "Infratent.", "Dice"))

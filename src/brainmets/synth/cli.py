@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from brainmets.synth.anatomy import TemplateError
@@ -28,11 +29,30 @@ def cohort_table(
     excluded = [pseudonym(m) for m in summary.excluded] if pseudonym else list(summary.excluded)
     label = "expected exclusions" + (" (pseudonyms)" if pseudonym else " (MRNs)")
     table.add_row(label, ", ".join(excluded) or "none")
-    table.add_row("DICOM export", str(summary.out_dir / "dicom"))
-    table.add_row("ground truth", str(summary.truth_json))
-    table.add_row("clinical sheet", str(summary.clinical_sheet))
     table.add_row("time", f"{seconds:.1f} s")
     return table
+
+
+def cohort_paths(summary: CohortSummary) -> list[tuple[str, Path]]:
+    """Where :func:`generate_cohort` wrote (printed as whole lines, not table cells, so that
+    a path copied from an 80-column console is whole)."""
+    return [
+        ("DICOM export", summary.out_dir / "dicom"),
+        ("ground truth", summary.truth_json),
+        ("clinical sheet", summary.clinical_sheet),
+    ]
+
+
+def print_cohort(
+    console: Console,
+    summary: CohortSummary,
+    seconds: float,
+    pseudonym: Callable[[str], str] | None = None,
+) -> None:
+    """:func:`cohort_table`, then :func:`cohort_paths` one per line (soft-wrapped)."""
+    console.print(cohort_table(summary, seconds, pseudonym))
+    for what, path in cohort_paths(summary):
+        console.print(f"{what}: {escape(str(path))}", soft_wrap=True, highlight=False)
 
 
 def run_demo_data(
@@ -53,5 +73,5 @@ def run_demo_data(
     except (TemplateError, CohortDirError) as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
-    console.print(cohort_table(summary, time.perf_counter() - t0))
+    print_cohort(console, summary, time.perf_counter() - t0)
     return 0
