@@ -8,7 +8,7 @@ IDs, patients who are not included never named).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import brainmets
@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     # the stage whose success means "all four pretreatment sequences"
     "sequence_stage": "classify",
     "title": "Brain metastases dataset: descriptor",
+    # the synthetic cohort whose truth.json the report checks the results against: "" = the
+    # cohort folder of a registered source (when it has one), "none" = never, else a folder
+    "synthetic_truth": "",
 }
 
 
@@ -79,6 +82,7 @@ def build_document(
     anonymous_exclusions: bool = False,
     now: dt.datetime | None = None,
     log: Callable[[str], None] | None = None,
+    extra_sections: Sequence[Section] = (),
 ) -> Document:
     """The descriptor of ``cohort``.
 
@@ -88,6 +92,8 @@ def build_document(
         ids: pseudonym -> the ID to show (the export's IDs); default the pseudonym.
         anonymous_exclusions: list patients who are not included without their ID, and the
             clinical sheet's problems as counts only (the export's copy).
+        extra_sections: sections appended after the others (the report stage's check
+            against the synthetic truth).
     """
     p = {**DEFAULTS, **dict(params)}
     show = (lambda x: str(ids.get(x, x))) if ids else (lambda x: x)
@@ -219,6 +225,7 @@ def build_document(
         )
     )
     sections.append(Section("Quality control", tables=[qc_table(cohort, p["qc_review"], ids)]))
+    sections.extend(extra_sections)
     subtitle = (
         f"Generated {now.strftime('%Y-%m-%d %H:%M UTC')} by brainmets {brainmets.__version__} "
         f"from the workspace catalog; {len(included)} patients."

@@ -4,6 +4,10 @@ Reads the catalog (read-only) and the recorded outputs of every patient, and wri
 ``data/derivatives/_cohort/report/``: ``report.html`` (self-contained: CSS inline, figures
 embedded), ``report.md`` (figures in ``figures/``), ``tables/*.csv`` and ``figures/*.png``.
 Parameters: :data:`brainmets.cohort.document.DEFAULTS`. See ``docs/report_export.md``.
+
+A workspace made from the synthetic cohort (its ``truth.json`` found by
+:func:`brainmets.report.truth.find_truth`) gets the section "Check against the synthetic
+truth" (``tables/truth_check.csv``, ``tables/truth_check_targets.csv``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from brainmets.cohort import (
 from brainmets.pipeline.inputs import InputContext, describe_file
 from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.report.truth import (
+    TRUTH_FILE,
+    find_truth,
+    truth_check,
+    truth_section,
+    workspace_sources,
+)
 
 VERSION = "1"
 
@@ -40,10 +51,20 @@ def run_report(ctx: StageContext) -> StageResult:
             f"clinical sheet {clinical.source}: {errors} error(s), "
             f"{len(clinical.problems) - errors} warning(s) (see the report)"
         )
-    doc = build_document(cohort, params, clinical)
+    try:
+        check = truth_check(ctx.root, ctx.config, params)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged truth: no section
+        ctx.warning(f"no check against the synthetic truth: {type(exc).__name__}: {exc}")
+        check = None
+    extra = [] if check is None else [truth_section(check)]
+    doc = build_document(cohort, params, clinical, extra_sections=extra)
     written = write_document(doc, ctx.out_dir)
     ctx.info(f"report: {written['html']}")
-    return StageResult(outputs=written, metrics=report_metrics(cohort, doc), tools=_tools())
+    metrics = report_metrics(cohort, doc)
+    if check is not None:
+        metrics["truth_check"] = "met" if check.ok else "not met"
+        ctx.info(f"check against the synthetic truth: targets {metrics['truth_check']}")
+    return StageResult(outputs=written, metrics=metrics, tools=_tools())
 
 
 def _tools() -> dict[str, str]:
@@ -53,10 +74,18 @@ def _tools() -> dict[str, str]:
 
 
 def _fingerprint_inputs(inp: InputContext) -> Any:
-    """The clinical sheet (``clinical_sheet``), read from outside the pipeline: its path and
-    content hash (missing / unreadable when so); None when no sheet is configured."""
+    """The clinical sheet (``clinical_sheet``) and the synthetic cohort's ``truth.json``,
+    read from outside the pipeline: their paths and content hashes (missing / unreadable when
+    so); None when neither is configured or found."""
+    out: dict[str, Any] = {}
     path = sheet_path(inp.root, inp.params.get("clinical_sheet") or "")
-    return None if path is None else {"clinical_sheet": describe_file(path)}
+    if path is not None:
+        out["clinical_sheet"] = describe_file(path)
+    sources = workspace_sources(inp.workspace.config.data)
+    truth = find_truth(inp.root, sources, inp.params.get("synthetic_truth"))
+    if truth is not None:
+        out["synthetic_truth"] = describe_file(truth / TRUTH_FILE)
+    return out or None
 
 
 STAGE = Stage(
