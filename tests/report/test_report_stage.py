@@ -227,3 +227,15 @@ def test_report_renders_in_headless_chromium(rx, tmp_path: Path) -> None:
         timeout=180,
     )
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_no_heading_is_followed_by_a_caption_with_the_same_text(rx) -> None:
+    folder = _report_dir(rx.root)
+    html = (folder / "report.html").read_text()
+    heads = [m.group(2).strip() for m in re.finditer(r"<h([1-3])>(.*?)</h\1>", html)]
+    md = (folder / "report.md").read_text().splitlines()
+    md_heads = [line.lstrip("#").strip() for line in md if re.match(r"#{1,3} ", line)]
+    for seq in (heads, md_heads):
+        assert len(seq) > 10
+        pairs = list(zip(seq, seq[1:], strict=False))
+        assert not [p for p in pairs if p[0].casefold() == p[1].casefold()], pairs

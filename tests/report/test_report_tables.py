@@ -163,3 +163,15 @@ def test_renderers_escape_and_embed() -> None:
     md = render_markdown(doc)
     assert "x\\|y" in md and "![cap](figures/f.png)" in md
     assert table_csv(t).splitlines() == ["x|y,n", "<script>,1", "indented,2.5"]
+
+
+def test_caption_repeating_the_heading_is_not_shown() -> None:
+    from brainmets.cohort.tables import Table
+
+    same = Table("scanners", "Scanners", ["Scanner", "Patients"], [["  3 T", 1]])
+    other = Table("other", "Field strength", ["a"], [[1]])
+    doc = Document("T", "sub", [Section("Scanners", tables=[same, other])])
+    html = render_html(doc)
+    assert "<h3>Scanners</h3>" not in html and "<h3>Field strength</h3>" in html
+    md = render_markdown(doc)
+    assert "### Scanners" not in md and "### Field strength" in md

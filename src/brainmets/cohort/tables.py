@@ -37,6 +37,8 @@ PRIMARY_NAMES: dict[int, str] = {
 }
 SEX_NAMES: dict[int, str] = {0: "Male", 1: "Female"}
 NA = "N/A"
+#: caption of the patient characteristics table (not the section's title: no doubled heading)
+CLINICAL_TITLE = "Characteristics of the included patients"
 
 _VENDORS: tuple[tuple[str, str], ...] = (
     ("siemens", "Siemens"),
@@ -178,7 +180,7 @@ def clinical_characteristics(
     if clinical is None:
         return Table(
             "clinical",
-            "Patient characteristics",
+            CLINICAL_TITLE,
             ["Characteristic", "Value"],
             rows,
             note="No clinical sheet is configured ([stages.report] clinical_sheet).",
@@ -204,7 +206,7 @@ def clinical_characteristics(
     note = f"{total} included patients."
     if missing_rows:
         note += f" {missing_rows} included patient(s) have no row in the clinical sheet."
-    return Table("clinical", "Patient characteristics", ["Characteristic", "Value"], rows, note)
+    return Table("clinical", CLINICAL_TITLE, ["Characteristic", "Value"], rows, note)
 
 
 # ----------------------------------------------------------------------- scanners
@@ -279,7 +281,7 @@ def scanners(cohort: Cohort) -> Table:
         rows.append([f"  {name}", n_pct(n, total)])
     return Table(
         "scanners",
-        "Scanners",
+        "Field strength and vendor",
         ["Scanner", "Patients"],
         rows,
         note="Scanner of the selected pretreatment study (header of its T1 post-contrast series).",
@@ -439,7 +441,7 @@ def lesion_summary(cohort: Cohort) -> Table:
     ]
     return Table(
         "lesions",
-        "Lesions",
+        "Lesion totals",
         ["Measure", "Value"],
         rows,
         note=(
@@ -524,7 +526,7 @@ def qc_table(
     pending = sum(1 for r in rows if r[-1] == "pending")
     return Table(
         "qc",
-        "Quality control",
+        "Preprocessing QC values, flags and review",
         [
             "Patient",
             "Skull stripper",
