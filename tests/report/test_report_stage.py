@@ -147,6 +147,18 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
     assert _lookup(clin, "Breast") == "1 (50.0%)"  # b; c (melanoma) is not included
     assert _lookup(clin, "Melanoma") == "0 (0.0%)"
     assert _lookup(clin, "Age (years), median (range)") == "65.8 (61.5-70)"
+    assert _lookup(clin, "Ethnicity, n (%)") == ""
+    assert _lookup(clin, "White") == "2 (100.0%)" and _lookup(clin, "Black") == "0 (0.0%)"
+    assert _lookup(clin, "Extranodal metastases at diagnosis, n (%)") == "1 (50.0%)"
+    assert _lookup(clin, "Smoking history (pack-years), median [IQR]") == "20 [20-20]"
+    assert _lookup(clin, "Never smoked (0 pack-years), n (%)") == "0 (0.0%)"
+    assert _lookup(clin, "Smoking N/A") == "1 (50.0%)"  # b's Smoke is empty
+    assert _lookup(clin, "Survival time (months), median [IQR]") == "7.7 [5.3-10]"
+    assert _lookup(clin, "Deceased (Death = 1), n (%)") == "1 (50.0%)"
+    assert _lookup(clin, "Alive at last follow-up (Death = 0, censored), n (%)") == "1 (50.0%)"
+    assert _lookup(clin, "Overall survival (months), Kaplan-Meier median") == "12.3"
+    note = (_report_dir(rx.root) / "report.md").read_text()
+    assert "Death = 0: censored at that time" in note
 
     qc = _csv(rx.root, "qc")
     assert {r[0]: r[-1] for r in qc[1:]} == {rx.pids["a"]: "not needed", rx.pids["b"]: "pending"}

@@ -175,3 +175,36 @@ def test_caption_repeating_the_heading_is_not_shown() -> None:
     assert "<h3>Scanners</h3>" not in html and "<h3>Field strength</h3>" in html
     md = render_markdown(doc)
     assert "### Scanners" not in md and "### Field strength" in md
+
+
+def test_median_iqr_and_kaplan_meier() -> None:
+    from brainmets.cohort.tables import kaplan_meier_median, median_iqr
+
+    assert median_iqr([1, 2, 3, 4, 5, None]) == "3 [2-4]"
+    assert median_iqr([7.0]) == "7 [7-7]" and median_iqr([None]) == NA
+    # deaths at 2 and 6, censored at 4: S = 2/3 after 2, 0 after 6 -> median 6
+    assert kaplan_meier_median([2, 4, 6], [True, False, True]) == 6
+    assert kaplan_meier_median([1, 2, 3, 4], [True, True, False, False]) == 2
+    assert kaplan_meier_median([5, 8], [False, False]) is None  # not reached
+
+
+def test_clinical_characteristics_without_vital_status() -> None:
+    from brainmets.cohort.tables import clinical_characteristics
+
+    pts = [_patient(f"P{i}", {}) for i in range(3)]
+    cohort = Cohort(Path("."), pts, ["classify"])
+    rows = {
+        "P0": {"Sex": 0, "Ethnicity": 4, "Smoke": 0.0, "Survival": 10.0},
+        "P1": {"Sex": 1, "Ethnicity": None, "Smoke": 30.0, "Survival": 20.0},
+        "P2": {"Sex": 1, "Ethnicity": 4, "Smoke": 10.0, "Survival": None},
+    }
+    t = clinical_characteristics(cohort, rows)
+    assert t.lookup("  Asian/Pacific Islander") == "2 (66.7%)"
+    assert t.lookup("  N/A") != "" and t.lookup("  Never smoked (0 pack-years), n (%)") == (
+        "1 (33.3%)"
+    )
+    assert t.lookup("Smoking history (pack-years), median [IQR]") == "10 [5-20]"
+    assert t.lookup("Survival time (months), median [IQR]") == "15 [12.5-17.5]"
+    assert t.lookup("  Survival N/A") == "1 (33.3%)"
+    assert "censored is not known" in t.note
+    assert not any("Kaplan" in str(r[0]) for r in t.rows)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from brainmets.cohort.model import Cohort, PatientRecord, reason_category
+from brainmets.vocab import ETHNICITY
 
 #: Table 1 sequences: classify class -> column title (the reference paper's two sequences)
 TABLE1_SEQUENCES: dict[str, str] = {"flair": "FLAIR", "t1c": "T1 post-contrast"}
@@ -36,6 +37,7 @@ PRIMARY_NAMES: dict[int, str] = {
     7: "Other",
 }
 SEX_NAMES: dict[int, str] = {0: "Male", 1: "Female"}
+ETHNICITY_NAMES: dict[int, str] = dict(ETHNICITY)
 NA = "N/A"
 #: caption of the patient characteristics table (not the section's title: no doubled heading)
 CLINICAL_TITLE = "Characteristics of the included patients"
@@ -106,6 +108,45 @@ def median_range(values: Iterable[float | None], decimals: int = 2) -> str:
     )
 
 
+def _finite(values: Iterable[Any]) -> list[float]:
+    out = []
+    for v in values:
+        x = _num(v)
+        if x is not None:
+            out.append(x)
+    return out
+
+
+def median_iqr(values: Iterable[float | None], decimals: int = 1) -> str:
+    """``median [Q1-Q3]`` (quartiles by linear interpolation) of the values present, N/A
+    when none is."""
+    vals = sorted(_finite(values))
+    if not vals:
+        return NA
+    if len(vals) == 1:
+        q1 = q3 = vals[0]
+    else:
+        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
+    med = statistics.median(vals)
+    return f"{fmt_num(med, decimals)} [{fmt_num(q1, decimals)}-{fmt_num(q3, decimals)}]"
+
+
+def kaplan_meier_median(times: Sequence[float], events: Sequence[bool]) -> float | None:
+    """The Kaplan-Meier median survival time: the first time at which the estimated survival
+    is at most 0.5 (None: not reached). ``events[i]`` True for a death, False for a time
+    censored at last follow-up (a death and a censoring at the same time: the death first)."""
+    at_risk = len(times)
+    surv = 1.0
+    for t in sorted(set(times)):
+        deaths = sum(1 for x, e in zip(times, events, strict=True) if x == t and e)
+        if deaths and at_risk:
+            surv *= 1.0 - deaths / at_risk
+            if surv <= 0.5:
+                return t
+        at_risk -= sum(1 for x in times if x == t)
+    return None
+
+
 def _display(ids: Mapping[str, str] | None) -> Callable[[str], str]:
     return (lambda p: str(ids.get(p, p))) if ids else (lambda p: p)
 
@@ -173,7 +214,10 @@ def exclusions(cohort: Cohort, anonymous: bool = False) -> Table:
 def clinical_characteristics(
     cohort: Cohort, clinical: Mapping[str, Mapping[str, Any]] | None
 ) -> Table:
-    """Primary tumour (n, %), sex (n, %), age (median, range) of the included patients."""
+    """Characteristics of the included patients from the clinical sheet: primary tumour, sex
+    (n, %), age (median, range), ethnicity (n, %), extranodal metastases (n, %), smoking
+    (pack-years, median [IQR], never smoked), survival (months, median [IQR]; with the vital
+    status ``Death``: deaths, censored patients and the Kaplan-Meier median)."""
     included = cohort.included
     total = len(included)
     rows: list[list[Any]] = []
@@ -196,17 +240,77 @@ def clinical_characteristics(
         if counts.get(None):
             rows.append([f"  {NA}", n_pct(counts[None], total)])
 
+    def absent(column: str, label: str) -> None:
+        n = sum(1 for r in recs if _num(r.get(column)) is None)
+        if n:
+            rows.append([f"  {label} {NA}", n_pct(n, total)])
+
     coded("Primary", PRIMARY_NAMES, "Primary tumour origin, n (%)")
     coded("Sex", SEX_NAMES, "Sex, n (%)")
     ages = [r.get("Age") for r in recs]
     rows.append(["Age (years), median (range)", median_range(ages, 1)])
-    n_age = sum(1 for a in ages if a is None)
-    if n_age:
-        rows.append([f"  Age {NA}", n_pct(n_age, total)])
+    absent("Age", "Age")
+    coded("Ethnicity", ETHNICITY_NAMES, "Ethnicity, n (%)")
+    if any("Extranodal" in r for r in recs):
+        n_extra = sum(1 for r in recs if r.get("Extranodal") == 1)
+        rows.append(["Extranodal metastases at diagnosis, n (%)", n_pct(n_extra, total)])
+        absent("Extranodal", "Extranodal")
+    smoke = [r.get("Smoke") for r in recs]
+    rows.append(["Smoking history (pack-years), median [IQR]", median_iqr(smoke, 1)])
+    rows.append(
+        ["  Never smoked (0 pack-years), n (%)", n_pct(sum(1 for x in smoke if x == 0), total)]
+    )
+    absent("Smoke", "Smoking")
+    survival_note = _survival_rows(recs, total, rows)
     note = f"{total} included patients."
     if missing_rows:
         note += f" {missing_rows} included patient(s) have no row in the clinical sheet."
+    note += (
+        " Age: median (range), years (days/365); smoking and survival: median [interquartile "
+        "range]; N/A: the cell is empty or was not valid (clinical_problems). " + survival_note
+    )
     return Table("clinical", CLINICAL_TITLE, ["Characteristic", "Value"], rows, note)
+
+
+def _survival_rows(recs: Sequence[Mapping[str, Any]], total: int, rows: list[list[Any]]) -> str:
+    """The survival rows (months, days/30) and how censoring is shown (the table's note)."""
+    has_status = any("Death" in r for r in recs)
+    times = [r.get("Survival") for r in recs]
+    rows.append(["Survival time (months), median [IQR]", median_iqr(times, 1)])
+    n_na = sum(1 for t in times if _num(t) is None)
+    if not has_status:
+        if n_na:
+            rows.append([f"  Survival {NA}", n_pct(n_na, total)])
+        return (
+            "Survival: months (days/30) from diagnosis to death or last follow-up; the sheet has "
+            "no vital status (Death), so which times are censored is not known."
+        )
+    deaths = sum(1 for r in recs if r.get("Death") == 1)
+    alive = sum(1 for r in recs if r.get("Death") == 0)
+    rows.append(["  Deceased (Death = 1), n (%)", n_pct(deaths, total)])
+    rows.append(["  Alive at last follow-up (Death = 0, censored), n (%)", n_pct(alive, total)])
+    if total - deaths - alive:
+        rows.append([f"  Vital status {NA}", n_pct(total - deaths - alive, total)])
+    if n_na:
+        rows.append([f"  Survival {NA}", n_pct(n_na, total)])
+    pairs = [
+        (float(t), r.get("Death") == 1)
+        for r in recs
+        if (t := _num(r.get("Survival"))) is not None and r.get("Death") in (0, 1)
+    ]
+    km = kaplan_meier_median([t for t, _ in pairs], [e for _, e in pairs]) if pairs else None
+    rows.append(
+        [
+            "Overall survival (months), Kaplan-Meier median",
+            NA if not pairs else ("not reached" if km is None else fmt_num(km, 1)),
+        ]
+    )
+    return (
+        "Survival: months (days/30) from diagnosis to death (Death = 1) or to the last "
+        "follow-up (Death = 0: censored at that time); the median [IQR] is of the recorded "
+        "times, deaths and censored times together; the Kaplan-Meier median accounts for "
+        "censoring (patients with a time and a vital status)."
+    )
 
 
 # ----------------------------------------------------------------------- scanners
