@@ -208,3 +208,30 @@ def test_clinical_characteristics_without_vital_status() -> None:
     assert t.lookup("  Survival N/A") == "1 (33.3%)"
     assert "censored is not known" in t.note
     assert not any("Kaplan" in str(r[0]) for r in t.rows)
+
+
+def test_clinical_problems_say_what_and_where() -> None:
+    from brainmets.cohort.tables import clinical_characteristics, clinical_problems
+
+    problems = [
+        (1, "Weight", "warning", "column not used (not part of the dataset)"),
+        (5, "Ethnicity", "error", "not an allowed code (0 White, 1 White Hispanic)"),
+        (7, "MRN", "error", "same MRN as row 3: both rows skipped"),
+        (8, "Smoke", "warning", "missing value (left empty)"),
+    ]
+    t = clinical_problems(problems, "clinical.xlsx")
+    assert t.columns == ["Sheet row", "Column", "Severity", "Message", "Effect"]
+    assert t.column("Effect") == [
+        "column ignored",
+        "cell left empty (N/A in the tables)",
+        "row not used",
+        "cell empty (N/A in the tables)",
+    ]
+    assert "2 error(s) — sheet row 5, column Ethnicity: not an allowed code" in t.note
+    assert "sheet row 7, column MRN: same MRN as row 3: both rows skipped (row not used)" in t.note
+    assert "clinical_problems.csv" in t.note and "(cell left empty)" not in t.note
+    anon = clinical_problems(problems, "clinical.xlsx", anonymous=True)
+    assert ["error", "row not used", 1] in anon.rows and "Ethnicity" not in str(anon.rows)
+    cohort = Cohort(Path("."), [_patient("P0", {})], ["classify"])
+    note = clinical_characteristics(cohort, {"P0": {}}, problems).note
+    assert "2 error(s) and 2 warning(s): see Clinical sheet problems (clinical_problems)" in note

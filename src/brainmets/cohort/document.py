@@ -24,6 +24,7 @@ from brainmets.cohort.render import Document, Figure, Section
 from brainmets.cohort.tables import (
     Table,
     clinical_characteristics,
+    clinical_problems,
     cohort_flow,
     exclusion_reasons,
     exclusions,
@@ -124,30 +125,14 @@ def build_document(
             ],
         ),
     ]
+    problems = list(clinical.problems) if clinical is not None else []
     clin_tables: list[Table] = [
-        clinical_characteristics(cohort, clinical.rows if clinical is not None else None)
+        clinical_characteristics(cohort, clinical.rows if clinical is not None else None, problems)
     ]
-    if clinical is not None and clinical.problems:
-        errors = sum(1 for x in clinical.problems if x[2] == "error")
-        warnings = len(clinical.problems) - errors
-        if anonymous_exclusions:
-            rows: list[list[Any]] = [["errors", errors], ["warnings", warnings]]
-            clin_tables.append(
-                Table("clinical_problems", "Clinical sheet problems", ["Severity", "Count"], rows)
-            )
-        else:
-            clin_tables.append(
-                Table(
-                    "clinical_problems",
-                    "Clinical sheet problems",
-                    ["Sheet row", "Column", "Severity", "Message"],
-                    [list(x) for x in clinical.problems],
-                    note=(
-                        f"{clinical.source}: {errors} error(s) (cell left empty) and "
-                        f"{warnings} warning(s); cell values are not shown."
-                    ),
-                )
-            )
+    if clinical is not None and problems:
+        clin_tables.append(
+            clinical_problems(problems, clinical.source, anonymous=anonymous_exclusions)
+        )
     sections.append(Section("Patient characteristics", tables=clin_tables))
     sections.append(Section("Scanners", tables=[scanners(cohort)]))
     sections.append(Section("Acquisition parameters (Table 1)", tables=[table1(cohort)]))

@@ -212,12 +212,15 @@ def exclusions(cohort: Cohort, anonymous: bool = False) -> Table:
 
 # ----------------------------------------------------------------------- clinical
 def clinical_characteristics(
-    cohort: Cohort, clinical: Mapping[str, Mapping[str, Any]] | None
+    cohort: Cohort,
+    clinical: Mapping[str, Mapping[str, Any]] | None,
+    problems: Sequence[tuple[int, str, str, str]] = (),
 ) -> Table:
     """Characteristics of the included patients from the clinical sheet: primary tumour, sex
     (n, %), age (median, range), ethnicity (n, %), extranodal metastases (n, %), smoking
     (pack-years, median [IQR], never smoked), survival (months, median [IQR]; with the vital
-    status ``Death``: deaths, censored patients and the Kaplan-Meier median)."""
+    status ``Death``: deaths, censored patients and the Kaplan-Meier median). ``problems``:
+    the sheet's (row, column, severity, message), counted in the note."""
     included = cohort.included
     total = len(included)
     rows: list[list[Any]] = []
@@ -267,8 +270,14 @@ def clinical_characteristics(
         note += f" {missing_rows} included patient(s) have no row in the clinical sheet."
     note += (
         " Age: median (range), years (days/365); smoking and survival: median [interquartile "
-        "range]; N/A: the cell is empty or was not valid (clinical_problems). " + survival_note
+        "range]; N/A: the cell is empty or was not valid. " + survival_note
     )
+    n_err = sum(1 for x in problems if x[2] == "error")
+    if problems:
+        note += (
+            f" The clinical sheet has {n_err} error(s) and {len(problems) - n_err} warning(s): "
+            "see Clinical sheet problems (clinical_problems) below."
+        )
     return Table("clinical", CLINICAL_TITLE, ["Characteristic", "Value"], rows, note)
 
 
@@ -310,6 +319,76 @@ def _survival_rows(recs: Sequence[Mapping[str, Any]], total: int, rows: list[lis
         "follow-up (Death = 0: censored at that time); the median [IQR] is of the recorded "
         "times, deaths and censored times together; the Kaplan-Meier median accounts for "
         "censoring (patients with a time and a vital status)."
+    )
+
+
+def problem_effect(row: int, severity: str, message: str) -> str:
+    """What a problem of the clinical sheet did to the data (the ``Effect`` column)."""
+    text = message.lower()
+    if "the sheet has no" in text:
+        return "sheet not used"
+    if any(k in text for k in ("row skipped", "rows skipped", "row not used", "row left out")):
+        return "row not used"
+    if severity == "error":
+        return "cell left empty (N/A in the tables)"
+    if "column not used" in text:
+        return "column ignored"
+    if "left empty" in text:
+        return "cell empty (N/A in the tables)"
+    return "value used"
+
+
+def _where(row: int, column: str) -> str:
+    where = f"sheet row {row}" if row > 1 else ("header" if row == 1 else "sheet")
+    return f"{where}, column {column}" if column else where
+
+
+def clinical_problems(
+    problems: Sequence[tuple[int, str, str, str]],
+    source: str,
+    anonymous: bool = False,
+    listed: int = 5,
+) -> Table:
+    """The clinical sheet's problems (``clinical_problems``): sheet row (the header is row 1,
+    as a spreadsheet shows it), column, severity, message and effect; cell values are never
+    shown. The note says what each error was and where (the first ``listed``).
+
+    ``anonymous`` (the export's copy): counts by severity and effect only.
+    """
+    errors = [p for p in problems if p[2] == "error"]
+    n_warn = len(problems) - len(errors)
+    if anonymous:
+        counts = Counter((sev, problem_effect(row, sev, msg)) for row, _, sev, msg in problems)
+        return Table(
+            "clinical_problems",
+            "Clinical sheet problems",
+            ["Severity", "Effect", "Count"],
+            [[sev, eff, n] for (sev, eff), n in sorted(counts.items())],
+            note=(
+                f"The clinical sheet had {len(errors)} error(s) and {n_warn} warning(s); the "
+                "rows and columns are listed in the workspace's report (clinical_problems)."
+            ),
+        )
+    rows = [[row, col, sev, msg, problem_effect(row, sev, msg)] for row, col, sev, msg in problems]
+    if errors:
+        shown = "; ".join(
+            f"{_where(row, col)}: {msg} ({problem_effect(row, sev, msg)})"
+            for row, col, sev, msg in errors[:listed]
+        )
+        more = f"; and {len(errors) - listed} more" if len(errors) > listed else ""
+        what = f"{len(errors)} error(s) — {shown}{more}"
+    else:
+        what = "no error"
+    return Table(
+        "clinical_problems",
+        "Clinical sheet problems",
+        ["Sheet row", "Column", "Severity", "Message", "Effect"],
+        rows,
+        note=(
+            f"{source}: {what}. {n_warn} warning(s) (the value was used, or converted as "
+            "stated). Every problem is listed in this table (tables/clinical_problems.csv); "
+            "sheet rows count the header as row 1; cell values are not shown."
+        ),
     )
 
 

@@ -49,7 +49,8 @@ def run_report(ctx: StageContext) -> StageResult:
         errors = sum(1 for x in clinical.problems if x[2] == "error")
         ctx.warning(
             f"clinical sheet {clinical.source}: {errors} error(s), "
-            f"{len(clinical.problems) - errors} warning(s) (see the report)"
+            f"{len(clinical.problems) - errors} warning(s) (rows, columns and effects: the "
+            "report's Clinical sheet problems, tables/clinical_problems.csv)"
         )
     try:
         check = truth_check(ctx.root, ctx.config, params)
