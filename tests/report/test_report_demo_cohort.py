@@ -108,6 +108,25 @@ def test_report_numbers_agree_with_the_catalog(demo_ws: Path) -> None:
     assert included, "no patient went through the whole pipeline"
     flow = _table(demo_ws, "cohort_flow")
     assert [int(r[1]) for r in flow[1:]] == [found, seq, len(included)]
+    con = sqlite3.connect(f"file:{demo_ws / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        totals = [
+            con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("studies", "series", "instances")
+        ]
+        files = dict(con.execute("SELECT status, COUNT(*) FROM source_files GROUP BY status"))
+    finally:
+        con.close()
+    assert [int(x) for x in flow[1][2:5]] == totals
+    inputs = {r[0]: r[1] for r in _table(demo_ws, "input_files")[1:]}
+    assert int(inputs["Input files found"]) == sum(files.values())
+    assert inputs["De-identified (written to the workspace)"].startswith(
+        f"{files.get('deidentified', 0)} ("
+    )
+    if files.get("quarantined"):  # the cohort plants burned-in annotations
+        assert inputs["Quarantined (not written: pixels may show identifying text)"].startswith(
+            f"{files['quarantined']} ("
+        )
     excl = _table(demo_ws, "exclusions")
     assert sorted(r[3] for r in excl[1:] if r[1] == "sequences") == sorted(reasons)
 

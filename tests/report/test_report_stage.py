@@ -96,6 +96,16 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
         ]
     flow = _csv(rx.root, "cohort_flow")
     assert [int(r[1]) for r in flow[1:]] == [found, seq, len(included)] == [4, 3, 2]
+    with _db(rx.root) as con:
+        n_studies = con.execute("SELECT COUNT(*) FROM studies").fetchone()[0]
+        n_series = con.execute("SELECT COUNT(*) FROM series").fetchone()[0]
+        inc_series = con.execute(
+            f"SELECT COUNT(*) FROM series WHERE patient_id IN ({','.join('?' * len(included))})",
+            included,
+        ).fetchone()[0]
+    assert [int(x) for x in flow[1][2:5]] == [n_studies, n_series, 0] == [4, 12, 0]
+    assert [int(x) for x in flow[3][2:5]] == [2, inc_series, 0] == [2, 8, 0]
+    assert _csv(rx.root, "input_files")[1] == ["Input files found", "0"]  # no ingest here
 
     excl = _csv(rx.root, "exclusions")
     listed = {r[0]: r[3] for r in excl[1:]}

@@ -137,7 +137,47 @@ def test_cohort_flow_counts() -> None:
     c = PatientRecord(id="C", has_sequences=False, included=False, reason="classify: lacks t1")
     t = cohort_flow(Cohort(Path("."), [a, b, c], ["classify", "x"]))
     assert [r[1] for r in t.rows] == [3, 2, 1]
-    assert [r[2] for r in t.rows] == [1, 1, ""]
+    assert [r[-1] for r in t.rows] == [1, 1, ""]
+    assert [r[2:5] for r in t.rows] == [[0, 0, 0]] * 3  # nothing recorded
+
+
+def test_cohort_flow_studies_series_files_and_input_files() -> None:
+    from brainmets.catalog import PatientCounts
+    from brainmets.cohort.tables import file_reason_category, input_files
+
+    a = _patient("A", {})
+    c = PatientRecord(id="C", has_sequences=False, included=False, reason="classify: lacks t1")
+    counts = {"A": PatientCounts("A", 2, 9, 700), "C": PatientCounts("C", 1, 3, 120)}
+    files = [
+        ("deidentified", None, 820),
+        ("duplicate", "same SOPInstanceUID as /in/DOE^JOHN/1.dcm", 2),
+        ("quarantined", "quarantined: BurnedInAnnotation=YES; not written to the workspace", 3),
+        ("quarantined", "quarantined: secondary capture (SC Image Storage); not written", 1),
+        ("rejected", "not a DICOM file", 4),
+        ("rejected", "unreadable DICOM (InvalidDicomError: /in/x/IM1 truncated)", 1),
+    ]
+    cohort = Cohort(Path("."), [a, c], ["classify"], counts=counts, files=files)
+    t = cohort_flow(cohort)
+    assert t.columns[:5] == ["Step", "Patients", "Studies", "Series", "Files"]
+    assert [r[:5] for r in t.rows] == [
+        ["Patients found", 2, 3, 12, 820],
+        ["With all four pretreatment sequences (T1, T1c, T2, FLAIR)", 1, 2, 9, 700],
+        ["Included in the dataset (every stage complete)", 1, 2, 9, 700],
+    ]
+    f = input_files(cohort)
+    got = {r[0].strip(): r[1] for r in f.rows}
+    assert got["Input files found"] == 831
+    assert got["De-identified (written to the workspace)"] == "820 (98.7%)"
+    assert got["Quarantined (not written: pixels may show identifying text)"] == "4 (0.5%)"
+    assert got["BurnedInAnnotation=YES"] == 3 and got["secondary capture (SC Image Storage)"] == 1
+    assert got["Rejected (not a usable DICOM instance)"] == "5 (0.6%)"
+    assert got["not a DICOM file"] == 4 and got["unreadable DICOM"] == 1
+    assert got["Duplicate (same SOPInstanceUID as another file)"] == "2 (0.2%)"
+    assert got["copy of a kept file"] == 2
+    assert "DOE" not in str(f.rows) and "/in/" not in str(f.rows)  # no path is shown
+    assert file_reason_category("rejected", None) == ""
+    empty = input_files(Cohort(Path("."), [a], ["classify"]))
+    assert empty.rows[0] == ["Input files found", 0] and "No input file" in empty.note
 
 
 def test_sampling_is_deterministic() -> None:

@@ -28,6 +28,7 @@ from brainmets.cohort.tables import (
     cohort_flow,
     exclusion_reasons,
     exclusions,
+    input_files,
     lesion_summary,
     per_patient,
     qc_table,
@@ -120,6 +121,7 @@ def build_document(
             "Cohort",
             tables=[
                 cohort_flow(cohort),
+                input_files(cohort),
                 exclusion_reasons(cohort),
                 exclusions(cohort, anonymous=anonymous_exclusions),
             ],

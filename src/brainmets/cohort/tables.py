@@ -153,22 +153,111 @@ def _display(ids: Mapping[str, str] | None) -> Callable[[str], str]:
 
 # -------------------------------------------------------------------- cohort flow
 def cohort_flow(cohort: Cohort) -> Table:
-    """Patients found -> with all four pretreatment sequences -> included."""
+    """Patients found -> with all four pretreatment sequences -> included, with their
+    studies, series and de-identified files (instances) at each step."""
     found = len(cohort.found)
     seq = len(cohort.with_sequences)
     inc = len(cohort.included)
+    steps = [
+        ("Patients found", cohort.found, found - seq),
+        (
+            "With all four pretreatment sequences (T1, T1c, T2, FLAIR)",
+            cohort.with_sequences,
+            seq - inc,
+        ),
+        ("Included in the dataset (every stage complete)", cohort.included, ""),
+    ]
+    rows: list[list[Any]] = []
+    for label, patients, lost in steps:
+        t = cohort.totals(patients)
+        rows.append([label, len(patients), t.studies, t.series, t.instances, lost])
     return Table(
         "cohort_flow",
         "Cohort flow",
-        ["Step", "Patients", "Not carried to the next step"],
-        [
-            ["Patients found", found, found - seq],
-            ["With all four pretreatment sequences (T1, T1c, T2, FLAIR)", seq, seq - inc],
-            ["Included in the dataset (every stage complete)", inc, ""],
-        ],
+        ["Step", "Patients", "Studies", "Series", "Files", "Patients not carried to the next step"],
+        rows,
         note=(
             f"Inclusion requires the stages {', '.join(cohort.required_stages)}; every patient "
-            "who is not included is listed with the reason below."
+            "who is not included is listed with the reason below. Studies, series and files: "
+            "all of those patients' recorded studies and series (not only the selected "
+            "pretreatment ones) and their de-identified DICOM files; what became of every "
+            "input file is under Input files."
+        ),
+    )
+
+
+#: source-file status -> how the input-files table names it, in table order
+FILE_OUTCOMES: dict[str, str] = {
+    "deidentified": "De-identified (written to the workspace)",
+    "received": "Received de-identified (DICOM receiver)",
+    "quarantined": "Quarantined (not written: pixels may show identifying text)",
+    "rejected": "Rejected (not a usable DICOM instance)",
+    "duplicate": "Duplicate (same SOPInstanceUID as another file)",
+    "pending": "Pending (not de-identified yet)",
+    "vanished": "Vanished (gone from the source before de-identification)",
+}
+
+
+def file_reason_category(status: str, reason: str | None) -> str:
+    """A short, path-free category of an input file's recorded reason (the reasons of
+    duplicates name other files' paths, which a report never shows).
+
+    ``quarantined: BurnedInAnnotation=YES; not written ...`` -> ``BurnedInAnnotation=YES``;
+    ``unreadable DICOM (InvalidDicomError: ...)`` -> ``unreadable DICOM``.
+    """
+    text = " ".join(str(reason or "").split())
+    if not text:
+        return ""
+    if status == "duplicate":
+        if "different content" in text or "differ in content" in text:
+            return "copies differ in content: none kept"
+        if "read completely" in text or "incomplete" in text:
+            return "incomplete copy of a kept file"
+        return "copy of a kept file"
+    for prefix in ("received instance quarantined: ", "quarantined: "):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    text = text.split("; not written", 1)[0]
+    if status == "rejected":
+        text = text.split(" (", 1)[0].split(": ", 1)[0]
+    return text.strip()
+
+
+def input_files(cohort: Cohort) -> Table:
+    """What became of the input files (``input_files``): de-identified, quarantined (e.g.
+    burned-in annotation), rejected and duplicate files, each by reason."""
+    by_status: dict[str, Counter[str]] = {}
+    for status, reason, n in cohort.files:
+        by_status.setdefault(status, Counter())[file_reason_category(status, reason)] += n
+    total = sum(sum(c.values()) for c in by_status.values())
+    rows: list[list[Any]] = [["Input files found", total]]
+    order = [*FILE_OUTCOMES, *sorted(k for k in by_status if k not in FILE_OUTCOMES)]
+    for status in order:
+        reasons = by_status.get(status)
+        if reasons is None and status not in (
+            "deidentified",
+            "quarantined",
+            "rejected",
+            "duplicate",
+        ):
+            continue
+        reasons = reasons or Counter()
+        rows.append([f"  {FILE_OUTCOMES.get(status, status)}", n_pct(sum(reasons.values()), total)])
+        if status in ("deidentified", "received"):
+            continue
+        for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            if why:
+                rows.append([f"    {why}", n])
+    return Table(
+        "input_files",
+        "Input files (ingest and de-identification)",
+        ["Outcome", "Files"],
+        rows,
+        note=(
+            "Every file found in the sources, by what ingest and de-identification recorded "
+            "(catalog source_files); reasons are grouped (paths are never shown)."
+            if total
+            else "No input file is recorded (the workspace's pipeline did not ingest any)."
         ),
     )
 
