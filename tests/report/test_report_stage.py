@@ -117,7 +117,9 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
 
     # Table 1 recomputed from the catalog headers, sidecar (seconds) only where absent
     t1 = _csv(rx.root, "table1")
-    assert t1[0] == ["Parameter", "FLAIR", "T1 post-contrast"]
+    assert t1[0] == ["Parameter", "FLAIR", "T1 post-contrast", "T1", "T2"]
+    assert _lookup(t1, "Echo time (ms), median (range)", 4) == "90 (90-90)"  # a's T2 only
+    assert _lookup(t1, "none recorded", 2) == "2 (100.0%)"  # no contrast agent in the headers
     letters = {v: k for k, v in rx.pids.items()}
     for col, cls in ((1, "flair"), (2, "t1c")):
         tes = []
@@ -138,6 +140,7 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
     sc = _csv(rx.root, "scanners")
     assert _lookup(sc, "3 T") == "1 (50.0%)" and _lookup(sc, "1.5 T") == "1 (50.0%)"
     assert _lookup(sc, "Siemens") == "1 (50.0%)" and _lookup(sc, "GE") == "1 (50.0%)"
+    assert _lookup(sc, "Siemens Skyra") == "1 (50.0%)"  # b's header names no model
 
     # lesion totals = the recorded features
     docs = [json.loads(p.read_text()) for p in feat_paths]
@@ -239,7 +242,8 @@ def test_report_renders_in_headless_chromium(rx, tmp_path: Path) -> None:
     assert int(attrs["images"]) == n_png == 4  # 2 histograms + 2 patients
     assert int(attrs["decoded"]) == n_png  # every embedded PNG decoded by the browser
     assert int(attrs["tables"]) >= 10
-    assert int(attrs["rows"]) == 8  # Table 1: acquisition + 2D/3D/N/A + 4 parameters
+    # Table 1: acquisition + 2D/3D/N/A + 4 + 5 parameters + contrast agent (none recorded)
+    assert int(attrs["rows"]) == 15
     for title in ("Cohort flow", "Table 1. Acquisition parameters", "Scanners", "Lesions"):
         assert title in res.stdout
     shot = tmp_path / "shot.png"

@@ -73,7 +73,7 @@ def test_table1_form() -> None:
         _patient("P3", {"flair": {}}),
     ]
     t = table1(Cohort(Path("."), pts, ["classify"]))
-    assert t.columns == ["Parameter", "FLAIR", "T1 post-contrast"]
+    assert t.columns == ["Parameter", "FLAIR", "T1 post-contrast", "T1", "T2"]
     assert [r[0].strip() for r in t.rows] == [
         "Acquisition, n (%)",
         "2D",
@@ -83,13 +83,59 @@ def test_table1_form() -> None:
         "Repetition time (ms), median (range)",
         "Slice thickness (mm), median (range)",
         "Slice spacing (mm), median (range)",
+        "Inversion time (ms), median (range)",
+        "Flip angle (deg), median (range)",
+        "In-plane pixel spacing, coarser axis (mm), median (range)",
+        "Matrix rows (px), median (range)",
+        "Matrix columns (px), median (range)",
+        "Contrast agent recorded (ContrastBolusAgent), n (%)",
+        "none recorded",
     ]
     assert t.lookup("  2D", "FLAIR") == "1 (33.3%)"
     assert t.lookup("  N/A", "FLAIR") == "1 (33.3%)"
     assert t.lookup("Echo time (ms), median (range)", "FLAIR") == "200 (100-300)"
     assert t.lookup("Repetition time (ms), median (range)", "FLAIR") == NA
     assert t.lookup("  N/A", "T1 post-contrast") == "3 (100.0%)"
-    assert "flair echo time: 1 absent" in t.note.lower()
+    assert "echo time (flair 1, t1 post-contrast 3, t1 3, t2 3)" in t.note.lower()
+    assert "inversion time (" not in t.note.lower()  # not a missing value
+
+
+def test_table1_extra_parameters_and_models() -> None:
+    t1c = {
+        "flip_angle": 9.0,
+        "inversion_time": 900.0,
+        "pixel_spacing": [0.9, 1.2],
+        "rows": 256,
+        "columns": 192,
+        "contrast_agent": " Gadovist ",
+        "field_strength": 3.0,
+        "manufacturer": "SIEMENS",
+        "model": "Skyra",
+    }
+    pts = [
+        _patient("P1", {"t1c": t1c, "t2": {"flip_angle": 150.0}}),
+        _patient(
+            "P2",
+            {"t1c": {"model": "Signa HDxt", "manufacturer": "GE MEDICAL SYSTEMS"}},
+            {"t1c": {"FlipAngle": 15, "InversionTime": 0.45}},
+        ),
+    ]
+    cohort = Cohort(Path("."), pts, ["classify"])
+    t = table1(cohort)
+    col = "T1 post-contrast"
+    assert t.lookup("Flip angle (deg), median (range)", col) == "12 (9-15)"
+    assert t.lookup("Inversion time (ms), median (range)", col) == "675 (450-900)"  # s -> ms
+    assert t.lookup("In-plane pixel spacing, coarser axis (mm), median (range)", col) == (
+        "1.2 (1.2-1.2)"
+    )
+    assert t.lookup("Matrix rows (px), median (range)", col) == "256 (256-256)"
+    assert t.lookup("Flip angle (deg), median (range)", "T2") == "150 (150-150)"
+    assert t.lookup("  Gadovist", col) == "1 (50.0%)"
+    assert t.lookup("  Gadovist", "T1") == "0 (0.0%)"
+    assert t.lookup("  none recorded", col) == "1 (50.0%)"
+    sc = scanners(cohort)
+    assert sc.lookup("  Siemens Skyra") == "1 (50.0%)"
+    assert sc.lookup("  GE Signa HDxt") == "1 (50.0%)"
 
 
 def test_scanners() -> None:

@@ -23,8 +23,14 @@ from typing import Any
 from brainmets.cohort.model import Cohort, PatientRecord, reason_category
 from brainmets.vocab import ETHNICITY
 
-#: Table 1 sequences: classify class -> column title (the reference paper's two sequences)
-TABLE1_SEQUENCES: dict[str, str] = {"flair": "FLAIR", "t1c": "T1 post-contrast"}
+#: Table 1 sequences: classify class -> column title (the reference paper's two sequences
+#: first, then T1 and T2)
+TABLE1_SEQUENCES: dict[str, str] = {
+    "flair": "FLAIR",
+    "t1c": "T1 post-contrast",
+    "t1": "T1",
+    "t2": "T2",
+}
 #: field strength rows always shown (the reference paper's)
 FIELD_STRENGTHS: tuple[float, ...] = (1.0, 1.5, 3.0)
 PRIMARY_NAMES: dict[int, str] = {
@@ -534,8 +540,20 @@ def scanner_of(p: PatientRecord) -> dict[str, Any]:
     return {"field_strength": None, "vendor": NA, "model": None}
 
 
+def _model_label(info: Mapping[str, Any]) -> str:
+    """``<vendor> <model>`` (ManufacturerModelName), N/A when no model is recorded."""
+    model = " ".join(str(info.get("model") or "").split())
+    if not model:
+        return NA
+    vendor = str(info.get("vendor") or "")
+    if vendor and vendor != NA and not model.lower().startswith(vendor.lower()):
+        return f"{vendor} {model}"
+    return model
+
+
 def scanners(cohort: Cohort) -> Table:
-    """Field strength (1 T, 1.5 T, 3 T: n, %) and vendor (n, %) of the included patients."""
+    """Field strength (1 T, 1.5 T, 3 T: n, %), vendor (n, %) and scanner model (n, %) of the
+    included patients."""
     included = cohort.included
     total = len(included)
     info = [scanner_of(p) for p in included]
@@ -551,9 +569,13 @@ def scanners(cohort: Cohort) -> Table:
     rows.append(["Vendor, n (%)", ""])
     for name, n in sorted(vendors.items(), key=lambda kv: (kv[0] == NA, -kv[1], kv[0])):
         rows.append([f"  {name}", n_pct(n, total)])
+    models = Counter(_model_label(i) for i in info)
+    rows.append(["Scanner model, n (%)", ""])
+    for name, n in sorted(models.items(), key=lambda kv: (kv[0] == NA, -kv[1], kv[0])):
+        rows.append([f"  {name}", n_pct(n, total)])
     return Table(
         "scanners",
-        "Field strength and vendor",
+        "Field strength, vendor and model",
         ["Scanner", "Patients"],
         rows,
         note="Scanner of the selected pretreatment study (header of its T1 post-contrast series).",
@@ -571,6 +593,12 @@ class Acquisition:
     slice_thickness_mm: float | None
     slice_spacing_mm: float | None
     sources: tuple[tuple[str, str], ...] = ()  # (parameter, "dicom" | "sidecar")
+    inversion_time_ms: float | None = None
+    flip_angle_deg: float | None = None
+    pixel_spacing_mm: float | None = None  # in-plane, the coarser of rows and columns
+    matrix_rows: float | None = None
+    matrix_columns: float | None = None
+    contrast_agent: str | None = None  # ContrastBolusAgent as recorded
 
 
 def _num(v: Any) -> float | None:
@@ -606,8 +634,12 @@ def acquisition_of(p: PatientRecord, cls: str) -> Acquisition:
     tr = pick("repetition_time", "repetition_time", "RepetitionTime", 1000.0)
     thick = pick("slice_thickness", "slice_thickness", "SliceThickness")
     spacing = pick("slice_spacing", "spacing_between_slices", "SpacingBetweenSlices")
+    ti = pick("inversion_time", "inversion_time", "InversionTime", 1000.0)
+    flip = pick("flip_angle", "flip_angle", "FlipAngle")
     acq_raw = h.get("mr_acquisition_type") or s.get("MRAcquisitionType")
     acq = str(acq_raw).strip().upper() if acq_raw else ""
+    spacing_xy = [x for x in (_num(v) for v in (h.get("pixel_spacing") or [])) if x is not None]
+    agent = " ".join(str(h.get("contrast_agent") or "").split())
     return Acquisition(
         acquisition=acq if acq in ("2D", "3D") else NA,
         echo_time_ms=te,
@@ -615,6 +647,12 @@ def acquisition_of(p: PatientRecord, cls: str) -> Acquisition:
         slice_thickness_mm=thick,
         slice_spacing_mm=spacing,
         sources=tuple(sources),
+        inversion_time_ms=ti,
+        flip_angle_deg=flip,
+        pixel_spacing_mm=max(spacing_xy) if spacing_xy else None,
+        matrix_rows=_num(h.get("rows")),
+        matrix_columns=_num(h.get("columns")),
+        contrast_agent=agent or None,
     )
 
 
@@ -624,11 +662,24 @@ TABLE1_ROWS: tuple[tuple[str, str], ...] = (
     ("Slice thickness (mm)", "slice_thickness_mm"),
     ("Slice spacing (mm)", "slice_spacing_mm"),
 )
+#: rows after the reference paper's, from the same series headers (inversion time: only the
+#: inversion-recovery series have one, so its absence is not counted as missing)
+TABLE1_EXTRA_ROWS: tuple[tuple[str, str], ...] = (
+    ("Inversion time (ms)", "inversion_time_ms"),
+    ("Flip angle (deg)", "flip_angle_deg"),
+    ("In-plane pixel spacing, coarser axis (mm)", "pixel_spacing_mm"),
+    ("Matrix rows (px)", "matrix_rows"),
+    ("Matrix columns (px)", "matrix_columns"),
+)
+#: the most frequent contrast agents listed per sequence (the others: "other")
+CONTRAST_AGENTS_SHOWN = 5
 
 
 def table1(cohort: Cohort, sequences: Mapping[str, str] = TABLE1_SEQUENCES) -> Table:
-    """Table 1 of the reference paper: per sequence, acquisition 2D / 3D / N/A (n, %) and
-    median (range) of echo time, repetition time, slice thickness and slice spacing."""
+    """Table 1 of the reference paper: per sequence (FLAIR, T1 post-contrast, then T1 and T2),
+    acquisition 2D / 3D / N/A (n, %) and median (range) of echo time, repetition time, slice
+    thickness and slice spacing; then inversion time, flip angle, in-plane pixel spacing and
+    matrix (median, range) and the recorded contrast agent (n, %)."""
     included = cohort.included
     total = len(included)
     acqs = {cls: [acquisition_of(p, cls) for p in included] for cls in sequences}
@@ -640,26 +691,67 @@ def table1(cohort: Cohort, sequences: Mapping[str, str] = TABLE1_SEQUENCES) -> T
                 *[n_pct(sum(a.acquisition == kind for a in acqs[c]), total) for c in sequences],
             ]
         )
-    for label, attr in TABLE1_ROWS:
+    for label, attr in (*TABLE1_ROWS, *TABLE1_EXTRA_ROWS):
         rows.append(
             [
                 f"{label}, median (range)",
                 *[median_range(getattr(a, attr) for a in acqs[c]) for c in sequences],
             ]
         )
+    agents = Counter(a.contrast_agent for c in sequences for a in acqs[c] if a.contrast_agent)
+    shown = [name for name, _ in agents.most_common(CONTRAST_AGENTS_SHOWN)]
+    rows.append(["Contrast agent recorded (ContrastBolusAgent), n (%)", *["" for _ in sequences]])
+    for name in shown:
+        rows.append(
+            [
+                f"  {name}",
+                *[n_pct(sum(a.contrast_agent == name for a in acqs[c]), total) for c in sequences],
+            ]
+        )
+    if len(agents) > len(shown):
+        rows.append(
+            [
+                "  other",
+                *[
+                    n_pct(
+                        sum(
+                            1 for a in acqs[c] if a.contrast_agent and a.contrast_agent not in shown
+                        ),
+                        total,
+                    )
+                    for c in sequences
+                ],
+            ]
+        )
+    rows.append(
+        [
+            "  none recorded",
+            *[n_pct(sum(a.contrast_agent is None for a in acqs[c]), total) for c in sequences],
+        ]
+    )
     missing = []
-    for cls, title in sequences.items():
-        for label, attr in TABLE1_ROWS:
-            n = sum(getattr(a, attr) is None for a in acqs[cls])
-            if n:
-                missing.append(f"{title} {label.split(' (')[0].lower()}: {n} absent")
+    for label, attr in (*TABLE1_ROWS, *TABLE1_EXTRA_ROWS[1:]):
+        per = [
+            f"{title} {n}"
+            for cls, title in sequences.items()
+            if (n := sum(getattr(a, attr) is None for a in acqs[cls]))
+        ]
+        if per:
+            missing.append(f"{label.split(' (')[0].split(',')[0].lower()} ({', '.join(per)})")
     side = sum(1 for c in sequences for a in acqs[c] for _, src in a.sources if src == "sidecar")
     note = (
         f"{total} included patients; values of the selected pretreatment series from their DICOM "
         "headers (times in ms)"
         + (f", {side} value(s) from the BIDS sidecars (seconds converted to ms)" if side else "")
-        + ". N/A: the value is absent from every series."
-        + (" Absent values: " + "; ".join(missing) + "." if missing else "")
+        + ". N/A: the value is absent from every series (inversion time: no series of that "
+        "sequence is an inversion-recovery acquisition, or none records it). In-plane pixel "
+        "spacing: the coarser of the two PixelSpacing values; matrix: the stored image's Rows "
+        "and Columns. Contrast agent: ContrastBolusAgent of the series as recorded."
+        + (
+            " Absent values (series without it, per sequence): " + "; ".join(missing) + "."
+            if missing
+            else ""
+        )
     )
     return Table(
         "table1", "Table 1. Acquisition parameters", ["Parameter", *sequences.values()], rows, note
