@@ -131,7 +131,7 @@ def build_document(
     clin_tables: list[Table] = [
         clinical_characteristics(cohort, clinical.rows if clinical is not None else None, problems)
     ]
-    if clinical is not None and problems:
+    if clinical is not None:  # also without problems: every report has the same tables
         clin_tables.append(
             clinical_problems(problems, clinical.source, anonymous=anonymous_exclusions)
         )

@@ -462,9 +462,19 @@ def clinical_problems(
             note=(
                 f"The clinical sheet had {len(errors)} error(s) and {n_warn} warning(s); the "
                 "rows and columns are listed in the workspace's report (clinical_problems)."
+                if problems
+                else "The clinical sheet had no problem."
             ),
         )
     rows = [[row, col, sev, msg, problem_effect(row, sev, msg)] for row, col, sev, msg in problems]
+    if not problems:
+        return Table(
+            "clinical_problems",
+            "Clinical sheet problems",
+            ["Sheet row", "Column", "Severity", "Message", "Effect"],
+            [],
+            note=f"{source}: no problem found.",
+        )
     if errors:
         shown = "; ".join(
             f"{_where(row, col)}: {msg} ({problem_effect(row, sev, msg)})"

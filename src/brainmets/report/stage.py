@@ -34,7 +34,9 @@ from brainmets.report.truth import (
     workspace_sources,
 )
 
-VERSION = "1"
+#: 2: truth check, input files, Table 1 with T1/T2 and more parameters, clinical_problems
+#: always (issue 18)
+VERSION = "2"
 
 #: the stage parameters (``[stages.report]``, :data:`brainmets.cohort.document.DEFAULTS`)
 #: as a typed options object, each parameter typed by its default
