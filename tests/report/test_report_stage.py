@@ -265,3 +265,18 @@ def test_no_heading_is_followed_by_a_caption_with_the_same_text(rx) -> None:
         assert len(seq) > 10
         pairs = list(zip(seq, seq[1:], strict=False))
         assert not [p for p in pairs if p[0].casefold() == p[1].casefold()], pairs
+
+
+def test_lesion_centroids_are_sri24_world_of_the_grid(rx) -> None:
+    """features.json (and the workbook) give centroids in the world of the preprocessed grid's
+    affine (the SRI24 header, RAS+: x = -i), named with their unit."""
+    path = rx.root / f"data/derivatives/{rx.pids['a']}/features/features.json"
+    lesions = json.loads(path.read_text())["lesions"]
+    assert lesions and all("centroid_x" not in les for les in lesions)
+    for les in lesions:
+        assert les["centroid_x_mm"] == pytest.approx(-les["centroid_i"])
+        assert (les["centroid_y_mm"], les["centroid_z_mm"]) == pytest.approx(
+            (les["centroid_j"], les["centroid_k"])
+        )
+    # the largest lesion of a is centred on voxel (150, 150, 90)
+    assert (lesions[0]["centroid_x_mm"], lesions[0]["centroid_y_mm"]) == (-150.0, 150.0)

@@ -66,10 +66,14 @@ def _largest_centroid(p: PatientRecord) -> tuple[float, float, float] | None:
     if not lesions:
         return None
     les = min(lesions, key=lambda x: (int(x.get("lesion") or 10**9), -float(x.get("voxels") or 0)))
-    try:
-        return (float(les["centroid_x"]), float(les["centroid_y"]), float(les["centroid_z"]))
+    try:  # world RAS mm (features version 1 named them centroid_x, ...)
+        x, y, z = (
+            float(les[f"centroid_{a}_mm"] if f"centroid_{a}_mm" in les else les[f"centroid_{a}"])
+            for a in "xyz"
+        )
     except (KeyError, TypeError, ValueError):
         return None
+    return (x, y, z)
 
 
 def figure_name(display_id: str) -> str:
