@@ -218,3 +218,25 @@ def test_results_agree_with_the_truth(demo_ws: Path) -> None:
     assert m["infratentorial_exact"] == 1.0, report
     for p in check.patients:  # no more edema "lesions" made of slivers
         assert abs(p.counts_got["Edema_num"] - p.counts_truth["Edema_num"]) <= 1, report
+
+
+def test_report_has_the_check_against_the_truth(demo_ws: Path) -> None:
+    """The demo workspace reads the cohort's dicom/: the report finds truth.json beside it and
+    its truth_check table says what check_workspace says."""
+    from brainmets.synth.check import COUNT_NAMES, check_workspace
+
+    check = check_workspace(demo_ws.parent / "cohort", demo_ws)
+    rows = _table(demo_ws, "truth_check")
+    assert len(rows) - 1 == len(COUNT_NAMES) * (len(check.patients) + len(check.missing))
+    for p in check.patients:
+        for name in COUNT_NAMES:
+            row = next(r for r in rows if r[0] == p.patient_id and r[1].endswith(f"({name})"))
+            assert (int(row[2]), int(row[3])) == (p.counts_truth[name], p.counts_got[name])
+            assert row[4] == ("pass" if p.counts_truth[name] == p.counts_got[name] else "fail")
+    html = report_path(demo_ws)
+    assert html is not None and "Check against the synthetic truth" in html.read_text()
+    targets = {r[0]: r[3] for r in _table(demo_ws, "truth_check_targets")[1:]}
+    failed = set(check.failed_targets())
+    assert (targets["Component counts exact (patient x label cells)"] == "fail") == (
+        "counts_exact" in failed
+    )

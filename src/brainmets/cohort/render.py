@@ -75,6 +75,11 @@ def _is_num(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _indent(v: str) -> int:
+    """Leading spaces of a row label (2 per level: a category, 4: a reason within it)."""
+    return len(v) - len(v.lstrip(" "))
+
+
 def _anchor(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
@@ -96,7 +101,7 @@ def table_html(t: Table, heading: str = "") -> str:
         for v in row:
             text = html.escape(_cell(v))
             if isinstance(v, str) and v.startswith("  "):
-                text = "&nbsp;&nbsp;&nbsp;&nbsp;" + html.escape(v.strip())
+                text = "&nbsp;" * (2 * _indent(v)) + html.escape(v.strip())
             out.append(f'<td class="num">{text}</td>' if _is_num(v) else f"<td>{text}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -156,7 +161,7 @@ def table_markdown(t: Table, heading: str = "") -> str:
         for v in row:
             text = _md_escape(v)
             if isinstance(v, str) and v.startswith("  "):
-                text = "&nbsp;&nbsp;" + text.strip()
+                text = "&nbsp;" * _indent(v) + text.strip()
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     if t.note:
