@@ -272,6 +272,9 @@ def test_median_iqr_and_kaplan_meier() -> None:
     assert kaplan_meier_median([2, 4, 6], [True, False, True]) == 6
     assert kaplan_meier_median([1, 2, 3, 4], [True, True, False, False]) == 2
     assert kaplan_meier_median([5, 8], [False, False]) is None  # not reached
+    # no censoring: the sample median (0.5 exactly between 2 and 3)
+    assert kaplan_meier_median([1, 2, 3, 4], [True] * 4) == 2.5
+    assert kaplan_meier_median([1, 2, 3], [True] * 3) == 2
 
 
 def test_clinical_characteristics_without_vital_status() -> None:
@@ -313,8 +316,11 @@ def test_clinical_problems_say_what_and_where() -> None:
         "row not used",
         "cell empty (N/A in the tables)",
     ]
-    assert "2 error(s) — sheet row 5, column Ethnicity: not an allowed code" in t.note
-    assert "sheet row 7, column MRN: same MRN as row 3: both rows skipped (row not used)" in t.note
+    assert "2 error(s) — (1) sheet row 5, column Ethnicity: not an allowed code" in t.note
+    assert "Hispanic) -> cell left empty (N/A in the tables); (2) sheet row 7" in t.note
+    assert "(2) sheet row 7, column MRN: same MRN as row 3: both rows skipped -> row not used" in (
+        t.note
+    )
     assert "clinical_problems.csv" in t.note and "(cell left empty)" not in t.note
     anon = clinical_problems(problems, "clinical.xlsx", anonymous=True)
     assert ["error", "row not used", 1] in anon.rows and "Ethnicity" not in str(anon.rows)

@@ -139,18 +139,25 @@ def median_iqr(values: Iterable[float | None], decimals: int = 1) -> str:
 
 def kaplan_meier_median(times: Sequence[float], events: Sequence[bool]) -> float | None:
     """The Kaplan-Meier median survival time: the first time at which the estimated survival
-    is at most 0.5 (None: not reached). ``events[i]`` True for a death, False for a time
-    censored at last follow-up (a death and a censoring at the same time: the death first)."""
+    falls below 0.5; where it is exactly 0.5 on an interval, the middle of that interval (as
+    R's ``survfit``; without censoring this is the sample median). None: not reached.
+    ``events[i]`` True for a death, False for a time censored at last follow-up (a death and a
+    censoring at the same time: the death first)."""
     at_risk = len(times)
     surv = 1.0
+    half_at: float | None = None
     for t in sorted(set(times)):
         deaths = sum(1 for x, e in zip(times, events, strict=True) if x == t and e)
         if deaths and at_risk:
             surv *= 1.0 - deaths / at_risk
-            if surv <= 0.5:
+            if half_at is not None:
+                return (half_at + t) / 2.0
+            if abs(surv - 0.5) < 1e-12:
+                half_at = t
+            elif surv < 0.5:
                 return t
         at_risk -= sum(1 for x in times if x == t)
-    return None
+    return half_at
 
 
 def _display(ids: Mapping[str, str] | None) -> Callable[[str], str]:
@@ -477,8 +484,8 @@ def clinical_problems(
         )
     if errors:
         shown = "; ".join(
-            f"{_where(row, col)}: {msg} ({problem_effect(row, sev, msg)})"
-            for row, col, sev, msg in errors[:listed]
+            f"({i}) {_where(row, col)}: {msg} -> {problem_effect(row, sev, msg)}"
+            for i, (row, col, sev, msg) in enumerate(errors[:listed], start=1)
         )
         more = f"; and {len(errors) - listed} more" if len(errors) > listed else ""
         what = f"{len(errors)} error(s) — {shown}{more}"

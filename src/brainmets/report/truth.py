@@ -198,7 +198,10 @@ def truth_section(check: TruthCheck, ids: Mapping[str, str] | None = None) -> Se
             "every patient's lesions: the published features and label maps of the "
             f"{len(check.patients) + len(check.missing)} expected-included patients compared "
             "with it, in the published space (brainmets.synth.check). " + verdict,
-            *[line.strip() for line in check.summary_lines()[:-1]],
+            *[
+                f"volumes within tolerance, {line.strip()}" if line.startswith("  ") else line
+                for line in check.summary_lines()[:-1]
+            ],
         ],
         tables=[truth_table(check, ids), targets_table(check)],
     )
