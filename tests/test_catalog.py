@@ -18,6 +18,7 @@ from brainmets.catalog import (
     CatalogError,
     IndexedSeries,
     OutputFile,
+    PatientCounts,
     PatientRow,
     SchemaTooNew,
     SourceFile,
@@ -202,6 +203,8 @@ def test_source_files_by_patient_and_status(tmp_path: Path) -> None:
         assert cat.source_files(statuses=()) == []
         assert cat.source_file_counts() == {"deidentified": 1, "pending": 1, "rejected": 1}
         assert list(cat.source_file_counts()) == ["deidentified", "pending", "rejected"]
+        assert cat.source_file_reasons(["rejected"]) == [("rejected", "not a DICOM file", 1)]
+        assert [r[0] for r in cat.source_file_reasons()] == ["deidentified", "pending", "rejected"]
 
 
 def test_record_source_file_adds_its_patient_and_updates_by_path(tmp_path: Path) -> None:
@@ -245,6 +248,9 @@ def test_studies_series_and_instances_of_a_patient(tmp_path: Path) -> None:
             f"data/dicom/{P1}/1.dcm",
         )
         assert len(cat.instances()) == 4
+        counts = cat.patient_counts()
+        assert counts[P1] == PatientCounts(P1, studies=2, series=3, instances=3)
+        assert (counts[P2].series, counts[P2].instances) == (1, 1)
 
 
 def test_indexed_series_header_is_read_back_as_a_typed_record(tmp_path: Path) -> None:

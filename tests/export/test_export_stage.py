@@ -4,6 +4,7 @@ content scan (no key, mapping, identifier or excluded patient), IDs, links, DICO
 from __future__ import annotations
 
 import base64
+import csv
 import gzip
 import json
 import os
@@ -21,8 +22,9 @@ from rx_workspace import MRNS, NAMES, read_dicom_uids
 
 from brainmets.export.cli import export_command, run_validate
 from brainmets.export.ids import assign_ids, brats_id
-from brainmets.export.manifest import MANIFEST_NAME
+from brainmets.export.manifest import MANIFEST_NAME, read_manifest
 from brainmets.export.validate import validate
+from brainmets.fsutil import sha256_file
 from brainmets.ids import normalise_id
 
 
@@ -101,6 +103,26 @@ def test_collection_round_trip(rx) -> None:
         (rx.root / "data" / "derivatives" / "_cohort" / "export" / "export.json").read_text()
     )
     assert export_doc["patients"] == 2 and export_doc["layout"] == "collection"
+
+
+def test_report_tables_in_the_export_include_clinical_problems(rx) -> None:
+    root = rx.root / "exports" / "collection"
+    ws_tables = rx.root / "data" / "derivatives" / "_cohort" / "report" / "tables"
+    exported = sorted(p.name for p in (root / "report" / "tables").glob("*.csv"))
+    assert "clinical_problems.csv" in exported
+    assert exported == sorted(p.name for p in ws_tables.glob("*.csv"))  # every report table
+    with open(root / "report" / "tables" / "clinical_problems.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    # counts only in the export (the sheet: b's Smoke empty, one MRN of no patient)
+    assert rows[0] == ["Severity", "Effect", "Count"]
+    assert sorted(rows[1:]) == [
+        ["warning", "cell empty (N/A in the tables)", "1"],
+        ["warning", "row not used", "1"],
+    ]
+    listed, _ = read_manifest(root / MANIFEST_NAME)
+    rel = "report/tables/clinical_problems.csv"
+    assert listed[rel] == sha256_file(root / rel)
+    assert "Clinical sheet problems" in (root / "report" / "report.html").read_text()
 
 
 def test_export_scan_finds_no_key_identifier_or_excluded_patient(rx) -> None:

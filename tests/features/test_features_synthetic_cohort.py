@@ -56,7 +56,7 @@ def _match(lesions: list, truth: list[dict]) -> list[tuple]:
         best = min(
             lesions,
             key=lambda x: np.linalg.norm(
-                [x.centroid_x - c[0], x.centroid_y - c[1], x.centroid_z - c[2]]
+                [x.centroid_x_mm - c[0], x.centroid_y_mm - c[1], x.centroid_z_mm - c[2]]
             ),
         )
         pairs.append((t, best))

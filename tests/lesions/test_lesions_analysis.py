@@ -161,12 +161,31 @@ def test_lesions_are_numbered_largest_first_with_centroids() -> None:
     aff[:3, 3] = [-5, 7, 100]
     les = analyse(lab, aff).lesions
     assert [x.voxels for x in les] == [125, 8]
-    assert (les[0].centroid_i, les[0].centroid_x, les[0].centroid_y, les[0].centroid_z) == (
+    assert (
+        les[0].centroid_i,
+        les[0].centroid_x_mm,
+        les[0].centroid_y_mm,
+        les[0].centroid_z_mm,
+    ) == (
         12.0,
         7.0,
         19.0,
         112.0,
     )
+
+
+def test_centroids_are_in_the_world_of_the_grid_affine(atlas: AtlasLabels) -> None:
+    """On the preprocessed SRI24 grid the centroid is the template's world (its NIfTI affine,
+    RAS+): x = -i, y = j, z = k (the SRI24 header puts voxel (0, 0, 0) at the origin)."""
+    lab = np.zeros(atlas.shape, np.uint8)
+    lab[148:152, 100:103, 60:62] = 3
+    les = analyse(lab, atlas.affine, atlas=atlas).lesions[0]
+    ijk = np.array([les.centroid_i, les.centroid_j, les.centroid_k, 1.0])
+    assert np.allclose(
+        atlas.affine @ ijk, [les.centroid_x_mm, les.centroid_y_mm, les.centroid_z_mm, 1]
+    )
+    assert (les.centroid_x_mm, les.centroid_y_mm, les.centroid_z_mm) == (-149.5, 101.0, 60.5)
+    assert np.allclose(atlas.affine, np.diag([-1.0, 1, 1, 1]))
 
 
 def _infra_voxel(atlas: AtlasLabels) -> tuple[int, int, int]:
@@ -223,10 +242,10 @@ def test_placement_handles_the_brats_layouts(atlas: AtlasLabels) -> None:
     assert b.placement is not None and b.placement.mode == "world"
     for other in (a.lesions[0], b.lesions[0]):
         assert other.infratentorial is True
-        assert (other.centroid_x, other.centroid_y, other.centroid_z) == (
-            ref.centroid_x,
-            ref.centroid_y,
-            ref.centroid_z,
+        assert (other.centroid_x_mm, other.centroid_y_mm, other.centroid_z_mm) == (
+            ref.centroid_x_mm,
+            ref.centroid_y_mm,
+            ref.centroid_z_mm,
         )
     with pytest.raises(ValueError, match="array alignment"):
         place_on_atlas((10, 10, 10), np.eye(4), atlas, "array")

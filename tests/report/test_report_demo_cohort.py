@@ -108,6 +108,25 @@ def test_report_numbers_agree_with_the_catalog(demo_ws: Path) -> None:
     assert included, "no patient went through the whole pipeline"
     flow = _table(demo_ws, "cohort_flow")
     assert [int(r[1]) for r in flow[1:]] == [found, seq, len(included)]
+    con = sqlite3.connect(f"file:{demo_ws / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        totals = [
+            con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("studies", "series", "instances")
+        ]
+        files = dict(con.execute("SELECT status, COUNT(*) FROM source_files GROUP BY status"))
+    finally:
+        con.close()
+    assert [int(x) for x in flow[1][2:5]] == totals
+    inputs = {r[0]: r[1] for r in _table(demo_ws, "input_files")[1:]}
+    assert int(inputs["Input files found"]) == sum(files.values())
+    assert inputs["De-identified (written to the workspace)"].startswith(
+        f"{files.get('deidentified', 0)} ("
+    )
+    if files.get("quarantined"):  # the cohort plants burned-in annotations
+        assert inputs["Quarantined (not written: pixels may show identifying text)"].startswith(
+            f"{files['quarantined']} ("
+        )
     excl = _table(demo_ws, "exclusions")
     assert sorted(r[3] for r in excl[1:] if r[1] == "sequences") == sorted(reasons)
 
@@ -199,3 +218,25 @@ def test_results_agree_with_the_truth(demo_ws: Path) -> None:
     assert m["infratentorial_exact"] == 1.0, report
     for p in check.patients:  # no more edema "lesions" made of slivers
         assert abs(p.counts_got["Edema_num"] - p.counts_truth["Edema_num"]) <= 1, report
+
+
+def test_report_has_the_check_against_the_truth(demo_ws: Path) -> None:
+    """The demo workspace reads the cohort's dicom/: the report finds truth.json beside it and
+    its truth_check table says what check_workspace says."""
+    from brainmets.synth.check import COUNT_NAMES, check_workspace
+
+    check = check_workspace(demo_ws.parent / "cohort", demo_ws)
+    rows = _table(demo_ws, "truth_check")
+    assert len(rows) - 1 == len(COUNT_NAMES) * (len(check.patients) + len(check.missing))
+    for p in check.patients:
+        for name in COUNT_NAMES:
+            row = next(r for r in rows if r[0] == p.patient_id and r[1].endswith(f"({name})"))
+            assert (int(row[2]), int(row[3])) == (p.counts_truth[name], p.counts_got[name])
+            assert row[4] == ("pass" if p.counts_truth[name] == p.counts_got[name] else "fail")
+    html = report_path(demo_ws)
+    assert html is not None and "Check against the synthetic truth" in html.read_text()
+    targets = {r[0]: r[3] for r in _table(demo_ws, "truth_check_targets")[1:]}
+    failed = set(check.failed_targets())
+    assert (targets["Component counts exact (patient x label cells)"] == "fail") == (
+        "counts_exact" in failed
+    )

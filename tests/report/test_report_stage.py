@@ -96,6 +96,16 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
         ]
     flow = _csv(rx.root, "cohort_flow")
     assert [int(r[1]) for r in flow[1:]] == [found, seq, len(included)] == [4, 3, 2]
+    with _db(rx.root) as con:
+        n_studies = con.execute("SELECT COUNT(*) FROM studies").fetchone()[0]
+        n_series = con.execute("SELECT COUNT(*) FROM series").fetchone()[0]
+        inc_series = con.execute(
+            f"SELECT COUNT(*) FROM series WHERE patient_id IN ({','.join('?' * len(included))})",
+            included,
+        ).fetchone()[0]
+    assert [int(x) for x in flow[1][2:5]] == [n_studies, n_series, 0] == [4, 12, 0]
+    assert [int(x) for x in flow[3][2:5]] == [2, inc_series, 0] == [2, 8, 0]
+    assert _csv(rx.root, "input_files")[1] == ["Input files found", "0"]  # no ingest here
 
     excl = _csv(rx.root, "exclusions")
     listed = {r[0]: r[3] for r in excl[1:]}
@@ -107,7 +117,9 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
 
     # Table 1 recomputed from the catalog headers, sidecar (seconds) only where absent
     t1 = _csv(rx.root, "table1")
-    assert t1[0] == ["Parameter", "FLAIR", "T1 post-contrast"]
+    assert t1[0] == ["Parameter", "FLAIR", "T1 post-contrast", "T1", "T2"]
+    assert _lookup(t1, "Echo time (ms), median (range)", 4) == "90 (90-90)"  # a's T2 only
+    assert _lookup(t1, "none recorded", 2) == "2 (100.0%)"  # no contrast agent in the headers
     letters = {v: k for k, v in rx.pids.items()}
     for col, cls in ((1, "flair"), (2, "t1c")):
         tes = []
@@ -128,6 +140,7 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
     sc = _csv(rx.root, "scanners")
     assert _lookup(sc, "3 T") == "1 (50.0%)" and _lookup(sc, "1.5 T") == "1 (50.0%)"
     assert _lookup(sc, "Siemens") == "1 (50.0%)" and _lookup(sc, "GE") == "1 (50.0%)"
+    assert _lookup(sc, "Siemens Skyra") == "1 (50.0%)"  # b's header names no model
 
     # lesion totals = the recorded features
     docs = [json.loads(p.read_text()) for p in feat_paths]
@@ -147,6 +160,18 @@ def test_numbers_agree_with_the_catalog(rx) -> None:
     assert _lookup(clin, "Breast") == "1 (50.0%)"  # b; c (melanoma) is not included
     assert _lookup(clin, "Melanoma") == "0 (0.0%)"
     assert _lookup(clin, "Age (years), median (range)") == "65.8 (61.5-70)"
+    assert _lookup(clin, "Ethnicity, n (%)") == ""
+    assert _lookup(clin, "White") == "2 (100.0%)" and _lookup(clin, "Black") == "0 (0.0%)"
+    assert _lookup(clin, "Extranodal metastases at diagnosis, n (%)") == "1 (50.0%)"
+    assert _lookup(clin, "Smoking history (pack-years), median [IQR]") == "20 [20-20]"
+    assert _lookup(clin, "Never smoked (0 pack-years), n (%)") == "0 (0.0%)"
+    assert _lookup(clin, "Smoking N/A") == "1 (50.0%)"  # b's Smoke is empty
+    assert _lookup(clin, "Survival time (months), median [IQR]") == "7.7 [5.3-10]"
+    assert _lookup(clin, "Deceased (Death = 1), n (%)") == "1 (50.0%)"
+    assert _lookup(clin, "Alive at last follow-up (Death = 0, censored), n (%)") == "1 (50.0%)"
+    assert _lookup(clin, "Overall survival (months), Kaplan-Meier median") == "12.3"
+    note = (_report_dir(rx.root) / "report.md").read_text()
+    assert "Death = 0: censored at that time" in note
 
     qc = _csv(rx.root, "qc")
     assert {r[0]: r[-1] for r in qc[1:]} == {rx.pids["a"]: "not needed", rx.pids["b"]: "pending"}
@@ -218,7 +243,8 @@ def test_report_renders_in_headless_chromium(rx, tmp_path: Path) -> None:
     assert int(attrs["images"]) == n_png == 8
     assert int(attrs["decoded"]) == n_png  # every embedded PNG decoded by the browser
     assert int(attrs["tables"]) >= 10
-    assert int(attrs["rows"]) == 8  # Table 1: acquisition + 2D/3D/N/A + 4 parameters
+    # Table 1: acquisition + 2D/3D/N/A + 4 + 5 parameters + contrast agent (none recorded)
+    assert int(attrs["rows"]) == 15
     for title in ("Cohort flow", "Table 1. Acquisition parameters", "Scanners", "Lesions"):
         assert title in res.stdout
     shot = tmp_path / "shot.png"
@@ -228,3 +254,30 @@ def test_report_renders_in_headless_chromium(rx, tmp_path: Path) -> None:
         timeout=180,
     )
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_no_heading_is_followed_by_a_caption_with_the_same_text(rx) -> None:
+    folder = _report_dir(rx.root)
+    html = (folder / "report.html").read_text()
+    heads = [m.group(2).strip() for m in re.finditer(r"<h([1-3])>(.*?)</h\1>", html)]
+    md = (folder / "report.md").read_text().splitlines()
+    md_heads = [line.lstrip("#").strip() for line in md if re.match(r"#{1,3} ", line)]
+    for seq in (heads, md_heads):
+        assert len(seq) > 10
+        pairs = list(zip(seq, seq[1:], strict=False))
+        assert not [p for p in pairs if p[0].casefold() == p[1].casefold()], pairs
+
+
+def test_lesion_centroids_are_sri24_world_of_the_grid(rx) -> None:
+    """features.json (and the workbook) give centroids in the world of the preprocessed grid's
+    affine (the SRI24 header, RAS+: x = -i), named with their unit."""
+    path = rx.root / f"data/derivatives/{rx.pids['a']}/features/features.json"
+    lesions = json.loads(path.read_text())["lesions"]
+    assert lesions and all("centroid_x" not in les for les in lesions)
+    for les in lesions:
+        assert les["centroid_x_mm"] == pytest.approx(-les["centroid_i"])
+        assert (les["centroid_y_mm"], les["centroid_z_mm"]) == pytest.approx(
+            (les["centroid_j"], les["centroid_k"])
+        )
+    # the largest lesion of a is centred on voxel (150, 150, 90)
+    assert (lesions[0]["centroid_x_mm"], lesions[0]["centroid_y_mm"]) == (-150.0, 150.0)

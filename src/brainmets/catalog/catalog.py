@@ -119,6 +119,17 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class PatientCounts:
+    """How many studies, series and de-identified instances the catalog records for one
+    patient (:meth:`Catalog.patient_counts`)."""
+
+    patient_id: str
+    studies: int = 0
+    series: int = 0
+    instances: int = 0
+
+
+@dataclass(frozen=True)
 class StudyRow:
     """A de-identified study (dates shifted, accession pseudonymous)."""
 
@@ -558,6 +569,27 @@ class Catalog:
             )
         }
 
+    def source_file_reasons(
+        self, statuses: Iterable[str] | None = None
+    ) -> list[tuple[str, str | None, int]]:
+        """``(status, reason, files)`` of the input files, grouped by status and reason
+        (optionally only the given statuses), by status then reason."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        return [
+            (str(r["status"]), r["reason"], int(r["n"]))
+            for r in self._query(
+                "SELECT status, reason, COUNT(*) AS n FROM source_files"
+                + _and(where)
+                + " GROUP BY status, reason ORDER BY status, reason",
+                params,
+            )
+        ]
+
     def record_source_file(self, file: SourceFile) -> None:
         """Record (insert or update by path) one input file, and its patient if it has
         one, in one transaction."""
@@ -588,6 +620,21 @@ class Catalog:
                 params,
             )
         ]
+
+    def patient_counts(self) -> dict[str, PatientCounts]:
+        """Per patient (by ID): how many studies, series and instances are recorded (a
+        patient with none of them is absent)."""
+        counts: dict[str, dict[str, int]] = {}
+        for table, name in (
+            ("studies", "studies"),
+            ("series", "series"),
+            ("instances", "instances"),
+        ):
+            for r in self._query(
+                f"SELECT patient_id, COUNT(*) AS n FROM {table} GROUP BY patient_id"
+            ):
+                counts.setdefault(str(r["patient_id"]), {})[name] = int(r["n"])
+        return {pid: PatientCounts(pid, **c) for pid, c in sorted(counts.items())}
 
     def has_series(self, uid: str) -> bool:
         """Whether a series with this (de-identified) SeriesInstanceUID is recorded."""

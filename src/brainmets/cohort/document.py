@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import brainmets
@@ -30,9 +30,11 @@ from brainmets.cohort.render import Document, Figure, Section
 from brainmets.cohort.tables import (
     Table,
     clinical_characteristics,
+    clinical_problems,
     cohort_flow,
     exclusion_reasons,
     exclusions,
+    input_files,
     lesion_summary,
     per_patient,
     qc_table,
@@ -64,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     # the stage whose success means "all four pretreatment sequences"
     "sequence_stage": "classify",
     "title": "Brain metastases dataset: descriptor",
+    # the synthetic cohort whose truth.json the report checks the results against: "" = the
+    # cohort folder of a registered source (when it has one), "none" = never, else a folder
+    "synthetic_truth": "",
 }
 
 
@@ -80,6 +85,7 @@ def build_document(
     now: dt.datetime | None = None,
     log: Callable[[str], None] | None = None,
     atlas_dir: str | os.PathLike[str] | None = None,
+    extra_sections: Sequence[Section] = (),
 ) -> Document:
     """The descriptor of ``cohort``.
 
@@ -91,6 +97,8 @@ def build_document(
             clinical sheet's problems as counts only (the export's copy).
         atlas_dir: the configured SRI24 folder (``atlas.dir``; None: looked up as
             :func:`brainmets.atlas.locate_atlas` does), for the registration figures.
+        extra_sections: sections appended after the others (the report stage's check
+            against the synthetic truth).
     """
     p = {**DEFAULTS, **dict(params)}
     show = (lambda x: str(ids.get(x, x))) if ids else (lambda x: x)
@@ -116,35 +124,20 @@ def build_document(
             "Cohort",
             tables=[
                 cohort_flow(cohort),
+                input_files(cohort),
                 exclusion_reasons(cohort),
                 exclusions(cohort, anonymous=anonymous_exclusions),
             ],
         ),
     ]
+    problems = list(clinical.problems) if clinical is not None else []
     clin_tables: list[Table] = [
-        clinical_characteristics(cohort, clinical.rows if clinical is not None else None)
+        clinical_characteristics(cohort, clinical.rows if clinical is not None else None, problems)
     ]
-    if clinical is not None and clinical.problems:
-        errors = sum(1 for x in clinical.problems if x[2] == "error")
-        warnings = len(clinical.problems) - errors
-        if anonymous_exclusions:
-            rows: list[list[Any]] = [["errors", errors], ["warnings", warnings]]
-            clin_tables.append(
-                Table("clinical_problems", "Clinical sheet problems", ["Severity", "Count"], rows)
-            )
-        else:
-            clin_tables.append(
-                Table(
-                    "clinical_problems",
-                    "Clinical sheet problems",
-                    ["Sheet row", "Column", "Severity", "Message"],
-                    [list(x) for x in clinical.problems],
-                    note=(
-                        f"{clinical.source}: {errors} error(s) (cell left empty) and "
-                        f"{warnings} warning(s); cell values are not shown."
-                    ),
-                )
-            )
+    if clinical is not None:  # also without problems: every report has the same tables
+        clin_tables.append(
+            clinical_problems(problems, clinical.source, anonymous=anonymous_exclusions)
+        )
     sections.append(Section("Patient characteristics", tables=clin_tables))
     sections.append(Section("Scanners", tables=[scanners(cohort)]))
     sections.append(Section("Acquisition parameters (Table 1)", tables=[table1(cohort)]))
@@ -209,6 +202,7 @@ def build_document(
     )
     sections[-1].paragraphs += reg_notes
     sections[-1].figures += reg_figs
+    sections.extend(extra_sections)
     subtitle = (
         f"Generated {now.strftime('%Y-%m-%d %H:%M UTC')} by brainmets {brainmets.__version__} "
         f"from the workspace catalog; {len(included)} patients."

@@ -226,11 +226,16 @@ def _number(rec: Mapping[str, Any], key: str) -> float | None:
 def lesion_centre_mm(seg: Volume, rec: Mapping[str, Any]) -> np.ndarray | None:
     """World (RAS mm) of a lesion's centroid: its voxel centroid (``centroid_i/j/k`` of
     ``features.json``, indices of the label map as stored) through the label map's affine;
-    else its recorded world centroid (``centroid_x/y/z``); None without either."""
+    else its recorded world centroid (``centroid_x/y/z_mm``); None without either."""
     ijk = [_number(rec, f"centroid_{a}") for a in "ijk"]
     if all(v is not None for v in ijk):
         return seg.stored_world([float(v) for v in ijk if v is not None])
-    xyz = [_number(rec, f"centroid_{a}") for a in AXIS_NAMES]
+    xyz = [  # features version 2 names them centroid_x_mm, ...; version 1 centroid_x, ...
+        _number(rec, f"centroid_{a}_mm")
+        if _number(rec, f"centroid_{a}_mm") is not None
+        else _number(rec, f"centroid_{a}")
+        for a in AXIS_NAMES
+    ]
     if all(v is not None for v in xyz):
         return np.array([float(v) for v in xyz if v is not None])
     return None

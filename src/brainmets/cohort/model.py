@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainmets.catalog import COHORT, Catalog, StageRun
+from brainmets.catalog import COHORT, Catalog, PatientCounts, StageRun
 from brainmets.vocab import IMAGE_SUFFIXES, PATIENT_STAGES, SEQUENCES
 
 #: the four sequences, as classify names them, in the order the reports list them
@@ -123,12 +123,30 @@ class PatientRecord:
 
 @dataclass
 class Cohort:
-    """Every patient of a workspace, sorted by ID, and the stages that define inclusion."""
+    """Every patient of a workspace, sorted by ID, and the stages that define inclusion.
+
+    ``counts``: patient -> studies, series and de-identified instances the catalog records;
+    ``files``: what became of the input files, ``(status, reason, files)`` grouped by status
+    and reason (ingest and de-identification: deidentified, quarantined, rejected, duplicate,
+    ...).
+    """
 
     root: Path
     patients: list[PatientRecord]
     required_stages: list[str]
     sequence_stage: str = "classify"
+    counts: dict[str, PatientCounts] = field(default_factory=dict)
+    files: list[tuple[str, str | None, int]] = field(default_factory=list)
+
+    def totals(self, patients: Iterable[PatientRecord]) -> PatientCounts:
+        """Studies, series and instances of ``patients`` together."""
+        got = [self.counts.get(p.id) or PatientCounts(p.id) for p in patients]
+        return PatientCounts(
+            "",
+            sum(c.studies for c in got),
+            sum(c.series for c in got),
+            sum(c.instances for c in got),
+        )
 
     @property
     def found(self) -> list[PatientRecord]:
@@ -286,7 +304,12 @@ def load_cohort(
             p.sidecars = _sidecars(p)
         patients.append(p)
     return Cohort(
-        root=root, patients=patients, required_stages=stages, sequence_stage=sequence_stage
+        root=root,
+        patients=patients,
+        required_stages=stages,
+        sequence_stage=sequence_stage,
+        counts=catalog.patient_counts(),
+        files=catalog.source_file_reasons(),
     )
 
 

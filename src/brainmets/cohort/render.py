@@ -75,13 +75,25 @@ def _is_num(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _indent(v: str) -> int:
+    """Leading spaces of a row label (2 per level: a category, 4: a reason within it)."""
+    return len(v) - len(v.lstrip(" "))
+
+
 def _anchor(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
-def table_html(t: Table) -> str:
-    """One table as HTML (``id`` = the table's name)."""
-    out = [f"<h3>{html.escape(t.title)}</h3>", f'<table id="{html.escape(t.name)}">', "<thead><tr>"]
+def repeats(heading: str, caption: str) -> bool:
+    """Whether a table's caption only repeats the heading above it (then it is not shown)."""
+    return " ".join(heading.split()).casefold() == " ".join(caption.split()).casefold()
+
+
+def table_html(t: Table, heading: str = "") -> str:
+    """One table as HTML (``id`` = the table's name); its caption (``<h3>``) is left out when
+    it repeats ``heading``, the section's title."""
+    out = [] if repeats(heading, t.title) else [f"<h3>{html.escape(t.title)}</h3>"]
+    out += [f'<table id="{html.escape(t.name)}">', "<thead><tr>"]
     out += [f"<th>{html.escape(c)}</th>" for c in t.columns]
     out.append("</tr></thead><tbody>")
     for row in t.rows:
@@ -89,7 +101,7 @@ def table_html(t: Table) -> str:
         for v in row:
             text = html.escape(_cell(v))
             if isinstance(v, str) and v.startswith("  "):
-                text = "&nbsp;&nbsp;&nbsp;&nbsp;" + html.escape(v.strip())
+                text = "&nbsp;" * (2 * _indent(v)) + html.escape(v.strip())
             out.append(f'<td class="num">{text}</td>' if _is_num(v) else f"<td>{text}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -118,7 +130,7 @@ def render_html(doc: Document) -> str:
     for s in doc.sections:
         parts.append(f'<section id="{_anchor(s.title)}"><h2>{html.escape(s.title)}</h2>')
         parts += [f"<p>{html.escape(p)}</p>" for p in s.paragraphs]
-        parts += [table_html(t) for t in s.tables]
+        parts += [table_html(t, s.title) for t in s.tables]
         for f in s.figures:
             data = base64.b64encode(f.png).decode("ascii")
             parts.append(
@@ -135,8 +147,10 @@ def _md_escape(v: object) -> str:
     return _cell(v).replace("|", "\\|").replace("\n", " ")
 
 
-def table_markdown(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| " + " | ".join(_md_escape(c) for c in t.columns) + " |"]
+def table_markdown(t: Table, heading: str = "") -> str:
+    """One table as Markdown; its caption (``###``) is left out when it repeats ``heading``."""
+    lines = [] if repeats(heading, t.title) else [f"### {t.title}", ""]
+    lines.append("| " + " | ".join(_md_escape(c) for c in t.columns) + " |")
     numeric = [
         bool(t.rows) and all(_is_num(r[i]) or r[i] in ("", None) for r in t.rows)
         for i in range(len(t.columns))
@@ -147,7 +161,7 @@ def table_markdown(t: Table) -> str:
         for v in row:
             text = _md_escape(v)
             if isinstance(v, str) and v.startswith("  "):
-                text = "&nbsp;&nbsp;" + text.strip()
+                text = "&nbsp;" * _indent(v) + text.strip()
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     if t.note:
@@ -163,7 +177,7 @@ def render_markdown(doc: Document, figure_dir: str = "figures") -> str:
         for p in s.paragraphs:
             out += [p, ""]
         for t in s.tables:
-            out += [table_markdown(t), ""]
+            out += [table_markdown(t, s.title), ""]
         for f in s.figures:
             out += [f"![{f.caption}]({figure_dir}/{f.name}.png)", "", f"*{f.caption}*", ""]
     return "\n".join(out).rstrip() + "\n"

@@ -82,9 +82,14 @@ LESION_DESCRIPTION: dict[str, tuple[str, str, str]] = {
     ),
     "edema_shared": ("0/1", "", "the lesion's edema touches another lesion"),
     "max_diameter_mm": ("number", "mm", "maximum 3D diameter of the core"),
-    "centroid_x": ("number", "mm", "core centroid, atlas world x (RAS)"),
-    "centroid_y": ("number", "mm", "core centroid, atlas world y (RAS)"),
-    "centroid_z": ("number", "mm", "core centroid, atlas world z (RAS)"),
+    "centroid_x_mm": (
+        "number",
+        "mm",
+        "core centroid x, SRI24 template world, RAS+ (NIfTI affine of the preprocessed grid, "
+        "the SRI24 header diag(-1, 1, 1) with origin at voxel (0, 0, 0): x = -i)",
+    ),
+    "centroid_y_mm": ("number", "mm", "core centroid y, SRI24 template world, RAS+ (y = j)"),
+    "centroid_z_mm": ("number", "mm", "core centroid z, SRI24 template world, RAS+ (z = k)"),
     "centroid_i": ("number", "voxel", "core centroid, array index i of the label map"),
     "centroid_j": ("number", "voxel", "core centroid, array index j"),
     "centroid_k": ("number", "voxel", "core centroid, array index k"),

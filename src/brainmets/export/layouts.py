@@ -227,6 +227,9 @@ class ExportJob:
     report_params: dict[str, Any]
     clinical_rows: dict[str, dict[str, Any]] | None = None
     clinical_source: str = ""
+    #: the clinical sheet's problems (row, column, severity, message): the export's report
+    #: counts them (``clinical_problems``)
+    clinical_problems: list[tuple[int, str, str, str]] = field(default_factory=list)
     acquisition_tables: list[Table] = field(default_factory=list)
     log: Callable[[str], None] = lambda _msg: None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -329,7 +332,11 @@ def _clinical_for_report(job: ExportJob) -> Any:
         return None
     from brainmets.cohort.clinical import Clinical
 
-    return Clinical(rows=dict(job.clinical_rows), problems=[], source=job.clinical_source)
+    return Clinical(
+        rows=dict(job.clinical_rows),
+        problems=list(job.clinical_problems),
+        source=job.clinical_source,
+    )
 
 
 def nnunet_dataset_json(job: ExportJob, n: int) -> dict[str, Any]:

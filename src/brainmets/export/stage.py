@@ -41,7 +41,9 @@ from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.pipeline.states import runs_snapshot
 
-VERSION = "2"  # 2: each export is recorded in the catalog (`exports`)
+#: 2: each export is recorded in the catalog (`exports`); 3: the report's tables include
+#: clinical_problems (and issue 18's other tables)
+VERSION = "3"
 
 
 def _check_options(opts: Any) -> None:
@@ -104,6 +106,7 @@ def run_export(ctx: StageContext) -> StageResult:
         report_params=report_params,
         clinical_rows=clinical.rows if clinical is not None else None,
         clinical_source=clinical.source if clinical is not None else "",
+        clinical_problems=list(clinical.problems) if clinical is not None else [],
         acquisition_tables=[scanners(cohort), table1(cohort)],
         log=ctx.info,
         atlas_dir=cfg.atlas_dir,

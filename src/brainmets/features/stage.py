@@ -35,7 +35,9 @@ from brainmets.lesions.atlas import load_atlas_labels
 from brainmets.pipeline.inputs import atlas_inputs
 from brainmets.pipeline.stage import Stage, StageContext, StageResult, module_version
 
-VERSION = "2"  # 2: shared oedema split by the annotated lesion (instance map)
+#: 2: shared oedema split by the annotated lesion (instance map); lesion centroids named
+#: centroid_{x,y,z}_mm (SRI24 world, RAS+; issue 18)
+VERSION = "2"
 
 
 @dataclass(frozen=True)

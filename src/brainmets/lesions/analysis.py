@@ -140,7 +140,15 @@ def defaults() -> dict[str, Any]:
 
 @dataclass
 class LesionRecord:
-    """One lesion (a connected component of the tumour core)."""
+    """One lesion (a connected component of the tumour core).
+
+    ``centroid_{x,y,z}_mm``: the core's centroid in world coordinates (mm) of the label map's
+    grid, i.e. its NIfTI affine, which is RAS+ by the NIfTI convention — for the pipeline's
+    label maps the preprocessed SRI24 grid, whose affine is the SRI24 template's
+    (``diag(-1, 1, 1)``, origin at voxel (0, 0, 0): x = -i, y = j, z = k); a label map read by
+    array index (``Placement.mode == "array"``, e.g. the BraTS-METS header) is given the
+    atlas's world. ``centroid_{i,j,k}``: the same centroid as array indices of the label map.
+    """
 
     lesion: int
     voxels: int
@@ -153,9 +161,9 @@ class LesionRecord:
     edema_vol: float
     edema_shared: bool
     max_diameter_mm: float
-    centroid_x: float
-    centroid_y: float
-    centroid_z: float
+    centroid_x_mm: float
+    centroid_y_mm: float
+    centroid_z_mm: float
     centroid_i: float
     centroid_j: float
     centroid_k: float
@@ -425,9 +433,9 @@ def analyse(
                 edema_vol=_round(ed * cm3, p.volume_decimals),
                 edema_shared=r["cid"] in shared,
                 max_diameter_mm=round(r["diameter"], 2),
-                centroid_x=round(float(c_world[0]), 2),
-                centroid_y=round(float(c_world[1]), 2),
-                centroid_z=round(float(c_world[2]), 2),
+                centroid_x_mm=round(float(c_world[0]), 2),
+                centroid_y_mm=round(float(c_world[1]), 2),
+                centroid_z_mm=round(float(c_world[2]), 2),
                 centroid_i=round(float(r["centroid_vox"][0]), 2),
                 centroid_j=round(float(r["centroid_vox"][1]), 2),
                 centroid_k=round(float(r["centroid_vox"][2]), 2),

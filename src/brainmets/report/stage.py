@@ -4,6 +4,10 @@ Reads the catalog (read-only) and the recorded outputs of every patient, and wri
 ``data/derivatives/_cohort/report/``: ``report.html`` (self-contained: CSS inline, figures
 embedded), ``report.md`` (figures in ``figures/``), ``tables/*.csv`` and ``figures/*.png``.
 Parameters: :data:`brainmets.cohort.document.DEFAULTS`. See ``docs/report_export.md``.
+
+A workspace made from the synthetic cohort (its ``truth.json`` found by
+:func:`brainmets.report.truth.find_truth`) gets the section "Check against the synthetic
+truth" (``tables/truth_check.csv``, ``tables/truth_check_targets.csv``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,17 @@ from brainmets.config import Config
 from brainmets.pipeline.inputs import InputContext, describe_atlas, describe_file
 from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.report.truth import (
+    TRUTH_FILE,
+    find_truth,
+    truth_check,
+    truth_section,
+    workspace_sources,
+)
 
-VERSION = "2"  # 2: larger patient figures, lesion montages, registration figures
+#: 2: larger patient figures, lesion montages, registration figures, truth check, input
+#: files, Table 1 with T1/T2 and more parameters, clinical_problems always (issue 18)
+VERSION = "2"
 
 #: the stage parameters (``[stages.report]``, :data:`brainmets.cohort.document.DEFAULTS`)
 #: as a typed options object, each parameter typed by its default
@@ -40,14 +53,29 @@ def run_report(ctx: StageContext) -> StageResult:
         errors = sum(1 for x in clinical.problems if x[2] == "error")
         ctx.warning(
             f"clinical sheet {clinical.source}: {errors} error(s), "
-            f"{len(clinical.problems) - errors} warning(s) (see the report)"
+            f"{len(clinical.problems) - errors} warning(s) (rows, columns and effects: the "
+            "report's Clinical sheet problems, tables/clinical_problems.csv)"
         )
+    try:
+        check = truth_check(ctx.root, ctx.config, params)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged truth: no section
+        ctx.warning(f"no check against the synthetic truth: {type(exc).__name__}: {exc}")
+        check = None
+    extra = [] if check is None else [truth_section(check)]
     doc = build_document(
-        cohort, params, clinical, atlas_dir=Config(root=ctx.root, data=ctx.config).atlas_dir
+        cohort,
+        params,
+        clinical,
+        atlas_dir=Config(root=ctx.root, data=ctx.config).atlas_dir,
+        extra_sections=extra,
     )
     written = write_document(doc, ctx.out_dir)
     ctx.info(f"report: {written['html']}")
-    return StageResult(outputs=written, metrics=report_metrics(cohort, doc), tools=_tools())
+    metrics = report_metrics(cohort, doc)
+    if check is not None:
+        metrics["truth_check"] = "met" if check.ok else "not met"
+        ctx.info(f"check against the synthetic truth: targets {metrics['truth_check']}")
+    return StageResult(outputs=written, metrics=metrics, tools=_tools())
 
 
 def _tools() -> dict[str, str]:
@@ -58,14 +86,19 @@ def _tools() -> dict[str, str]:
 
 def _fingerprint_inputs(inp: InputContext) -> Any:
     """What the report reads from outside the pipeline: the clinical sheet
-    (``clinical_sheet``: its path and content hash, missing / unreadable when so) and, unless
-    ``qc_figures = "none"``, the SRI24 template of the registration figures."""
+    (``clinical_sheet``: its path and content hash, missing / unreadable when so), unless
+    ``qc_figures = "none"`` the SRI24 template of the registration figures, and the synthetic
+    cohort's ``truth.json`` when found; None when there is none of them."""
     out: dict[str, Any] = {}
     path = sheet_path(inp.root, inp.params.get("clinical_sheet") or "")
     if path is not None:
         out["clinical_sheet"] = describe_file(path)
     if inp.params.get("qc_figures", DEFAULTS["qc_figures"]) != "none":
         out["template"] = describe_atlas([TEMPLATE_FILE], inp.config.atlas_dir)
+    sources = workspace_sources(inp.workspace.config.data)
+    truth = find_truth(inp.root, sources, inp.params.get("synthetic_truth"))
+    if truth is not None:
+        out["synthetic_truth"] = describe_file(truth / TRUTH_FILE)
     return out or None
 
 
