@@ -139,9 +139,12 @@ def test_small_edema_fragments_are_removed_and_recorded() -> None:
     assert cleaned.removed == {"1": (1, 8)}
     assert (cleaned.labels == 2).sum() == (whole & ~core).sum() - 8
     assert cleaned.labels[20, 20, 5] == 0 and cleaned.labels[20, 20, 28] == 2
-    assert fuse(whole_core(whole, core), shape, FusionRules(min_edema_voxels=5)).removed == {
+    drop5 = FusionRules(min_edema_voxels=5, detached_edema="drop")
+    assert fuse(whole_core(whole, core), shape, drop5).removed == {
         "1": (1, 8)  # detached, although larger than 5
     }
+    join5 = fuse(whole_core(whole, core), shape, FusionRules(min_edema_voxels=5))
+    assert not join5.removed and join5.labels[20, 20, 5] == 2  # 2 mm off: joined
     kept = FusionRules(min_edema_voxels=5, detached_edema="keep", edema_shell="keep")
     assert not fuse(whole_core(whole, core), shape, kept).removed
 
@@ -153,9 +156,28 @@ def test_a_detached_edema_island_is_removed_only_with_detached_edema_drop() -> N
     island = _ball(shape, (20, 20, 31), 4)
     keep = FusionRules(detached_edema="keep", edema_shell="keep")
     assert (fuse(whole_core(whole, core), shape, keep).labels[island] == 2).all()
-    dropped = fuse(whole_core(whole, core), shape, FusionRules())
+    dropped = fuse(whole_core(whole, core), shape, FusionRules(detached_edema="drop"))
     assert (dropped.labels[island] == 0).all()
     assert dropped.removed["1"] == (1, int(island.sum()))
+
+
+def test_a_detached_island_within_one_drawn_voxel_is_joined_to_its_lesion() -> None:
+    import cc3d
+
+    shape = (40, 40, 40)
+    core = _ball(shape, (20, 20, 14), 5)
+    island = _ball(shape, (20, 20, 31), 4)  # 4 mm beyond the whole tumour (z 23 -> 27)
+    whole = _ball(shape, (20, 20, 14), 9) | island
+    joined = fuse(whole_core(whole, core, 6.0), shape, FusionRules())  # default: join
+    assert (joined.labels[island] == 2).all() and "1" not in joined.removed
+    edema = (joined.labels == 2).astype(np.uint8)
+    assert cc3d.connected_components(edema, connectivity=26).max() == 1
+    assert (joined.labels == 2).sum() - (whole & ~core).sum() in range(1, 6)  # the line
+    # drawn on a 1 mm grid the gap is four voxels: not a cut-off lobe, removed
+    far = fuse(whole_core(whole, core, 1.0), shape, FusionRules(edema_shell="keep"))
+    assert (far.labels[island] == 0).all() and far.removed["1"] == (1, int(island.sum()))
+    with pytest.raises(ValueError, match="detached_edema"):
+        FusionRules(detached_edema="bridge")
 
 
 def test_a_shell_thinner_than_half_the_drawn_voxel_is_not_edema() -> None:

@@ -26,8 +26,11 @@ per label, which stays the definition). Per lesion, an edema component (26-conne
 removed (background) when
 
 * it has fewer than ``min_edema_voxels`` target voxels (default 30);
-* ``detached_edema = "drop"`` (default): it touches no core voxel of its lesion (an island
-  left by the thick slices; peritumoral edema surrounds its tumour);
+* ``detached_edema``: it touches no core voxel of its lesion (an island left by the thick
+  slices; peritumoral edema surrounds its tumour): ``"join"`` (default) joins an island kept
+  by the other rules to its lesion by a one-voxel line when the gap is at most one voxel of
+  the grid the whole tumour was drawn on (a lobe the slices cut off) and removes it when
+  farther; ``"drop"`` removes every island; ``"keep"`` keeps them;
 * ``edema_shell = "drop"`` (default): no voxel of it lies farther from the core than half the
   largest voxel dimension of the grid the whole tumour was drawn on (a shell thinner than the
   partial-volume margin of that grid's 0.5 threshold);
@@ -58,6 +61,9 @@ import numpy as np
 from brainmets.vocab import EDEMA, ENHANCING, NECROSIS
 
 RULE_CHOICES = ("keep", "drop")
+#: ``detached_edema``: ``join`` joins an island to its lesion by a one-voxel line when the gap
+#: is at most one voxel of the grid the whole tumour was drawn on, and drops it otherwise
+DETACHED_CHOICES = ("keep", "drop", "join")
 #: edema components of fewer voxels than this are removed per lesion (see the module docstring)
 DEFAULT_MIN_EDEMA_VOXELS = 30
 
@@ -70,7 +76,7 @@ class FusionRules:
     core_outside_whole: str = "keep"
     overlap_priority: tuple[int, ...] = (NECROSIS, ENHANCING, EDEMA)
     min_edema_voxels: int = DEFAULT_MIN_EDEMA_VOXELS
-    detached_edema: str = "drop"
+    detached_edema: str = "join"
     edema_shell: str = "drop"
     edema_support: str = "drop"
     apart_contact: str = "drop"
@@ -80,10 +86,13 @@ class FusionRules:
             raise ValueError(
                 f"min_edema_voxels must be an integer >= 0, not {self.min_edema_voxels!r}"
             )
+        if self.detached_edema not in DETACHED_CHOICES:
+            raise ValueError(
+                f"detached_edema must be one of {DETACHED_CHOICES}, not {self.detached_edema!r}"
+            )
         for name in (
             "necrosis_outside_core",
             "core_outside_whole",
-            "detached_edema",
             "edema_shell",
             "edema_support",
             "apart_contact",
@@ -261,7 +270,13 @@ def fuse(
             shell_mm = max(drawn, default=0.0) / 2.0
         support = reg.get(SUPPORT) if rules.edema_support == "drop" else None
         n_removed, v_removed = _remove_edema_fragments(
-            lab, rules.min_edema_voxels, rules.detached_edema == "drop", shell_mm, voxel_mm, support
+            lab,
+            rules.min_edema_voxels,
+            rules.detached_edema != "keep",
+            shell_mm,
+            voxel_mm,
+            support,
+            join_mm=2.0 * shell_mm if rules.detached_edema == "join" else 0.0,
         )
         if n_removed:
             result.removed[name] = (n_removed, v_removed)
@@ -316,11 +331,15 @@ def _remove_edema_fragments(
     shell_mm: float = 0.0,
     voxel_mm: Sequence[float] = (1.0, 1.0, 1.0),
     support: np.ndarray | None = None,
+    join_mm: float = 0.0,
 ) -> tuple[int, int]:
     """Set to background, in place, the edema components (26-connected) of one lesion that
     have fewer than ``min_voxels`` voxels, or (``detached``) touch no core voxel, or lie
     entirely within ``shell_mm`` of the core (a shell thinner than half a voxel of the grid
     the whole tumour was drawn on), or (``support`` given) have no voxel in ``support``.
+    With ``join_mm`` a detached component kept by the other rules is joined instead to the
+    lesion (its core and the edema touching it) by a one-voxel line between their nearest
+    voxels, when that gap is at most ``join_mm``; dropped when farther.
     Returns (components removed, voxels removed)."""
     if min_voxels <= 0 and not detached and shell_mm <= 0 and support is None:
         return 0, 0
@@ -333,13 +352,6 @@ def _remove_edema_fragments(
     sizes = np.bincount(cc.ravel())
     drop = sizes < min_voxels
     core = (lab == ENHANCING) | (lab == NECROSIS)
-    if detached and core.any():
-        from scipy import ndimage
-
-        near_core = ndimage.binary_dilation(core, np.ones((3, 3, 3), bool))
-        touching = np.zeros(len(sizes), bool)
-        touching[np.unique(cc[near_core])] = True
-        drop |= ~touching
     if shell_mm > 0 and core.any():
         from scipy import ndimage
 
@@ -350,6 +362,18 @@ def _remove_edema_fragments(
         held = np.zeros(len(sizes), bool)
         held[np.unique(cc[support])] = True
         drop |= ~held
+    if detached and core.any():
+        from scipy import ndimage
+
+        near_core = ndimage.binary_dilation(core, np.ones((3, 3, 3), bool))
+        touching = np.zeros(len(sizes), bool)
+        touching[np.unique(cc[near_core])] = True
+        detached_ids = ~touching
+        if join_mm > 0:
+            detached_ids &= ~_join_islands(
+                lab, cc, touching & ~drop, detached_ids & ~drop, join_mm, voxel_mm
+            )
+        drop |= detached_ids
     small = np.nonzero(drop)[0]
     small = small[small > 0]
     if not small.size:
@@ -357,6 +381,43 @@ def _remove_edema_fragments(
     gone = np.isin(cc, small)
     lab[gone] = 0
     return int(small.size), int(gone.sum())
+
+
+def _join_islands(
+    lab: np.ndarray,
+    cc: np.ndarray,
+    touching: np.ndarray,
+    candidates: np.ndarray,
+    join_mm: float,
+    voxel_mm: Sequence[float],
+) -> np.ndarray:
+    """Join, in place, each candidate edema component to the lesion body (core and the edema
+    components touching it) by a straight 26-connected line of edema between their nearest
+    voxels, when the gap is at most ``join_mm``. Returns the components joined (bool per id)."""
+    from scipy import ndimage
+
+    joined = np.zeros(len(candidates), bool)
+    ids = np.nonzero(candidates)[0]
+    ids = ids[ids > 0]
+    if not ids.size:
+        return joined
+    kept = np.nonzero(touching)[0]
+    body = (lab == ENHANCING) | (lab == NECROSIS) | np.isin(cc, kept[kept > 0])
+    dist, nearest = ndimage.distance_transform_edt(
+        ~body, sampling=tuple(voxel_mm), return_indices=True
+    )
+    for i in ids:
+        piece = np.argwhere(cc == i)
+        k = int(np.argmin(dist[tuple(piece.T)]))
+        if float(dist[tuple(piece[k])]) > join_mm:
+            continue
+        start, end = piece[k], nearest[(slice(None), *piece[k])]
+        steps = int(np.abs(end - start).max()) + 1
+        line = tuple(np.rint(np.linspace(start, end, steps)).astype(int).T)
+        gap = lab[line] == 0
+        lab[tuple(a[gap] for a in line)] = EDEMA
+        joined[i] = True
+    return joined
 
 
 #: the labels of each kind of contact between lesions (:func:`separate_drawn_apart`)

@@ -85,7 +85,7 @@ class SegmentOptions:
     core_outside_whole: str = "keep"
     overlap_priority: list[int] = field(default_factory=lambda: [1, 3, 2])
     min_edema_voxels: int = DEFAULT_MIN_EDEMA_VOXELS
-    detached_edema: str = "drop"
+    detached_edema: str = "join"
     edema_shell: str = "drop"
     edema_support: str = "drop"
     apart_contact: str = "drop"
