@@ -36,6 +36,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import brainmets
+from brainmets.vocab import STAGE_ORDER
 
 if TYPE_CHECKING:
     from brainmets.api import RunReport, StatusReport
@@ -53,16 +54,9 @@ err = Console(stderr=True)
 #: looking, then the tools (a test checks the stages against the default pipeline)
 COMMAND_ORDER = (
     "init",
-    "ingest",
+    STAGE_ORDER[0],  # ingest (receive is its network twin)
     "receive",
-    "deid",
-    "classify",
-    "convert",
-    "preprocess",
-    "segment",
-    "features",
-    "report",
-    "export",
+    *STAGE_ORDER[1:],
     "validate",
     "run",
     "status",

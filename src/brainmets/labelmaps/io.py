@@ -218,16 +218,28 @@ def save_label_map(
     header: nib.Nifti1Header | None = None,
 ) -> Path:
     """Write a ``uint8`` label map atomically (sform and qform set to ``affine``)."""
+    arr = as_label_array(data, str(path))
+    return _save_integers(path, arr, affine, header, np.uint8, b"brainmets labels 1 NEC 2 ED 3 ET")
+
+
+def _save_integers(
+    path: str | os.PathLike[str],
+    arr: np.ndarray,
+    affine: np.ndarray,
+    header: nib.Nifti1Header | None,
+    dtype: type[np.integer[Any]],
+    descrip: bytes,
+) -> Path:
+    """Write an integer image atomically: ``dtype``, no scaling, sform and qform ``affine``."""
     from brainmets.fsutil import atomic_path
 
-    arr = as_label_array(data, str(path))
     hdr = header.copy() if header is not None else nib.Nifti1Header()
-    img = nib.Nifti1Image(arr, affine, hdr)
-    img.set_data_dtype(np.uint8)
+    img = nib.Nifti1Image(arr.astype(dtype), affine, hdr)
+    img.set_data_dtype(dtype)
     img.header.set_slope_inter(1.0, 0.0)
     img.header.set_sform(affine, code=1)
     img.header.set_qform(affine, code=1)
-    img.header["descrip"] = b"brainmets labels 1 NEC 2 ED 3 ET"
+    img.header["descrip"] = descrip
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return Path(path)
@@ -241,23 +253,12 @@ def save_instance_map(
 ) -> Path:
     """Write a lesion instance map atomically: ``uint16``, the annotated lesion of every
     voxel of the label map beside it (0 where it is 0; the names in ``segment.json``)."""
-    from brainmets.fsutil import atomic_path
-
     arr = np.asarray(data)
     if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer) or arr.min(initial=0) < 0:
         raise LabelMapError(f"{path}: an instance map is a 3D array of integers >= 0")
     if arr.max(initial=0) > np.iinfo(np.uint16).max:
         raise LabelMapError(f"{path}: more lesions than an instance map holds")
-    hdr = header.copy() if header is not None else nib.Nifti1Header()
-    img = nib.Nifti1Image(arr.astype(np.uint16), affine, hdr)
-    img.set_data_dtype(np.uint16)
-    img.header.set_slope_inter(1.0, 0.0)
-    img.header.set_sform(affine, code=1)
-    img.header.set_qform(affine, code=1)
-    img.header["descrip"] = b"brainmets lesion instances"
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-    return Path(path)
+    return _save_integers(path, arr, affine, header, np.uint16, b"brainmets lesion instances")
 
 
 def load_instance_map(path: str | os.PathLike[str], like: LabelMap) -> np.ndarray:
