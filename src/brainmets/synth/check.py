@@ -167,7 +167,7 @@ class TruthCheck:
                 ]
             )
         for pid in self.missing:
-            rows.append([pid, *(["no result"] * (len(rows[0]) - 1))])
+            rows.append([pid, "no result", *(["-"] * (len(rows[0]) - 2))])
         return rows
 
     def summary_lines(self) -> list[str]:
