@@ -31,13 +31,16 @@ def make_toy_workspace(root: Path, **stage_params: dict) -> Workspace:
     return Workspace.open(root)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
-    """Run the brainmets CLI in a subprocess (as a user would)."""
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
+):
+    """Run the brainmets CLI in a subprocess (as a user would); ``input``: its stdin."""
     return subprocess.run(
         [sys.executable, "-m", "brainmets", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 

@@ -62,6 +62,7 @@ COMMAND_ORDER = (
     "status",
     "stages",
     "config",
+    "users",
     "atlas",
     "compare",
     "demo",
@@ -99,6 +100,10 @@ app = typer.Typer(
 )
 atlas_app = typer.Typer(help="Find, check and install the SRI24 atlas.", no_args_is_help=True)
 config_app = typer.Typer(help="Show or change a workspace's configuration.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Manage the users of the review app (roles annotator, reviewer, admin).",
+    no_args_is_help=True,
+)
 
 
 def _print_version(value: bool) -> None:
@@ -124,6 +129,7 @@ def _main(
 
 app.add_typer(atlas_app, name="atlas")
 app.add_typer(config_app, name="config")
+app.add_typer(users_app, name="users")
 
 WorkspaceOpt = Annotated[
     Path,
@@ -1083,6 +1089,88 @@ def _fits(columns: list[list[str]], target: Console | None = None) -> bool:
         for col in columns
     ]
     return sum(w + 3 for w in widths) + 1 <= (target or console).width
+
+
+# -------------------------------------------------------------------------- users
+def _read_password(password_file: Path | None) -> str:
+    """The new password: the first line of ``password_file``, else of standard input (never
+    an argument: it would stay in the shell history and the process table)."""
+    if password_file is not None:
+        text = password_file.read_text(encoding="utf-8")
+    elif sys.stdin.isatty():
+        import getpass
+
+        text = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != text:
+            raise ValueError("the two passwords differ")
+    else:
+        text = sys.stdin.read()
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ -)")],
+    role: Annotated[str, typer.Option("--role", help="annotator, reviewer or admin")],
+    password_file: Annotated[
+        Path | None,
+        typer.Option("--password-file", help="Read the password from this file's first line"),
+    ] = None,
+    workspace: WorkspaceOpt = Path("."),
+) -> None:
+    """Add a user; the password is read from standard input (or --password-file) and only
+    its argon2id hash is stored.
+
+    Example:  brainmets users add -w ~/bm-workspace alice --role reviewer < alice.pw
+    """
+    from brainmets.review.users import UserError, add_user
+    from brainmets.workspace import Workspace
+
+    with _handled():
+        ws = Workspace.open(workspace)
+        password = _read_password(password_file)
+        with ws.lock(), ws.catalog() as cat:
+            try:
+                user = add_user(cat, name, role, password)
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
+    console.print(f"added user {escape(user.name)} ({user.role})", highlight=False)
+
+
+@users_app.command("list")
+def users_list(workspace: WorkspaceOpt = Path(".")) -> None:
+    """List the users, their roles and whether they are disabled (never a password hash)."""
+    from brainmets.workspace import Workspace
+
+    with _handled():
+        ws = Workspace.open(workspace)
+        with ws.catalog(readonly=True) as cat:
+            users = cat.users()
+    table = Table(title="review app users")
+    for col in ("user", "role", "created", "disabled"):
+        table.add_column(col, no_wrap=True)
+    for u in users:
+        table.add_row(u.name, u.role, u.created_at, u.disabled_at or "")
+    console.print(table)
+
+
+@users_app.command("disable")
+def users_disable(
+    name: Annotated[str, typer.Argument(help="User name")],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable again instead")] = False,
+    workspace: WorkspaceOpt = Path("."),
+) -> None:
+    """Disable a user (they can no longer log in; their decisions stay in the audit trail)."""
+    from brainmets.workspace import Workspace
+
+    with _handled():
+        ws = Workspace.open(workspace)
+        with ws.lock(), ws.catalog() as cat:
+            if cat.user(name) is None:
+                raise ValueError(f"no user {name!r}")
+            cat.set_user(name, disabled=not enable)
+    console.print(f"{'enabled' if enable else 'disabled'} user {escape(name)}", highlight=False)
 
 
 # ------------------------------------------------------------------------- config

@@ -21,11 +21,13 @@ from brainmets.catalog.catalog import (
     OutputFile,
     PatientCounts,
     PatientRow,
+    ReviewDecision,
     SchemaTooNew,
     SeriesRow,
     SourceFile,
     StageRun,
     StudyRow,
+    UserRecord,
     utcnow,
 )
 from brainmets.catalog.migrations import LATEST_VERSION, MIGRATIONS, Migration
@@ -44,10 +46,12 @@ __all__ = [
     "OutputFile",
     "PatientCounts",
     "PatientRow",
+    "ReviewDecision",
     "SchemaTooNew",
     "SeriesRow",
     "SourceFile",
     "StageRun",
     "StudyRow",
+    "UserRecord",
     "utcnow",
 ]

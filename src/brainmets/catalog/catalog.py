@@ -7,6 +7,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import re
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -240,6 +241,55 @@ class OutputFile:
     path: str
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user of the review app (the ``users`` table); ``password_hash`` is argon2id."""
+
+    name: str
+    role: str
+    password_hash: str
+    created_at: str
+    disabled_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> UserRecord:
+        return cls(
+            row["name"], row["role"], row["password_hash"], row["created_at"], row["disabled_at"]
+        )
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """One review decision (the append-only ``review_decisions`` table)."""
+
+    id: int
+    patient_id: str
+    user_name: str
+    role: str
+    decided_at: str
+    decision: str
+    reason: str | None = None
+    lesion: str | None = None
+    voxel: tuple[int, int, int] | None = None
+    label_map_sha256: str | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ReviewDecision:
+        voxel = json.loads(row["voxel_json"]) if row["voxel_json"] else None
+        return cls(
+            id=int(row["id"]),
+            patient_id=row["patient_id"],
+            user_name=row["user_name"],
+            role=row["role"],
+            decided_at=row["decided_at"],
+            decision=row["decision"],
+            reason=row["reason"],
+            lesion=row["lesion"],
+            voxel=None if voxel is None else (int(voxel[0]), int(voxel[1]), int(voxel[2])),
+            label_map_sha256=row["label_map_sha256"],
+        )
 
 
 @dataclass(frozen=True)
@@ -511,6 +561,87 @@ class Catalog:
         """The recorded export of the folder ``target`` (as the exports table keys it)."""
         rows = self._query("SELECT * FROM exports WHERE target = ?", (target,))
         return ExportRecord.from_row(rows[0]) if rows else None
+
+    # -------------------------------------------------------------------- review
+    def add_user(self, name: str, role: str, password_hash: str) -> None:
+        """Add a user (:mod:`brainmets.review.users` checks the name, role and password)."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO users(name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name, role, password_hash, utcnow()),
+            )
+
+    def set_user(
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        password_hash: str | None = None,
+        disabled: bool | None = None,
+    ) -> None:
+        """Change a user's role, password hash or disabled state."""
+        with self.transaction():
+            if role is not None:
+                self._conn.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+            if password_hash is not None:
+                self._conn.execute(
+                    "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+                )
+            if disabled is not None:
+                self._conn.execute(
+                    "UPDATE users SET disabled_at = ? WHERE name = ?",
+                    (utcnow() if disabled else None, name),
+                )
+
+    def user(self, name: str) -> UserRecord | None:
+        rows = self._query("SELECT * FROM users WHERE name = ?", (name,))
+        return UserRecord.from_row(rows[0]) if rows else None
+
+    def users(self) -> list[UserRecord]:
+        return [UserRecord.from_row(r) for r in self._query("SELECT * FROM users ORDER BY name")]
+
+    def add_review_decision(
+        self,
+        patient_id: str,
+        user_name: str,
+        role: str,
+        decision: str,
+        reason: str | None = None,
+        lesion: str | None = None,
+        voxel: tuple[int, int, int] | None = None,
+        label_map_sha256: str | None = None,
+    ) -> ReviewDecision:
+        """Append one decision to the audit trail (never changed or deleted afterwards)."""
+        with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO review_decisions(patient_id, user_name, role, decided_at, decision,"
+                " reason, lesion, voxel_json, label_map_sha256)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    patient_id,
+                    user_name,
+                    role,
+                    utcnow(),
+                    decision,
+                    reason,
+                    lesion,
+                    None if voxel is None else json.dumps([int(v) for v in voxel]),
+                    label_map_sha256,
+                ),
+            )
+            row_id = cur.lastrowid
+        rows = self._query("SELECT * FROM review_decisions WHERE id = ?", (row_id,))
+        return ReviewDecision.from_row(rows[0])
+
+    def review_decisions(self, patient_id: str | None = None) -> list[ReviewDecision]:
+        """The audit trail, oldest first (one patient's when ``patient_id`` is given)."""
+        if patient_id is None:
+            rows = self._query("SELECT * FROM review_decisions ORDER BY id")
+        else:
+            rows = self._query(
+                "SELECT * FROM review_decisions WHERE patient_id = ? ORDER BY id", (patient_id,)
+            )
+        return [ReviewDecision.from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ patients
     def ensure_patient(self, patient_id: str) -> None:
@@ -874,6 +1005,17 @@ def _sql_value(v: Any) -> Any:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside our literals)."""
+    """Split a migration script into statements (no semicolons inside our literals; a
+    trigger's ``BEGIN ... END`` body is kept whole)."""
     text = "\n".join(ln.split("--", 1)[0] for ln in script.splitlines())
-    return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+    out: list[str] = []
+    buf = ""
+    for part in text.split(";"):
+        buf = f"{buf};{part}" if buf else part
+        open_body = re.search(r"\bBEGIN\b", buf, re.I) and not re.search(r"\bEND\s*$", buf, re.I)
+        if open_body:
+            continue
+        if buf.strip():
+            out.append(buf.strip())
+        buf = ""
+    return out

@@ -143,6 +143,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        5,
+        "review: the users of the review app and the audit trail of review decisions",
+        """
+        CREATE TABLE users (
+            name            TEXT PRIMARY KEY,
+            role            TEXT NOT NULL CHECK (role IN ('annotator', 'reviewer', 'admin')),
+            password_hash   TEXT NOT NULL,             -- argon2id (PHC string), never the password
+            created_at      TEXT NOT NULL,
+            disabled_at     TEXT
+        );
+        CREATE TABLE review_decisions (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            patient_id      TEXT NOT NULL REFERENCES patients(id),
+            user_name       TEXT NOT NULL REFERENCES users(name),
+            role            TEXT NOT NULL,             -- the user's role when deciding
+            decided_at      TEXT NOT NULL,
+            decision        TEXT NOT NULL
+                CHECK (decision IN ('approved', 'needs revision', 'excluded')),
+            reason          TEXT,                      -- comment / exclusion reason
+            lesion          TEXT,                      -- a comment pinned to a lesion
+            voxel_json      TEXT,                      -- ... or to a voxel [i, j, k]
+            label_map_sha256 TEXT                      -- the label map that was reviewed
+        );
+        CREATE INDEX review_decisions_patient ON review_decisions(patient_id, id);
+        CREATE TRIGGER review_decisions_never_updated BEFORE UPDATE ON review_decisions
+        BEGIN SELECT RAISE(ABORT, 'review decisions are an audit trail: never changed'); END;
+        CREATE TRIGGER review_decisions_never_deleted BEFORE DELETE ON review_decisions
+        BEGIN SELECT RAISE(ABORT, 'review decisions are an audit trail: never deleted'); END;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
