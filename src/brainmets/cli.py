@@ -63,6 +63,7 @@ COMMAND_ORDER = (
     "stages",
     "config",
     "users",
+    "review",
     "atlas",
     "compare",
     "demo",
@@ -1171,6 +1172,37 @@ def users_disable(
                 raise ValueError(f"no user {name!r}")
             cat.set_user(name, disabled=not enable)
     console.print(f"{'enabled' if enable else 'disabled'} user {escape(name)}", highlight=False)
+
+
+@app.command()
+def review(
+    workspace: WorkspaceOpt = Path("."),
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8765,
+) -> None:
+    """Serve the review web app on the workspace (prints the URL; Ctrl-C stops it).
+
+    Needs the review extra (pip install 'brainmets[review]') and users
+    (brainmets users add). See docs/review.md for the routes and who may do what.
+
+    Example:  brainmets review -w ~/bm-workspace --host 127.0.0.1 --port 8765
+    """
+    from brainmets.workspace import Workspace
+
+    with _handled():
+        ws = Workspace.open(workspace)
+        try:
+            from brainmets.review.app import serve
+        except ImportError as exc:
+            raise ValueError(
+                f"the review app needs {exc.name}: pip install 'brainmets[review]'"
+            ) from None
+        with ws.catalog(readonly=True) as cat:
+            if not cat.users():
+                err.print("[yellow]note:[/] no users yet: add one with `brainmets users add`")
+        serve(
+            ws, host, port, lambda url: console.print(f"brainmets review: {url}", highlight=False)
+        )
 
 
 # ------------------------------------------------------------------------- config
