@@ -10,7 +10,7 @@ DEMO_PATIENTS ?= 6
 BRAINMETS_SHARED ?= $(abspath ../shared)
 export BRAINMETS_SHARED
 
-.PHONY: all demo test lint install install-dev install-demo system-deps benchmark clean
+.PHONY: all demo test lint install install-dev install-demo system-deps web benchmark clean
 
 all: test
 
@@ -48,8 +48,18 @@ system-deps:
 	  else echo "note:$$missing not installed; tests needing them will skip"; fi; \
 	fi
 
-demo: install-demo
+# The review app's browser code: NiiVue from npm (the committed lockfile), copied where the
+# server serves it; nothing third-party is committed.
+NIIVUE := src/brainmets/review/static/vendor/niivue.js
+$(NIIVUE): web/package-lock.json web/package.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(dir $@)
+	cp web/node_modules/@niivue/niivue/dist/index.js $@
+web: $(NIIVUE)
+
+demo: install-demo web
 	$(BIN)/brainmets demo $(DEMO_DIR) --patients $(DEMO_PATIENTS)
+	@echo "Review the demo cases in the browser: $(BIN)/brainmets users add -w $(DEMO_DIR)/workspace YOU --role reviewer; $(BIN)/brainmets review -w $(DEMO_DIR)/workspace"
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -57,11 +67,11 @@ lint: install-dev
 	$(BIN)/lint-imports
 	$(BIN)/mypy src
 
-test: install-dev system-deps lint
+test: install-dev system-deps web lint
 	$(BIN)/pytest -q
 
 benchmark: install-dev
 	$(BIN)/python benchmarks/deid.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache web/node_modules $(dir $(NIIVUE))
