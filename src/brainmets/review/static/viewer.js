@@ -48,7 +48,7 @@ export async function openCase(pid, { api, session, el, go }) {
       canvas.id = `view-${seq}-${plane}`;
       cell.append(canvas, el("span", `${seq} ${plane}`, "label"));
       box.append(cell);
-      const nv = new Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: false, isResizeCanvas: true, logLevel: "error" });
+      const nv = new Niivue({ backColor: [0, 0, 0, 1], crosshairColor: [1, 1, 0, 1], show3Dcrosshair: false, isResizeCanvas: true, logLevel: "error" });
             await nv.attachToCanvas(canvas);
       // one viewer per sequence, two planes: axial above, coronal below (8 views in all)
       nv.setCustomLayout([
