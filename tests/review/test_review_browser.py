@@ -120,7 +120,11 @@ def test_case_view_renders_links_and_approves(server) -> None:
             assert (img.sum(axis=2) > 60).mean() > 0.05, f"{seq}: blank viewer"
             # overlay: saturated red, green or blue pixels (labels 1, 2, 3)
             r, g, b = img[..., 0], img[..., 1], img[..., 2]
-            coloured = ((r - np.maximum(g, b)) > 80) | ((g - np.maximum(r, b)) > 80) | ((b - np.maximum(r, g)) > 80)
+            coloured = (
+                ((r - np.maximum(g, b)) > 80)
+                | ((g - np.maximum(r, b)) > 80)
+                | ((b - np.maximum(r, g)) > 80)
+            )
             assert coloured.sum() > 20, f"{seq}: no label overlay"
         page.click("#approve")
         # (the page's CSP forbids eval, so no wait_for_function: poll from here)
