@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from brainmets.catalog import PatientRow, SourceFile, StageRun
+    from brainmets.cohort.review import ReviewState
     from brainmets.deid.verify import VerifyReport
     from brainmets.pipeline.states import StageState
     from brainmets.synth.check import TruthCheck
@@ -219,6 +220,9 @@ class StatusReport:
     ``stale``); ``included`` the patients in the dataset now (active, every required stage
     shown ``done``); ``exports`` the recorded export folders, most recent first, each with
     what changed since (the export stage is shown ``stale`` when its latest export is);
+    ``review`` each patient's review state (:mod:`brainmets.cohort.review`; a case a
+    reviewer excluded is not ``included``, nor, with ``require_review``, one not approved:
+    those are ``left_out_by_review``);
     ``files`` counts input files by status; ``not_taken`` lists those rejected,
     quarantined, duplicate or vanished. ``key_problem``: why the commands that use the key
     would refuse it (missing, unusable, not the workspace's key), None when they would not.
@@ -234,6 +238,18 @@ class StatusReport:
     states: dict[tuple[str, str], StageState] = field(default_factory=dict)
     included: list[str] = field(default_factory=list)
     exports: list[ExportStatus] = field(default_factory=list)
+    review: dict[str, ReviewState] = field(default_factory=dict)
+    require_review: bool = False
+    left_out_by_review: list[str] = field(default_factory=list)
+
+    def review_counts(self) -> dict[str, int]:
+        """Patients per review state (every state, 0 when nobody is in it)."""
+        from brainmets.cohort.review import REVIEW_STATES
+
+        out = dict.fromkeys(REVIEW_STATES, 0)
+        for st in self.review.values():
+            out[st.state] = out.get(st.state, 0) + 1
+        return out
 
     def run(self, patient_id: str, stage: str) -> StageRun | None:
         """The recorded run of ``stage`` for ``patient_id`` (None when it never ran)."""
@@ -322,13 +338,16 @@ def status(workspace: WorkspaceLike) -> StatusReport:
     takes no lock). A key that would be refused is reported (``key_problem``), not raised:
     status does not use it."""
     from brainmets.catalog import COHORT
+    from brainmets.cohort.review import review_settings, review_states
     from brainmets.pipeline.states import StageState, changes_since, included_patients, stage_states
 
     ws = _workspace(workspace)
     pipeline = pipeline_of(ws)
+    settings = review_settings(ws.config.data)
     cat = ws.catalog(readonly=True)
     try:
         patients = cat.patients()
+        review = review_states(cat, settings.rule)
         runs = cat.stage_runs()
         states = stage_states(pipeline, runs, cat.runs())
         records = cat.exports()
@@ -355,6 +374,7 @@ def status(workspace: WorkspaceLike) -> StatusReport:
                     f"({len(exports[0].changes)} stage run(s) differ: "
                     f"{exports[0].changes[0]}...)",
                 )
+        done = included_patients(patients, states, _required_stages(ws, pipeline))
         return StatusReport(
             workspace=ws.root,
             pipeline=pipeline,
@@ -364,8 +384,13 @@ def status(workspace: WorkspaceLike) -> StatusReport:
             not_taken=cat.source_files(statuses=NOT_TAKEN),
             key_problem=ws.key_problem(),
             states=states,
-            included=included_patients(patients, states, _required_stages(ws, pipeline)),
+            included=[pid for pid in done if pid not in review or settings.keeps(review[pid])],
             exports=exports,
+            review=review,
+            require_review=settings.require_review,
+            left_out_by_review=[
+                pid for pid in done if pid in review and not settings.keeps(review[pid])
+            ],
         )
     finally:
         cat.close()

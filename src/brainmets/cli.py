@@ -648,22 +648,39 @@ def export(
         Path | None, typer.Option("--out", "-o", help="Destination (default WS/exports/<layout>).")
     ] = None,
     ids: Annotated[str, typer.Option("--ids", help="Patient IDs: pseudonym or brats.")] = "",
+    require_review: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-review/--no-require-review",
+            help="Approved cases only (default: [stages.export] require_review, else off).",
+        ),
+    ] = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the dataset in a layout with MANIFEST.sha256, then validate it.
 
+    Cases a reviewer excluded (brainmets review) are always left out, with the reason in the
+    report's cohort flow; with --require-review only approved cases are written.
+
     Examples:
 
       brainmets export -w ~/bm-workspace
 
-      brainmets export -w ~/bm-workspace --layout nnunet --ids brats
+      brainmets export -w ~/bm-workspace --layout nnunet --ids brats --require-review
     """
     from brainmets.export.cli import export_command
 
     with _handled():
         ws = _open(workspace, verbose, quiet)
-        rc = export_command(ws.root, layout or None, out, console=err, ids=ids or None)  # locks
+        rc = export_command(  # locks
+            ws.root,
+            layout or None,
+            out,
+            console=err,
+            ids=ids or None,
+            require_review=require_review,
+        )
     raise typer.Exit(rc)
 
 
@@ -927,6 +944,17 @@ def status(
                 for r in rep.runs
             ],
             "included": rep.included,
+            "review": {
+                pid: {
+                    "state": st.state,
+                    "detail": st.detail,
+                    "by": st.last.user_name if st.last else None,
+                    "at": st.last.decided_at if st.last else None,
+                }
+                for pid, st in rep.review.items()
+            },
+            "require_review": rep.require_review,
+            "left_out_by_review": rep.left_out_by_review,
             "exports": [dataclasses.asdict(e) for e in rep.exports],
             "files": rep.files,
             "key_problem": rep.key_problem,
@@ -934,6 +962,15 @@ def status(
         console.print_json(json.dumps(out))
         return
     _print_status(rep)
+
+
+#: how ``brainmets status`` shows a review state
+REVIEW_STYLE = {
+    "pending": "[dim]pending[/]",
+    "approved": "[green]approved[/]",
+    "needs revision": "[yellow]needs revision[/]",
+    "excluded": "[red]excluded[/]",
+}
 
 
 def _state_reason(rep: StatusReport, patient: str, stage: str) -> str | None:
@@ -945,6 +982,10 @@ def _print_status(rep: StatusReport) -> None:
     from brainmets.catalog import COHORT
 
     runs = {(r.patient_id, r.stage): r for r in rep.runs}
+    # the review column: for a pipeline that makes label maps, or once a case is reviewed
+    show_review = "segment" in rep.pipeline.names or any(
+        st.last is not None for st in rep.review.values()
+    )
     _line(console, f"[bold]brainmets workspace[/] {escape(str(rep.workspace))}")
     rows: list[tuple[str, list[tuple[str, str]]]] = []  # patient, (stage, cell) in order
     for pid in [COHORT, *(p.id for p in rep.patients)]:
@@ -960,17 +1001,19 @@ def _print_status(rep: StatusReport) -> None:
                 cells.append((st.name, "[cyan]awaiting annotation[/]"))
                 continue
             cells.append((st.name, STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]"))
+        if show_review and pid != COHORT and pid in rep.review:
+            cells.append(("review", REVIEW_STYLE.get(rep.review[pid].state, "")))
         rows.append(("(cohort)" if pid == COHORT else pid, cells))
+    names = [st.name for st in rep.pipeline.stages] + (["review"] if show_review else [])
     table = Table(show_lines=False)
     table.add_column("patient", no_wrap=True, min_width=11)
-    for st in rep.pipeline.stages:
-        table.add_column(st.name, no_wrap=True)
+    for name in names:
+        table.add_column(name, no_wrap=True)
     for patient, cells in rows:
         by_stage = dict(cells)
-        table.add_row(patient, *(by_stage.get(st.name, "") for st in rep.pipeline.stages))
+        table.add_row(patient, *(by_stage.get(name, "") for name in names))
     columns = [["patient", *(p for p, _ in rows)]] + [
-        [st.name, *(dict(cells).get(st.name, "") for _, cells in rows)]
-        for st in rep.pipeline.stages
+        [name, *(dict(cells).get(name, "") for _, cells in rows)] for name in names
     ]
     if _fits(columns):
         console.print(table)
@@ -989,13 +1032,23 @@ def _print_status(rep: StatusReport) -> None:
     if rep.patients:
         n_excl, n_failed = len(rep.excluded), len(rep.failed_patients)
         waits = collections.Counter(rep.waiting_patients.values())
-        rest = len(rep.patients) - len(rep.included) - n_excl - n_failed - waits.total()
+        n_review = len(rep.left_out_by_review)
+        rest = len(rep.patients) - len(rep.included) - n_excl - n_failed - waits.total() - n_review
         console.print(
             f"patients: {len(rep.patients)} found, {len(rep.included)} included so far, "
             f"{n_excl} excluded"
+            + (f", {n_review} left out by the review" if n_review else "")
             + "".join(f", {n} {what}" for what, n in sorted(waits.items()))
             + (f", {n_failed} failed" if n_failed else "")
             + (f", {rest} not finished" if rest else ""),
+            highlight=False,
+        )
+    if rep.patients and show_review:
+        counts = rep.review_counts()
+        console.print(
+            "review: "
+            + ", ".join(f"{n} {state}" for state, n in counts.items())
+            + (" (export takes approved cases only)" if rep.require_review else ""),
             highlight=False,
         )
     if rep.files:
@@ -1017,6 +1070,10 @@ def _print_status(rep: StatusReport) -> None:
     _print_states(rep.stale, "[yellow]stale[/]", "stale")
     for p in rep.excluded:
         _line(console, f"[yellow]excluded[/] {p.id}: {escape(p.excluded_reason or '')}")
+    for pid in rep.left_out_by_review:
+        rs = rep.review[pid]
+        who = f" ({rs.last.user_name}, {rs.last.decided_at})" if rs.last else ""
+        _line(console, f"[yellow]left out by the review[/] {pid}: {escape(rs.as_reason())}{who}")
     for f in rep.not_taken[:50]:
         _line(console, f"[dim]{f.status}[/] {escape(str(f.path))}: {escape(f.reason or '')}")
     if len(rep.not_taken) > 50:

@@ -38,6 +38,7 @@ from brainmets.cohort.tables import (
     lesion_summary,
     per_patient,
     qc_table,
+    review_outcome,
     sample_patients,
     scanners,
     table1,
@@ -127,6 +128,7 @@ def build_document(
                 input_files(cohort),
                 exclusion_reasons(cohort),
                 exclusions(cohort, anonymous=anonymous_exclusions),
+                review_outcome(cohort),
             ],
         ),
     ]
@@ -217,6 +219,7 @@ def report_metrics(cohort: Cohort, doc: Document) -> dict[str, Any]:
         "patients_found": len(cohort.found),
         "patients_with_sequences": len(cohort.with_sequences),
         "patients_included": len(cohort.included),
+        "review": cohort.review_counts(),
         "lesions": lesions.lookup("Lesions (tumour-core components, labels 1+3)"),
         "patient_figures": sum(1 for f in doc.figures if f.name.startswith("patient_")),
         "lesion_montages": sum(1 for f in doc.figures if f.name.startswith("montage_")),

@@ -19,7 +19,10 @@ Definitions (``docs/report_export.md``):
 
 A patient that is not included has one reason: the first required stage, in pipeline order,
 that did not finish — its exclusion reason, its error, what it waits for ("segment:
-awaiting annotation: ..."), or "not processed".
+awaiting annotation: ..."), or "not processed" — else the review
+(:mod:`brainmets.cohort.review`): a case a reviewer excluded is never included ("review:
+excluded: <reason>"), and with ``[stages.export] require_review = true`` only approved cases
+are ("review: pending (not reviewed yet)").
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from brainmets.catalog import COHORT, Catalog, PatientCounts, StageRun
+from brainmets.cohort.review import ReviewSettings, ReviewState, review_settings, review_states
 from brainmets.vocab import IMAGE_SUFFIXES, PATIENT_STAGES, SEQUENCES
 
 #: the four sequences, as classify names them, in the order the reports list them
@@ -53,12 +57,14 @@ class PatientRecord:
         runs: stage -> recorded run (this patient's).
         outputs: stage -> role -> absolute path of the recorded output.
         has_sequences: passed the sequence stage (all four pretreatment sequences).
-        included: every required stage done, patient active.
-        stopped_stage: the first required stage that did not finish (None when included).
+        included: every required stage done, patient active, kept by the review.
+        stopped_stage: the first required stage that did not finish, ``"review"`` when the
+            review keeps the patient out (None when included).
         reason: why the patient is not included (None when included).
         selected: sequence class -> indexed DICOM header of the selected series (ms, mm).
         sidecars: sequence class -> BIDS sidecar of the converted series (seconds, mm).
         study_uid: the selected (pretreatment) study.
+        review: the case's review state (:mod:`brainmets.cohort.review`).
     """
 
     id: str
@@ -73,6 +79,7 @@ class PatientRecord:
     selected: dict[str, dict[str, Any]] = field(default_factory=dict)
     sidecars: dict[str, dict[str, Any]] = field(default_factory=dict)
     study_uid: str | None = None
+    review: ReviewState = field(default_factory=lambda: ReviewState("pending", "not reviewed yet"))
     _features: dict[str, Any] | None = field(default=None, repr=False)
 
     def output(self, stage: str, role: str) -> Path | None:
@@ -137,6 +144,17 @@ class Cohort:
     sequence_stage: str = "classify"
     counts: dict[str, PatientCounts] = field(default_factory=dict)
     files: list[tuple[str, str | None, int]] = field(default_factory=list)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
+
+    def review_counts(self, patients: Iterable[PatientRecord] | None = None) -> dict[str, int]:
+        """Patients (default: every patient found) per review state, in the order of
+        :data:`brainmets.cohort.review.REVIEW_STATES` (states nobody is in: 0)."""
+        from brainmets.cohort.review import REVIEW_STATES
+
+        out = dict.fromkeys(REVIEW_STATES, 0)
+        for p in self.patients if patients is None else patients:
+            out[p.review.state] = out.get(p.review.state, 0) + 1
+        return out
 
     def totals(self, patients: Iterable[PatientRecord]) -> PatientCounts:
         """Studies, series and instances of ``patients`` together."""
@@ -241,6 +259,7 @@ def load_cohort(
     catalog: Catalog,
     required_stages: Sequence[str] | None = None,
     sequence_stage: str = "classify",
+    review: ReviewSettings | None = None,
 ) -> Cohort:
     """Read every patient of the catalog (see the module docstring for the definitions).
 
@@ -250,9 +269,13 @@ def load_cohort(
         required_stages: patient stages a patient must have finished to be included, in
             pipeline order (default: :data:`DEFAULT_PATIENT_STAGES`).
         sequence_stage: the stage whose success means "all four sequences".
+        review: the approval rule and whether only approved cases are included (default:
+            one approval; a reviewer's exclusion is always honoured).
     """
     root = Path(root)
     stages = list(required_stages or DEFAULT_PATIENT_STAGES)
+    review = review or ReviewSettings()
+    reviewed = review_states(catalog, review.rule)
     runs: dict[str, dict[str, StageRun]] = {}
     for r in catalog.stage_runs():
         if r.patient_id != COHORT:
@@ -297,6 +320,10 @@ def load_cohort(
         if p.stopped_stage is None and p.status == "excluded":
             p.stopped_stage = (p.excluded_reason or "").split(":", 1)[0] or None
             p.reason = p.excluded_reason or "excluded"
+        p.review = reviewed.get(pid, p.review)
+        if p.stopped_stage is None and not review.keeps(p.review):
+            p.stopped_stage = "review"
+            p.reason = p.review.as_reason()
         p.included = p.stopped_stage is None
         if p.has_sequences:
             p.selected = selected.get(pid, {})
@@ -310,6 +337,7 @@ def load_cohort(
         sequence_stage=sequence_stage,
         counts=catalog.patient_counts(),
         files=catalog.source_file_reasons(),
+        review=review,
     )
 
 
@@ -333,14 +361,16 @@ def open_cohort(
     required_stages: Iterable[str] | None = None,
     sequence_stage: str = "classify",
 ) -> Cohort:
-    """Open the workspace's catalog read-only and :func:`load_cohort` it."""
+    """Open the workspace's catalog read-only and :func:`load_cohort` it, with the review
+    settings of ``config`` (:func:`brainmets.cohort.review.review_settings`)."""
     from brainmets.workspace import CATALOG_NAME
 
     root = Path(root)
     stages = list(required_stages or []) or workspace_patient_stages(config)
+    settings = review_settings(config)
     cat = Catalog.open(root / CATALOG_NAME, readonly=True)
     try:
-        return load_cohort(root, cat, stages, sequence_stage)
+        return load_cohort(root, cat, stages, sequence_stage, settings)
     finally:
         cat.close()
 

@@ -165,25 +165,57 @@ def _display(ids: Mapping[str, str] | None) -> Callable[[str], str]:
 
 
 # -------------------------------------------------------------------- cohort flow
+def processed(cohort: Cohort) -> list[PatientRecord]:
+    """The patients whose every required stage is complete (included, or kept out by the
+    review only)."""
+    return [p for p in cohort.patients if p.included or p.stopped_stage == "review"]
+
+
+def review_matters(cohort: Cohort) -> bool:
+    """Whether the review decides membership here: only approved cases are taken, or a
+    reviewer kept a patient out."""
+    return cohort.review.require_review or any(p.stopped_stage == "review" for p in cohort.patients)
+
+
 def cohort_flow(cohort: Cohort) -> Table:
     """Patients found -> with all four pretreatment sequences -> included, with their
-    studies, series and de-identified files (instances) at each step."""
+    studies, series and de-identified files (instances) at each step. When the review
+    decides membership (:func:`review_matters`) the step "every stage complete" comes before
+    "included", and the patients the review keeps out are counted there."""
     found = len(cohort.found)
     seq = len(cohort.with_sequences)
     inc = len(cohort.included)
-    steps = [
-        ("Patients found", cohort.found, found - seq),
-        (
-            "With all four pretreatment sequences (T1, T1c, T2, FLAIR)",
-            cohort.with_sequences,
-            seq - inc,
-        ),
-        ("Included in the dataset (every stage complete)", cohort.included, ""),
-    ]
+    steps: list[tuple[str, list[PatientRecord], int | str]]
+    if review_matters(cohort):
+        done = processed(cohort)
+        kept = "approved by review" if cohort.review.require_review else "not excluded by review"
+        steps = [
+            ("Patients found", cohort.found, found - seq),
+            (
+                "With all four pretreatment sequences (T1, T1c, T2, FLAIR)",
+                cohort.with_sequences,
+                seq - len(done),
+            ),
+            ("Every stage complete", done, len(done) - inc),
+            (f"Included in the dataset ({kept})", cohort.included, ""),
+        ]
+    else:
+        steps = [
+            ("Patients found", cohort.found, found - seq),
+            (
+                "With all four pretreatment sequences (T1, T1c, T2, FLAIR)",
+                cohort.with_sequences,
+                seq - inc,
+            ),
+            ("Included in the dataset (every stage complete)", cohort.included, ""),
+        ]
     rows: list[list[Any]] = []
     for label, patients, lost in steps:
         t = cohort.totals(patients)
         rows.append([label, len(patients), t.studies, t.series, t.instances, lost])
+    review_note = " Cases a reviewer excluded are never included" + (
+        "; only approved cases are (require_review)." if cohort.review.require_review else "."
+    )
     return Table(
         "cohort_flow",
         "Cohort flow",
@@ -191,10 +223,50 @@ def cohort_flow(cohort: Cohort) -> Table:
         rows,
         note=(
             f"Inclusion requires the stages {', '.join(cohort.required_stages)}; every patient "
-            "who is not included is listed with the reason below. Studies, series and files: "
+            "who is not included is listed with the reason below."
+            + review_note
+            + " Studies, series and files: "
             "all of those patients' recorded studies and series (not only the selected "
             "pretreatment ones) and their de-identified DICOM files; what became of every "
             "input file is under Input files."
+        ),
+    )
+
+
+#: review state -> how the review table names it, in table order
+REVIEW_LABELS: dict[str, str] = {
+    "approved": "Approved",
+    "pending": "Pending (not reviewed, approvals missing, or revised since)",
+    "needs revision": "Sent back for revision",
+    "excluded": "Excluded by a reviewer",
+}
+
+
+def review_outcome(cohort: Cohort) -> Table:
+    """The review outcome (``review_outcome``): the patients whose every stage is complete,
+    by review state, with the approval rule."""
+    done = processed(cohort)
+    counts = cohort.review_counts(done)
+    rows: list[list[Any]] = [["Patients with every stage complete", len(done)]]
+    rows += [
+        [f"  {label}", n_pct(counts.get(state, 0), len(done))]
+        for state, label in REVIEW_LABELS.items()
+    ]
+    rule = cohort.review.rule
+    who = " by different users" if rule.distinct_users and rule.approvals > 1 else ""
+    return Table(
+        "review_outcome",
+        "Review outcome",
+        ["Review state", "Patients"],
+        rows,
+        note=(
+            f"A case is approved with {rule.approvals} approval(s){who} of the label map it "
+            "has now (an approval of an earlier label map is stale and counts as pending); "
+            + (
+                "the dataset takes approved cases only."
+                if cohort.review.require_review
+                else "the dataset takes every case that is not excluded (require_review is off)."
+            )
         ),
     )
 
@@ -289,7 +361,9 @@ def exclusion_reasons(cohort: Cohort) -> Table:
 
 
 def _step(cohort: Cohort, p: PatientRecord) -> str:
-    return "sequences" if not p.has_sequences else "processing"
+    if not p.has_sequences:
+        return "sequences"
+    return "review" if p.stopped_stage == "review" else "processing"
 
 
 def exclusions(cohort: Cohort, anonymous: bool = False) -> Table:

@@ -102,4 +102,11 @@ def export_command(
             f"{doc['files']} file(s) -> {doc['target']}",
             highlight=False,
         )
+        if doc.get("left_out_by_review"):
+            console.print(
+                f"[yellow]{doc['left_out_by_review']} case(s) left out by the review[/] ("
+                + ("not approved or " if doc.get("require_review") else "")
+                + "excluded by a reviewer; reasons: the report's cohort flow, brainmets status)",
+                highlight=False,
+            )
     return EXIT_OK

@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "include_report": True,  # collection: the descriptor in report/
     "licence": "Licence: to be set by the data provider before publication.",
     "citation": "",
+    # true: only cases approved in the review app (brainmets review); the report follows it.
+    # A case a reviewer excluded is always left out.
+    "require_review": False,
 }
 
 

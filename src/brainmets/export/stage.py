@@ -24,6 +24,7 @@ from typing import Any
 from brainmets.catalog import utcnow
 from brainmets.cohort import DEFAULTS as REPORT_DEFAULTS
 from brainmets.cohort import clinical_for, cohort_for, scanners, table1
+from brainmets.cohort.review import review_inputs
 from brainmets.config import Config
 from brainmets.export.ids import IDS_FILE, SCHEMES, assign_ids, load_numbers, numbers_json
 from brainmets.export.layouts import (
@@ -37,6 +38,7 @@ from brainmets.export.layouts import (
 )
 from brainmets.export.manifest import MANIFEST_NAME
 from brainmets.fsutil import atomic_write_text, sha256_file
+from brainmets.pipeline.inputs import InputContext
 from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
 from brainmets.pipeline.states import runs_snapshot
@@ -86,6 +88,7 @@ def run_export(ctx: StageContext) -> StageResult:
         ctx.warning(
             f"no patient is included ({len(cohort.found)} found): nothing exported; "
             "see the report's cohort flow"
+            + (" (require_review: only approved cases)" if cohort.review.require_review else "")
         )
         summary0 = {"layout": layout, "target": "", "patients": 0, "files": 0}
         out0 = atomic_write_text(ctx.out_dir / "export.json", json.dumps(summary0, indent=1))
@@ -141,6 +144,8 @@ def run_export(ctx: StageContext) -> StageResult:
         "placed": result.placed,
         "manifest_sha256": sha256_file(manifest),
         "not_included": len(cohort.not_included),
+        "left_out_by_review": sum(1 for p in cohort.patients if p.stopped_stage == "review"),
+        "require_review": cohort.review.require_review,
     }
     outputs["summary"] = atomic_write_text(
         ctx.out_dir / "export.json", json.dumps(summary, indent=1)
@@ -186,6 +191,12 @@ def _export_record(
     }
 
 
+def _fingerprint_inputs(inp: InputContext) -> Any:
+    """What the export reads from outside the pipeline: the review states
+    (:func:`brainmets.cohort.review.review_inputs`; None without any review)."""
+    return review_inputs(inp.catalog, inp.config.data)
+
+
 def _tools() -> dict[str, str]:
     import highdicom
     import nibabel
@@ -201,5 +212,6 @@ STAGE = Stage(
     defaults=DEFAULTS,
     options=ExportOptions,
     summary="write the dataset: collection / nnU-Net / DICOM-SEG layouts with checksums",
+    fingerprint_inputs=_fingerprint_inputs,
     tools=_tools,
 )

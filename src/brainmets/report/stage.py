@@ -24,6 +24,7 @@ from brainmets.cohort import (
     write_document,
 )
 from brainmets.cohort.patient_figures import TEMPLATE_FILE
+from brainmets.cohort.review import review_inputs
 from brainmets.config import Config
 from brainmets.pipeline.inputs import InputContext, describe_atlas, describe_file
 from brainmets.pipeline.options import options_class
@@ -87,8 +88,9 @@ def _tools() -> dict[str, str]:
 def _fingerprint_inputs(inp: InputContext) -> Any:
     """What the report reads from outside the pipeline: the clinical sheet
     (``clinical_sheet``: its path and content hash, missing / unreadable when so), unless
-    ``qc_figures = "none"`` the SRI24 template of the registration figures, and the synthetic
-    cohort's ``truth.json`` when found; None when there is none of them."""
+    ``qc_figures = "none"`` the SRI24 template of the registration figures, the synthetic
+    cohort's ``truth.json`` when found, and the review states (:func:`brainmets.cohort.
+    review.review_inputs`); None when there is none of them."""
     out: dict[str, Any] = {}
     path = sheet_path(inp.root, inp.params.get("clinical_sheet") or "")
     if path is not None:
@@ -99,6 +101,9 @@ def _fingerprint_inputs(inp: InputContext) -> Any:
     truth = find_truth(inp.root, sources, inp.params.get("synthetic_truth"))
     if truth is not None:
         out["synthetic_truth"] = describe_file(truth / TRUTH_FILE)
+    review = review_inputs(inp.catalog, inp.config.data)
+    if review is not None:
+        out["review"] = review
     return out or None
 
 

@@ -41,6 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brainmets.catalog import Catalog, UserRecord
+from brainmets.cohort.review import review_settings
 from brainmets.review import cases
 from brainmets.review.decisions import ReviewError, record_decision
 from brainmets.review.security import (
@@ -133,12 +134,8 @@ class ReviewApp:
         self.ws = workspace
         with workspace.lock():  # bring the catalog to the current schema once
             workspace.catalog().close()
-        section = workspace.config.data.get("review", {})
-        ttl = (
-            session_ttl_s
-            if session_ttl_s is not None
-            else float(section.get("session_hours", 8)) * 3600
-        )
+        settings = review_settings(workspace.config.data)  # bad values: ConfigError
+        ttl = session_ttl_s if session_ttl_s is not None else settings.session_hours * 3600
         self.sessions = Sessions(session_secret(workspace.config.path("private")), ttl)
         self.limiter = LoginLimiter(login_attempts, login_window_s)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from brainmets import api
 from brainmets.catalog import Catalog
-from brainmets.review.decisions import ApprovalRule, ReviewState, review_state
+from brainmets.cohort.review import ApprovalRule, ReviewState, review_settings, review_states
 from brainmets.workspace import Workspace
 
 log = logging.getLogger("brainmets.review")
@@ -51,12 +51,8 @@ QC_VALUES = ("brain_volume_cm3", "mask_template_dice", "skull_stripper", "passth
 
 def approval_rule(ws: Workspace) -> ApprovalRule:
     """The workspace's rule: ``[review] required_approvals`` (default 1) and
-    ``distinct_users`` (default true) of ``brainmets.toml``."""
-    section = ws.config.data.get("review", {})
-    return ApprovalRule(
-        approvals=int(section.get("required_approvals", 1)),
-        distinct_users=bool(section.get("distinct_users", True)),
-    )
+    ``distinct_users`` (default true) of ``brainmets.toml`` (bad values: ``ConfigError``)."""
+    return review_settings(ws.config.data).rule
 
 
 def inside(ws: Workspace, rel: str) -> Path | None:
@@ -158,12 +154,10 @@ def worklist(ws: Workspace) -> list[dict[str, Any]]:
     stages = [s.name for s in rep.pipeline.stages if s.scope == "patient"]
     out = []
     with Catalog.open(ws.catalog_path, readonly=True) as cat:
-        decisions: dict[str, list[Any]] = {}
-        for d in cat.review_decisions():
-            decisions.setdefault(d.patient_id, []).append(d)
+        states = review_states(cat, rule)
         for p in rep.patients:
             seg = cat.stage_outputs(p.id, "segment").get("seg")
-            st = review_state(decisions.get(p.id, []), seg[1] if seg else None, rule)
+            st = states[p.id]
             qc = _json_output(ws, cat, p.id, "preprocess", "qc")
             feats = cat.stage_run(p.id, "features")
             metrics = feats.metrics if feats and feats.status == "done" else {}
