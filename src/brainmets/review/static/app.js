@@ -70,8 +70,11 @@ function renderWorklist() {
     const qc = el("td", qcCell(r));
     for (const f of r.flags) qc.append(" ", el("span", f, "flag"));
     const rv = el("td");
-    rv.append(el("span", r.review.state, `state ${r.review.state.replace(" ", "-")}`));
-    if (r.review.detail) rv.append(" ", el("small", r.review.detail));
+    if (!r.has_images && !r.review.by) rv.append(el("small", "no label map to review"));
+    else {
+      rv.append(el("span", r.review.state, `state ${r.review.state.replace(" ", "-")}`));
+      if (r.review.detail) rv.append(" ", el("small", r.review.detail));
+    }
     tr.append(qc, rv, el("td", r.review.by ? `${r.review.by}, ${r.review.at}` : ""));
     tr.addEventListener("click", () => go(`/case/${encodeURIComponent(r.id)}`));
     return tr;

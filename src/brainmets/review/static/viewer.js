@@ -46,10 +46,19 @@ export async function openCase(pid, { api, session, el, go }) {
       const cell = el("div", undefined, "viewer");
       const canvas = document.createElement("canvas");
       canvas.id = `view-${seq}-${plane}`;
-      cell.append(canvas, el("span", `${seq} ${plane}`, "label"));
+      // window/level of this sequence: the display range (NiiVue's cal_min/cal_max); a
+      // right-drag in the viewer sets it too
+      const wl = el("div", undefined, "wl");
+      const lo = Object.assign(document.createElement("input"), { type: "number", id: `wl-min-${seq}`, title: `${seq} window minimum` });
+      const hi = Object.assign(document.createElement("input"), { type: "number", id: `wl-max-${seq}`, title: `${seq} window maximum` });
+      const auto = el("button", "auto");
+      auto.type = "button";
+      auto.title = `${seq}: the automatic window`;
+      wl.append(el("span", "window"), lo, el("span", "-"), hi, auto);
+      cell.append(canvas, el("span", `${seq} ${plane}`, "label"), wl);
       box.append(cell);
       const nv = new Niivue({ backColor: [0, 0, 0, 1], crosshairColor: [1, 1, 0, 1], show3Dcrosshair: false, isResizeCanvas: true, logLevel: "error" });
-            await nv.attachToCanvas(canvas);
+      await nv.attachToCanvas(canvas);
       // one viewer per sequence, two planes: axial above, coronal below (8 views in all)
       nv.setCustomLayout([
         { sliceType: nv.sliceTypeAxial, position: [0, 0, 1, 0.5] },
@@ -57,6 +66,7 @@ export async function openCase(pid, { api, session, el, go }) {
       ]);
       nv.onLocationChange = () => follow(nv);
       nv.bmSequence = seq;
+      nv.bmWindow = { lo, hi, auto };
       viewers.push(nv);
     }
   }
@@ -72,6 +82,24 @@ export async function openCase(pid, { api, session, el, go }) {
       nv.updateGLVolume();
     }
   }));
+  for (const nv of viewers) {  // window/level controls
+    const { lo, hi, auto } = nv.bmWindow;
+    const vol = nv.volumes[0];
+    const round = (x) => Math.round(x * 100) / 100;
+    const show = () => { lo.value = round(vol.cal_min); hi.value = round(vol.cal_max); };
+    const initial = [vol.cal_min, vol.cal_max];
+    const apply = (a, b) => {
+      if (!Number.isFinite(a) || !Number.isFinite(b) || a >= b) return;
+      vol.cal_min = a;
+      vol.cal_max = b;
+      nv.updateGLVolume();
+    };
+    lo.addEventListener("change", () => apply(Number(lo.value), Number(hi.value)));
+    hi.addEventListener("change", () => apply(Number(lo.value), Number(hi.value)));
+    auto.addEventListener("click", () => { apply(...initial); show(); });
+    nv.onIntensityChange = show;  // after a right-drag
+    show();
+  }
   const setOpacity = () => { for (const nv of viewers) if (nv.volumes.length > 1) nv.setOpacity(1, opacity()); };
   document.getElementById("overlay").addEventListener("change", setOpacity);
   document.getElementById("opacity").addEventListener("input", setOpacity);
@@ -88,13 +116,19 @@ export async function openCase(pid, { api, session, el, go }) {
     tr.dataset.lesion = l.lesion;
     tr.append(el("td", l.lesion), el("td", l.volume_cm3), el("td", l.max_diameter_mm),
       el("td", l.region || l.location), el("td", l.infratentorial ? "yes" : "no"));
-    tr.addEventListener("click", () => jump([l.centroid_i, l.centroid_j, l.centroid_k].map(Math.round)));
+    tr.addEventListener("click", () => {
+      for (const other of body.querySelectorAll("tr.selected")) other.classList.remove("selected");
+      tr.classList.add("selected");
+      jump([l.centroid_i, l.centroid_j, l.centroid_k].map(Math.round));
+    });
     return tr;
   }));
 
   const history = () => {
     document.getElementById("history").replaceChildren(...detail.history.map((h) => el("li",
-      `${h.at} ${h.user} (${h.role}): ${h.decision}${h.reason ? ` - ${h.reason}` : ""}${h.label_map_current ? "" : " [label map changed since]"}`)));
+      `${h.at} ${h.user} (${h.role}): ${h.decision}${h.reason ? ` - ${h.reason}` : ""}`
+      + `${h.lesion ? ` [lesion ${h.lesion}]` : ""}${h.voxel ? ` [voxel ${h.voxel.join(", ")}]` : ""}`
+      + `${h.label_map_current ? "" : " [label map changed since]"}`)));
   };
   history();
   const msg = document.getElementById("decide-message");
@@ -103,7 +137,13 @@ export async function openCase(pid, { api, session, el, go }) {
     b.disabled = !canDecide;
     b.addEventListener("click", async () => {
       const body = { decision: b.dataset.decision, reason: document.getElementById("reason").value || null };
-      if (document.getElementById("pin").checked) body.voxel = viewers[0].frac2vox(viewers[0].scene.crosshairPos).map((x) => Math.round(x));
+      const pin = document.getElementById("pin").value;
+      if (pin === "voxel") body.voxel = viewers[0].frac2vox(viewers[0].scene.crosshairPos).map((x) => Math.round(x));
+      if (pin === "lesion") {
+        const row = document.querySelector("#lesions tbody tr.selected");
+        if (!row) { msg.textContent = "select a lesion in the table first"; return; }
+        body.lesion = row.dataset.lesion;
+      }
       try {
         const r = await api(`/api/patients/${encodeURIComponent(pid)}/review`, { method: "POST", body: JSON.stringify(body) });
         showState(r.review);
