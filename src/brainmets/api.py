@@ -220,7 +220,8 @@ class StatusReport:
     ``stale``); ``included`` the patients in the dataset now (active, every required stage
     shown ``done``); ``exports`` the recorded export folders, most recent first, each with
     what changed since (the export stage is shown ``stale`` when its latest export is);
-    ``review`` each patient's review state (:mod:`brainmets.cohort.review`; a case a
+    ``review`` the review state of each patient with a label map or a decision
+    (:mod:`brainmets.cohort.review`; a case a
     reviewer excluded is not ``included``, nor, with ``require_review``, one not approved:
     those are ``left_out_by_review``);
     ``files`` counts input files by status; ``not_taken`` lists those rejected,
@@ -351,13 +352,19 @@ def status(workspace: WorkspaceLike) -> StatusReport:
         runs = cat.stage_runs()
         states = stage_states(pipeline, runs, cat.runs())
         records = cat.exports()
+        decisions = cat.review_decisions()
         exports = [
             ExportStatus(
                 e.target,
                 e.layout,
                 e.exported_at,
                 e.patients,
-                changes_since(e.stage_runs, runs, e.stage),
+                changes_since(e.stage_runs, runs, e.stage)
+                + [  # a review decision since can change who is in the dataset
+                    f"review: {d.decision} {d.patient_id} by {d.user_name} at {d.decided_at}"
+                    for d in decisions
+                    if d.decided_at > e.exported_at
+                ],
             )
             for e in records
         ]
@@ -375,6 +382,9 @@ def status(workspace: WorkspaceLike) -> StatusReport:
                     f"{exports[0].changes[0]}...)",
                 )
         done = included_patients(patients, states, _required_stages(ws, pipeline))
+        # a patient with nothing to review (no label map, no decision) is not counted
+        labelled = {o.patient_id for o in cat.output_files(stage="segment", role="seg")}
+        review = {pid: st for pid, st in review.items() if pid in labelled or st.last is not None}
         return StatusReport(
             workspace=ws.root,
             pipeline=pipeline,

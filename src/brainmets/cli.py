@@ -1001,8 +1001,9 @@ def _print_status(rep: StatusReport) -> None:
                 cells.append((st.name, "[cyan]awaiting annotation[/]"))
                 continue
             cells.append((st.name, STATUS_STYLE.get(shown, shown) if shown else "[dim]-[/]"))
-        if show_review and pid != COHORT and pid in rep.review:
-            cells.append(("review", REVIEW_STYLE.get(rep.review[pid].state, "")))
+        if show_review and pid != COHORT:
+            shown_review = rep.review[pid].state if pid in rep.review else ""
+            cells.append(("review", REVIEW_STYLE.get(shown_review, "[dim]-[/]")))
         rows.append(("(cohort)" if pid == COHORT else pid, cells))
     names = [st.name for st in rep.pipeline.stages] + (["review"] if show_review else [])
     table = Table(show_lines=False)

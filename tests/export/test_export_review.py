@@ -77,6 +77,8 @@ def test_exclusion_require_review_and_approval_flow_through_status_report_and_ex
 
     # a reviewer excludes a: the next run redoes report and export without it
     _decide(rx, "rita", "a", "excluded", "motion artefact on T1c")
+    stale = api.status(rx.root).exports[0]  # the export is stale until it is made again
+    assert stale.stale and any(c.startswith(f"review: excluded {a} by rita") for c in stale.changes)
     summary = rx.run()
     assert summary.count("report", "done") == 1 and summary.count("export", "done") == 1
     assert _exported(rx) == [b]
@@ -118,7 +120,7 @@ def test_exclusion_require_review_and_approval_flow_through_status_report_and_ex
     flow = _table(rx, "cohort_flow")
     assert flow[-1][0] == "Included in the dataset (approved by review)" and flow[-1][1] == "1"
     assert api.status(rx.root).review_counts() == {
-        "pending": 2,  # c and d were never reviewed
+        "pending": 0,  # c and d have no label map: nothing to review
         "approved": 1,
         "needs revision": 0,
         "excluded": 1,
@@ -157,7 +159,8 @@ def test_status_command_shows_the_review(rx) -> None:
     assert header.split("┃")[-2].strip() == "review"  # the last column
     flat = " ".join(text.split())
     assert f"left out by the review {rx.pids['a']}: review: excluded: motion artefact" in flat
-    assert "review: 2 pending, 1 approved, 0 needs revision, 1 excluded" in flat
+    assert "review: 0 pending, 1 approved, 0 needs revision, 1 excluded" in flat
+    assert not api.status(rx.root).exports[0].stale  # made again after the last decision
     doc = json.loads(status("--json"))
     assert doc["review"][rx.pids["a"]]["state"] == "excluded"
     assert doc["review"][rx.pids["a"]]["by"] == "rita"

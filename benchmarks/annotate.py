@@ -1,0 +1,312 @@
+"""Benchmark: the annotation tools (click-to-segment, lesion proposals) against the synthetic
+cohort's truth, with SimpleITK's ``ConfidenceConnected`` region growing from the same seeds as
+the reference method, measured in the same run.
+
+Needs a workspace made from a synthetic cohort and preprocessed (``brainmets run --stages
+ingest,deid,classify,convert,preprocess``), and the cohort's folder (``truth/<mrn>/``). Make
+one that was not used while tuning (the tools were tuned on the demo cohort, seed 0)::
+
+    .venv/bin/brainmets demo-data /tmp/ann --patients 10 --seed 123
+    .venv/bin/brainmets init /tmp/ann-ws && .venv/bin/brainmets ingest -w /tmp/ann-ws /tmp/ann/dicom
+    .venv/bin/brainmets run -w /tmp/ann-ws --stages deid,classify,convert,preprocess
+    .venv/bin/python benchmarks/annotate.py --workspace /tmp/ann-ws --cohort /tmp/ann
+
+For every true lesion (``lesion_instances_sri24.nii.gz`` with ``label_map_sri24.nii.gz``),
+seeded at its core voxel nearest to the core's centre of mass:
+
+* **click-to-segment**: core Dice (enhancing + necrosis) and whole-tumour Dice, by size
+  (maximum diameter >= 5 mm, 3-5 mm, < 3 mm), and the server time of one click (p50, p95);
+* **ConfidenceConnected** on T1c from the same seed (multiplier 2.5, 2 iterations, radius 1,
+  in the same 64 mm box): core Dice;
+* **proposals** per patient: sensitivity by size (a true lesion is found when a candidate's
+  core overlaps its core with Dice >= 0.1), false candidates per patient (overlapping no true
+  lesion), and the time per case.
+
+``--real``: also the two real cases of ``$BRAINMETS_SHARED/testdata/nifti``: the BraTS
+glioma case's enhancing-core Dice from a click at each enhancing component, and the number of
+proposals on the BraTS-METS case (no reference there). Prints the targets of issue 13 with
+met / not met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from brainmets.annotate import NoLesionHere, grow_lesion, load_case_images
+from brainmets.annotate.propose import propose_lesions
+from brainmets.catalog import Catalog
+from brainmets.ids import patient_pseudonym
+from brainmets.workspace import Workspace
+
+BINS = (("≥5 mm", 5.0, 1e9), ("3-5 mm", 3.0, 5.0), ("<3 mm", 0.0, 3.0))
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / s if s else 1.0
+
+
+def _load(path: Path) -> np.ndarray:
+    return np.asarray(cast(nib.Nifti1Image, nib.load(str(path))).dataobj)
+
+
+def seed_of(core: np.ndarray) -> tuple[int, int, int]:
+    """The core voxel nearest to the core's centre of mass."""
+    pts = np.argwhere(core)
+    c = pts.mean(axis=0)
+    p = pts[int(np.argmin(((pts - c) ** 2).sum(axis=1)))]
+    return (int(p[0]), int(p[1]), int(p[2]))
+
+
+def confidence_connected(t1c: np.ndarray, seed: tuple[int, int, int], half: int = 32) -> np.ndarray:
+    import SimpleITK as sitk
+
+    lo = [max(0, s - half) for s in seed]
+    hi = [min(n, s + half + 1) for s, n in zip(seed, t1c.shape, strict=True)]
+    crop = t1c[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    img = sitk.GetImageFromArray(np.ascontiguousarray(crop.transpose(2, 1, 0)).astype(np.float32))
+    local = [int(s - a) for s, a in zip(seed, lo, strict=True)]
+    seg = sitk.ConfidenceConnected(
+        img, seedList=[local], numberOfIterations=2, multiplier=2.5, initialNeighborhoodRadius=1
+    )
+    out = np.zeros(t1c.shape, bool)
+    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = (
+        sitk.GetArrayFromImage(seg).transpose(2, 1, 0) > 0
+    )
+    return out
+
+
+def case_files(ws: Workspace, cat: Catalog, pid: str) -> dict[str, Path] | None:
+    outs = cat.stage_outputs(pid, "preprocess")
+    if "t1c" not in outs:
+        return None
+    return {r: ws.root / outs[r][0] for r in ("t1c", "t1n", "t2f", "mask") if r in outs}
+
+
+def _bin(d: float) -> str:
+    return next(name for name, lo, hi in BINS if lo <= d < hi)
+
+
+def run_synthetic(ws_root: Path, cohort: Path) -> dict[str, Any]:
+    ws = Workspace.open(ws_root)
+    key = ws.key()
+    rows: list[dict[str, Any]] = []
+    per_patient: list[dict[str, Any]] = []
+    with Catalog.open(ws.catalog_path, readonly=True) as cat:
+        for tdir in sorted((cohort / "truth").iterdir()):
+            tj = tdir / "truth.json"
+            if not tj.is_file():
+                continue
+            rec = json.loads(tj.read_text())
+            pid = patient_pseudonym(key, str(rec["mrn"]))
+            files = case_files(ws, cat, pid) if cat.patient(pid) else None
+            if files is None or not (tdir / "lesion_instances_sri24.nii.gz").is_file():
+                continue
+            case = load_case_images(files)
+            raw_t1c = _load(files["t1c"]).astype(np.float32)
+            inst = _load(tdir / "lesion_instances_sri24.nii.gz")
+            lab = _load(tdir / "label_map_sri24.nii.gz")
+            diam = {int(x["id"]): float(x["max_diameter_mm"]) for x in rec.get("lesions", [])}
+            truths = {}
+            for n in sorted(set(np.unique(inst)) - {0}):
+                core = (inst == n) & np.isin(lab, (1, 3))
+                if not core.any():
+                    continue
+                whole = (inst == n) & (lab > 0)
+                truths[int(n)] = (core, whole)
+                seed = seed_of(core)
+                t = time.perf_counter()
+                try:
+                    m = grow_lesion(case, seed)
+                    core_d = dice(m.full("core", case.shape), core)
+                    whole_d = dice(m.full("whole", case.shape), whole)
+                except NoLesionHere:
+                    core_d = whole_d = 0.0
+                secs = time.perf_counter() - t
+                ref_d = dice(confidence_connected(raw_t1c, seed), core)
+                rows.append(
+                    {
+                        "patient": pid,
+                        "lesion": int(n),
+                        "diameter": diam.get(int(n), 0.0),
+                        "core": core_d,
+                        "whole": whole_d,
+                        "reference_core": ref_d,
+                        "seconds": secs,
+                    }
+                )
+            t = time.perf_counter()
+            cands = propose_lesions(case)
+            secs = time.perf_counter() - t
+            found: set[int] = set()
+            false = 0
+            for c in cands:
+                cc = c.masks.full("core", case.shape)
+                hit = False
+                for n, (core, _whole) in truths.items():
+                    if (cc & core).any() and dice(cc, core) >= 0.1:
+                        found.add(n)
+                        hit = True
+                if not hit:
+                    false += 1
+            per_patient.append(
+                {
+                    "patient": pid,
+                    "lesions": len(truths),
+                    "found": sorted(found),
+                    "false": false,
+                    "candidates": len(cands),
+                    "seconds": secs,
+                    "diameters": {n: diam.get(n, 0.0) for n in truths},
+                }
+            )
+            print(
+                f"{pid}: {len(truths)} lesion(s), {len(cands)} candidate(s), "
+                f"{len(found)} found, {false} false, {secs:.1f} s",
+                flush=True,
+            )
+    return {"rows": rows, "patients": per_patient}
+
+
+def summarise(res: dict[str, Any]) -> bool:
+    rows, pats = res["rows"], res["patients"]
+    if not rows:
+        print("no lesion evaluated (is the workspace preprocessed, and the cohort its own?)")
+        return False
+    ok = True
+    print(f"\nclick-to-segment: {len(rows)} lesions of {len(pats)} patients (median Dice)")
+    print(f"{'size':10}{'n':>5}{'core':>8}{'whole':>8}{'ConfConn core':>15}")
+    targets = {"≥5 mm": 0.85, "3-5 mm": 0.70, "<3 mm": 0.70}
+    for name, lo, hi in BINS:
+        sel = [r for r in rows if lo <= r["diameter"] < hi]
+        if not sel:
+            continue
+        core = statistics.median(r["core"] for r in sel)
+        whole = statistics.median(r["whole"] for r in sel)
+        ref = statistics.median(r["reference_core"] for r in sel)
+        met = core >= targets[name]
+        ok &= met
+        print(
+            f"{name:10}{len(sel):5d}{core:8.3f}{whole:8.3f}{ref:15.3f}   core target "
+            f"{targets[name]:.2f}: {'met' if met else 'NOT met'}"
+        )
+    whole_all = statistics.median(r["whole"] for r in rows)
+    ok &= whole_all >= 0.80
+    print(
+        f"whole tumour, all lesions: {whole_all:.3f} (target 0.80: "
+        f"{'met' if whole_all >= 0.80 else 'NOT met'})"
+    )
+    times = sorted(r["seconds"] for r in rows)
+    p95 = times[min(len(times) - 1, int(np.ceil(0.95 * len(times))) - 1)]
+    print(
+        f"one click: p50 {statistics.median(times) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
+        f"(target p95 < 500 ms: {'met' if p95 < 0.5 else 'NOT met'})"
+    )
+    ok &= p95 < 0.5
+    print("\nproposals")
+    for name, lo, hi, target in (
+        ("≥5 mm", 5.0, 1e9, 0.90),
+        ("3-5 mm", 3.0, 5.0, 0.70),
+        ("<3 mm", 0.0, 3.0, None),
+    ):
+        n = sum(1 for p in pats for d in p["diameters"].values() if lo <= d < hi)
+        f = sum(
+            1 for p in pats for k, d in p["diameters"].items() if lo <= d < hi and k in p["found"]
+        )
+        if not n:
+            continue
+        sens = f / n
+        verdict = (
+            ""
+            if target is None
+            else (f"   target {target:.2f}: {'met' if sens >= target else 'NOT met'}")
+        )
+        if target is not None:
+            ok &= sens >= target
+        print(f"sensitivity {name:8}{f:4d} / {n:<4d} = {sens:.3f}{verdict}")
+    false = statistics.median(p["false"] for p in pats)
+    print(
+        f"false candidates per patient: median {false:g} (target <= 3: "
+        f"{'met' if false <= 3 else 'NOT met'}); time per case median "
+        f"{statistics.median(p['seconds'] for p in pats):.1f} s"
+    )
+    ok &= false <= 3
+    return ok
+
+
+def run_real(shared: Path) -> None:
+    gli = shared / "testdata" / "nifti" / "brats_gli_00001_000"
+    if (gli / "t1c.nii.gz").is_file():
+        case = load_case_images(
+            {"t1c": gli / "t1c.nii.gz", "t1n": gli / "t1n.nii.gz", "t2f": gli / "t2f.nii.gz"}
+        )
+        ref = _load(gli / "seg-BraTS23_1.nii.gz")
+        core = np.isin(ref, (1, 3))
+        labels, n = ndimage.label(core)
+        sizes = ndimage.sum(core, labels, range(1, n + 1))
+        print(
+            f"\nBraTS glioma case: {n} tumour-core component(s), "
+            f"largest {sorted(map(int, sizes))[-5:]}"
+        )
+        for i in np.argsort(-sizes)[:3]:
+            comp = labels == i + 1
+            seed = seed_of(comp & (ref == 3)) if (comp & (ref == 3)).any() else seed_of(comp)
+            try:
+                m = grow_lesion(case, seed)
+                d = dice(m.full("core", case.shape), comp)
+                de = dice(m.full("enhancing", case.shape), comp & (ref == 3))
+                print(
+                    f"  component of {int(sizes[i])} voxels: core Dice {d:.3f}, enhancing {de:.3f}"
+                )
+            except NoLesionHere as exc:
+                print(f"  component of {int(sizes[i])} voxels: nothing grown ({exc})")
+    met = shared / "testdata" / "nifti" / "brats_met_00110_000"
+    if met.is_dir():
+        files = {r: next(met.glob(f"*-{r}.nii.gz")) for r in ("t1c", "t1n", "t2f")}
+        case = load_case_images(files)
+        t = time.perf_counter()
+        cands = propose_lesions(case)
+        print(f"\nBraTS-METS case: {len(cands)} proposal(s) in {time.perf_counter() - t:.1f} s")
+        for i, c in enumerate(cands[:15]):
+            d = c.as_dict(i + 1)
+            print(
+                f"  {d['id']:2}: voxel {d['centre_voxel']}, {d['volume_voxels']} voxels, "
+                f"confidence {d['confidence']}"
+            )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workspace", type=Path)
+    ap.add_argument("--cohort", type=Path)
+    ap.add_argument("--real", action="store_true")
+    ap.add_argument("--json", type=Path, help="write every lesion's numbers here")
+    args = ap.parse_args()
+    ok = True
+    if args.workspace and args.cohort:
+        res = run_synthetic(args.workspace, args.cohort)
+        ok = summarise(res)
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=1))
+    elif not args.real:
+        ap.error("give --workspace and --cohort, or --real")
+    if args.real:
+        run_real(
+            Path(os.environ.get("BRAINMETS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
