@@ -64,6 +64,7 @@ COMMAND_ORDER = (
     "config",
     "users",
     "review",
+    "annotate",
     "atlas",
     "compare",
     "demo",
@@ -105,6 +106,10 @@ users_app = typer.Typer(
     help="Manage the users of the review app (roles annotator, reviewer, admin).",
     no_args_is_help=True,
 )
+annotate_app = typer.Typer(
+    help="Annotation tools: lesion proposals, click-to-segment, saved mask versions.",
+    no_args_is_help=True,
+)
 
 
 def _print_version(value: bool) -> None:
@@ -131,6 +136,7 @@ def _main(
 app.add_typer(atlas_app, name="atlas")
 app.add_typer(config_app, name="config")
 app.add_typer(users_app, name="users")
+app.add_typer(annotate_app, name="annotate")
 
 WorkspaceOpt = Annotated[
     Path,
@@ -1536,3 +1542,135 @@ def main() -> None:  # console-script entry point
             raise
         err.print("[red]interrupted[/]; re-run the same command to resume")
         sys.exit(143 if _TERMINATED else 130)
+
+
+# ------------------------------------------------------------------------ annotate
+OnePatientOpt = Annotated[str, typer.Option("--patient", "-p", help="Pseudonymous patient ID.")]
+UserOpt = Annotated[
+    str, typer.Option("--user", help="Who the saved version is recorded as (default cli:LOGIN).")
+]
+
+
+def _voxel(text: str) -> tuple[int, int, int]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+        raise ValueError(f"--at must be three whole numbers I,J,K, not {text!r}")
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+@annotate_app.command("propose")
+def annotate_propose(
+    patient: OnePatientOpt,
+    workspace: WorkspaceOpt = Path("."),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the candidates to this JSON file.")
+    ] = None,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", help="Drop candidates below this (0-1).")
+    ] = 0.2,
+) -> None:
+    """Find candidate enhancing lesions of a preprocessed case: id, centre (voxel and mm),
+    volume, confidence.
+
+    Example:  brainmets annotate propose -w ~/bm-workspace -p BM-K7Q2ZP4M --json cands.json
+    """
+    from brainmets.annotate.cli import propose_command
+    from brainmets.workspace import Workspace
+
+    with _handled():
+        ws = Workspace.open(workspace)
+        propose_command(ws, patient, json_out, min_confidence, console)
+
+
+@annotate_app.command("grow")
+def annotate_grow(
+    patient: OnePatientOpt,
+    at: Annotated[str, typer.Option("--at", help="Seed voxel I,J,K of the preprocessed grid.")],
+    workspace: WorkspaceOpt = Path("."),
+    steps: Annotated[int, typer.Option("--steps", help="Grow (>0) or shrink (<0) steps.")] = 0,
+    save: Annotated[bool, typer.Option("--save", help="Save it as a new version.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    user: UserOpt = "",
+) -> None:
+    """Segment one lesion from a seed voxel: its core, necrosis and whole-tumour voxel counts;
+    --save adds it to the patient's masks (replacing the lesion it overlaps) as a new version.
+
+    Example:  brainmets annotate grow -w ~/bm-workspace -p BM-K7Q2ZP4M --at 120,88,70 --save
+    """
+    from brainmets.annotate.cli import default_user, grow_command
+    from brainmets.workspace import Workspace
+
+    with _handled():
+        ws = Workspace.open(workspace)
+        out, rec = grow_command(
+            ws, patient, _voxel(at), steps, save, user or default_user(), console
+        )
+    if as_json:
+        console.print_json(json.dumps(out))
+        return
+    console.print(
+        f"lesion at {out['centre_voxel']}: core {out['core']}, necrosis {out['necrosis']}, "
+        f"whole {out['whole']} voxel(s)"
+        + (f"; saved as lesion {out['lesion']} of version {rec.version}" if rec else ""),
+        highlight=False,
+    )
+
+
+@annotate_app.command("accept")
+def annotate_accept(
+    patient: OnePatientOpt,
+    all_proposals: Annotated[
+        bool, typer.Option("--all-proposals", help="Accept every proposal.")
+    ] = False,
+    workspace: WorkspaceOpt = Path("."),
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", help="Only proposals at or above this.")
+    ] = 0.2,
+    user: UserOpt = "",
+) -> None:
+    """Turn the case's lesion proposals into masks (a new version).
+
+    Example:  brainmets annotate accept -w ~/bm-workspace -p BM-K7Q2ZP4M --all-proposals
+    """
+    from brainmets.annotate.cli import accept_command, default_user
+    from brainmets.workspace import Workspace
+
+    if not all_proposals:
+        err.print("say which proposals: --all-proposals (the review app picks one by one)")
+        raise typer.Exit(EXIT_USAGE)
+    with _handled():
+        ws = Workspace.open(workspace)
+        n, rec = accept_command(ws, patient, min_confidence, user or default_user(), console)
+    if rec is None:
+        console.print("no proposal to accept")
+        return
+    console.print(
+        f"accepted {n} proposal(s): version {rec.version} ({rec.lesions} lesion(s)) -> "
+        f"annotations/{patient}/",
+        highlight=False,
+    )
+
+
+@annotate_app.command("versions")
+def annotate_versions(patient: OnePatientOpt, workspace: WorkspaceOpt = Path(".")) -> None:
+    """List the saved versions of a patient's masks (the latest is current)."""
+    from brainmets.workspace import Workspace
+
+    with _handled():
+        ws = Workspace.open(workspace)
+        with ws.catalog(readonly=True) as cat:
+            versions = cat.annotation_versions(patient)
+    table = Table(title=f"{patient}: annotation versions")
+    for col in ("version", "parent", "user", "tool", "saved", "lesions", "note"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            str(v.parent or ""),
+            v.user_name,
+            v.tool,
+            v.created_at,
+            str(v.lesions),
+            v.note or "",
+        )
+    console.print(table)

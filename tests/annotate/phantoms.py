@@ -53,8 +53,14 @@ class Phantom:
         tube = (d <= radius) & along & self.brain
         self.t1c[tube] = 170.0
 
-    def case(self) -> CaseImages:
+    def case(self, blur: float = 0.0) -> CaseImages:
+        """The images with noise; ``blur`` (mm): partial volume at the edges, as a scanner's
+        point-spread function makes it."""
+        from scipy import ndimage
+
         def noisy(a: np.ndarray) -> np.ndarray:
+            if blur:
+                a = ndimage.gaussian_filter(a, blur)
             return np.where(self.brain, a + self.rng.normal(0, self.noise, SHAPE), 0.0)
 
         return CaseImages.from_arrays(

@@ -5,9 +5,10 @@ CaseImages`) and a seed voxel inside (or next to) an enhancing lesion and return
 lesion's masks in a crop of the grid (:class:`LesionMasks`):
 
 * **enhancing**: the voxels of the enhancement map (T1c - T1, or T1c) at or above a
-  threshold halfway (``level``) between the local background and the lesion's peak, connected
-  (6-neighbourhood) to the peak. The seed first moves to the strongest enhancement within
-  ``seed_search_mm`` (a click on the necrotic centre or the edge still finds the rim). The
+  threshold halfway (``level``) between the local background and the lesion's level (the
+  median enhancement just around its peak), connected (6-neighbourhood) to the peak. The peak
+  is found uphill from the seed; a seed that does not enhance (a click on the necrotic centre
+  or just outside) starts from the nearest voxel within ``seed_search_mm`` that does. The
   search box grows (``roi_mm``) until the lesion does not touch its border.
 * **necrosis**: the non-enhancing interior: the holes of the (closed) enhancing shell.
 * **core** = enhancing + necrosis (the reference's ``Core{n}_PGGE`` on T1c). When the core is
@@ -46,7 +47,7 @@ class GrowOptions:
     whole_level: float = 0.5  # FLAIR threshold: median + whole_level * (peak - median)
     step: float = 0.1  # change of both levels per grow / shrink step
     roi_mm: tuple[int, ...] = (16, 28, 44, 64)  # half-sizes of the search box, tried in turn
-    seed_search_mm: float = 4.0  # the seed moves to the strongest enhancement this close
+    seed_search_mm: float = 15.0  # a seed that does not enhance: the nearest that does
     min_contrast: float = 3.0  # peak above background, in units of the background's noise
     whole_max_mm: int = 30  # the whole tumour reaches at most this far beyond the core
     min_edema_contrast: float = 1.0  # FLAIR peak above the brain median (z) to count edema
@@ -99,9 +100,7 @@ class LesionMasks:
         )
 
 
-def _box(
-    centre: tuple[int, int, int], half: int, shape: tuple[int, ...]
-) -> tuple[slice, slice, slice]:
+def _box(centre: tuple[int, ...], half: int, shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
     lo = [max(0, c - half) for c in centre]
     hi = [min(n, c + half + 1) for c, n in zip(centre, shape, strict=True)]
     return (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
@@ -140,6 +139,76 @@ def _component_at(mask: np.ndarray, at: tuple[int, int, int]) -> np.ndarray:
     return np.asarray(labels == lab)
 
 
+def _find_peak(
+    smooth: np.ndarray,
+    b: np.ndarray,
+    local: tuple[int, int, int],
+    floor: float,
+    search_mm: float,
+) -> tuple[int, int, int] | None:
+    """Where the lesion clicked at ``local`` peaks: from the seed (or, when the seed does not
+    enhance — a click on necrosis or just outside — from the nearest voxel within
+    ``search_mm`` that does) uphill on the smoothed map to its local maximum, so the peak is
+    the clicked lesion's and not a brighter neighbour's."""
+    start = local
+    if not (b[local] and smooth[local] >= floor):
+        r = int(np.ceil(search_mm))
+        near = _box(local, r, smooth.shape)
+        sub = (smooth[near] >= floor) & b[near]
+        if not sub.any():
+            return None
+        pts = np.argwhere(sub)
+        centre = np.array([lc - n.start for lc, n in zip(local, near, strict=True)])
+        d = np.linalg.norm(pts - centre, axis=1)
+        if d.min() > search_mm:
+            return None
+        q = pts[int(np.argmin(d))]
+        start = (int(q[0] + near[0].start), int(q[1] + near[1].start), int(q[2] + near[2].start))
+    p = start
+    for _ in range(200):  # steepest ascent, one voxel at a time
+        cube = _box(p, 1, smooth.shape)
+        vals = np.where(b[cube], smooth[cube], -np.inf)
+        at = np.unravel_index(int(np.argmax(vals)), vals.shape)
+        q3 = (int(at[0] + cube[0].start), int(at[1] + cube[1].start), int(at[2] + cube[2].start))
+        if smooth[q3] <= smooth[p]:
+            break
+        p = q3
+    return p
+
+
+def _without_brighter_neighbour(
+    region: np.ndarray,
+    e: np.ndarray,
+    smooth: np.ndarray,
+    b: np.ndarray,
+    p: tuple[int, int, int],
+    start: tuple[int, int, int],
+    bg: float,
+    level: float,
+    floor: float,
+) -> np.ndarray:
+    """``region`` without a brighter lesion it runs into: when the region holds enhancement
+    far stronger (1.5 x above the background) than the clicked lesion's peak, that lesion is
+    grown at its own threshold and cut out (with a one-voxel margin), and the part connected
+    to the clicked peak is kept. A small lesion next to a large bright one stays small."""
+    own = float(smooth[p]) - bg
+    vals = np.where(region, smooth, -np.inf)
+    top = float(vals.max())
+    if own <= 0 or top - bg <= 1.5 * own:
+        return region
+    at = np.unravel_index(int(np.argmax(vals)), vals.shape)
+    q = (int(at[0]), int(at[1]), int(at[2]))
+    around = _box(q, 2, e.shape)
+    lv = e[around][b[around] & (e[around] >= floor)]
+    level_q = float(np.median(lv)) if lv.size else float(e[q])
+    other = _component_at((e >= bg + level * (level_q - bg)) & b, q)
+    if other[p] or other[start]:
+        return region
+    cut = region & ~ndimage.binary_dilation(other, _ball(1.0))
+    mine = _component_at(cut, start) if cut[start] else np.zeros(region.shape, bool)
+    return mine if mine.any() else region
+
+
 def _enhancing(
     case: CaseImages, seed: tuple[int, int, int], level: float, opts: GrowOptions
 ) -> tuple[np.ndarray, tuple[slice, slice, slice], tuple[int, int, int], dict[str, float], bool]:
@@ -155,44 +224,37 @@ def _enhancing(
         b = brain[sl]
         if not b.any():
             raise NoLesionHere(f"the seed {seed} is outside the brain")
-        local = tuple(s - x.start for s, x in zip(seed, sl, strict=True))
-        # the seed moves to the strongest (lightly smoothed) enhancement nearby
-        smooth = ndimage.gaussian_filter(e, 0.7)
-        r = int(np.ceil(opts.seed_search_mm))
-        near = _box((local[0], local[1], local[2]), r, e.shape)
-        ball = _ball(opts.seed_search_mm)
-        ball = ball[
-            tuple(
-                slice(r - (lc - n.start), r + (n.stop - lc))
-                for lc, n in zip(local, near, strict=True)
-            )
-        ]
-        cand = np.where(ball & b[near], smooth[near], -np.inf)
-        at = np.unravel_index(int(np.argmax(cand)), cand.shape)
-        p = tuple(int(a + n.start) for a, n in zip(at, near, strict=True))
-        # lesion peak: the top of the raw values just around it; background: the box's brain
-        around = _box((p[0], p[1], p[2]), 2, e.shape)
-        vals = e[around][b[around]]
-        peak_value = float(np.percentile(vals, 90)) if vals.size else float(e[p])
+        local = (seed[0] - sl[0].start, seed[1] - sl[1].start, seed[2] - sl[2].start)
         bg, sigma = _noise(e[b])
-        contrast = (peak_value - bg) / sigma
-        if contrast < opts.min_contrast:
+        floor = bg + opts.min_contrast * sigma
+        smooth = case.smooth_enhancement[sl]
+        p = _find_peak(smooth, b, local, floor, opts.seed_search_mm)
+        if p is None:
             raise NoLesionHere(
-                f"no enhancing lesion near {seed}: the strongest enhancement stands "
-                f"{contrast:.1f} noise units above its surroundings (needs {opts.min_contrast})"
+                f"no enhancing lesion near {seed}: nothing within {opts.seed_search_mm:g} mm "
+                f"stands {opts.min_contrast:g} noise units above its surroundings"
             )
+        # the lesion's level: the median of its enhancing voxels just around the peak
+        around = _box(p, 2, e.shape)
+        vals = e[around][b[around] & (e[around] >= floor)]
+        peak_value = float(np.median(vals)) if vals.size else float(e[p])
+        contrast = (peak_value - bg) / sigma
         thr = max(bg + level * (peak_value - bg), bg + 2.0 * sigma)
         above = (e >= thr) & b
-        # start from the strongest above-threshold voxel next to the peak
         start = p
-        if not above[p]:
-            cube = _box((p[0], p[1], p[2]), 1, e.shape)
+        if not above[p]:  # start from the strongest above-threshold voxel next to the peak
+            cube = _box(p, 1, e.shape)
             vals3 = np.where(above[cube], e[cube], -np.inf)
             if not np.isfinite(vals3.max()):
                 raise NoLesionHere(f"no enhancing lesion near {seed}")
             a3 = np.unravel_index(int(np.argmax(vals3)), vals3.shape)
-            start = tuple(int(a + c.start) for a, c in zip(a3, cube, strict=True))
-        region = _component_at(above, (start[0], start[1], start[2]))
+            start = (
+                int(a3[0] + cube[0].start),
+                int(a3[1] + cube[1].start),
+                int(a3[2] + cube[2].start),
+            )
+        region = _component_at(above, start)
+        region = _without_brighter_neighbour(region, e, smooth, b, p, start, bg, level, floor)
         peak = (p[0] + sl[0].start, p[1] + sl[1].start, p[2] + sl[2].start)
         info = {"threshold": thr, "background": bg, "sigma": sigma, "contrast": contrast}
         touches = _touches(region, sl, shape)
@@ -224,6 +286,7 @@ def _whole(
     level: float,
     opts: GrowOptions,
     others: np.ndarray | None = None,
+    enh_threshold: float = np.inf,
 ) -> tuple[np.ndarray, tuple[slice, slice, slice], dict[str, float]]:
     """The whole tumour (FLAIR) in a box ``whole_max_mm`` around the core's box; ``others``
     (on the core's box): a touching lesion's core, never part of this one's whole tumour."""
@@ -246,19 +309,46 @@ def _whole(
         return core_box, sl3, {"edema": 0.0}
     f = case.flair[sl3]
     b = case.brain[sl3]
-    shell = ndimage.binary_dilation(core_box, _ball(3.0), iterations=1) & ~core_box & b
+    # the FLAIR just around the core, past the ring of partial volume with the core itself
+    ring = ndimage.binary_dilation(core_box, _ball(1.5))
+    shell = ndimage.binary_dilation(core_box, _ball(4.0)) & ~ring & b
     if not shell.any():
         return core_box, sl3, {"edema": 0.0}
     peak = float(np.percentile(f[shell], 75))
     bg = 0.0  # the FLAIR is a robust z-score over the brain: its median is 0
     if peak - bg < opts.min_edema_contrast:
         return core_box, sl3, {"edema": 0.0, "flair_peak": peak}
-    thr = max(bg + level * (peak - bg), 0.75)
+    thr = max(bg + level * (peak - bg), 1.0)
     above = (((f >= thr) & b) | core_box) & ~other_box
-    labels = cc3d.connected_components(above, connectivity=6)
-    keep = np.unique(labels[core_box])
-    keep = keep[keep > 0]
-    whole = np.isin(labels, keep)
+
+    def connected(mask: np.ndarray) -> np.ndarray:
+        labels = cc3d.connected_components(mask, connectivity=6)
+        keep = np.unique(labels[core_box])
+        return np.isin(labels, keep[keep > 0])
+
+    whole = connected(above)
+    # edema between this lesion and another enhancing one goes to the nearer core
+    e = case.enhancement[sl3]
+    others = (e >= enh_threshold) & b & ~ring & whole
+    others_l, n_o = cc3d.connected_components(others, connectivity=26, return_N=True)
+    if n_o:
+        sizes = np.bincount(others_l.ravel())
+        big = np.flatnonzero(sizes >= 5)
+        big = big[big > 0]
+        if big.size:
+            # distance to each core in units of that core's radius: edema spreads with the
+            # size of the lesion that makes it, so a small lesion inside a large one's edema
+            # does not take that edema
+            def radius(voxels: float) -> float:
+                return max(1.0, float((3.0 * voxels / (4.0 * np.pi)) ** (1.0 / 3.0)))
+
+            d_mine = ndimage.distance_transform_edt(~core_box) / radius(float(core_box.sum()))
+            kept = np.where(np.isin(others_l, big), others_l, 0)
+            d_other, idx = ndimage.distance_transform_edt(kept == 0, return_indices=True)
+            nearest = kept[idx[0], idx[1], idx[2]]
+            radii = np.array([radius(float(n)) for n in sizes])
+            d_other = d_other / radii[nearest]
+            whole = connected(whole & (d_mine <= d_other))
     whole = np.asarray(ndimage.binary_fill_holes(whole)) & (b | core_box)
     return whole, sl3, {"edema": 1.0, "flair_peak": peak, "flair_threshold": thr}
 
@@ -325,7 +415,9 @@ def grow_lesion(
         slice(s.start + t.start, s.start + t.stop) for s, t in zip(sl, tight, strict=True)
     )
     core_sl3 = (core_sl[0], core_sl[1], core_sl[2])
-    whole, wsl, winfo = _whole(case, core_sl3, enh | nec, wlevel, opts, others)
+    whole, wsl, winfo = _whole(
+        case, core_sl3, enh | nec, wlevel, opts, others, float(info["threshold"])
+    )
     # everything in the whole tumour's box
     inner = tuple(
         slice(c.start - w.start, c.stop - w.start) for c, w in zip(core_sl3, wsl, strict=True)

@@ -18,7 +18,10 @@ from typing import cast
 
 import numpy as np
 
-__all__ = ["CaseImages", "load_case_images", "robust_z"]
+__all__ = ["SMOOTH_SIGMA", "CaseImages", "load_case_images", "robust_z"]
+
+#: the smoothing (voxels) of the enhancement map where the tools look for peaks
+SMOOTH_SIGMA = 0.7
 
 
 def robust_z(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -54,6 +57,7 @@ class CaseImages:
     flair: np.ndarray | None = None
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
     _enhancement: np.ndarray | None = field(default=None, repr=False)
+    _smooth: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_arrays(
@@ -92,6 +96,16 @@ class CaseImages:
             e[~self.brain] = 0
             self._enhancement = e.astype(np.float32)
         return self._enhancement
+
+    @property
+    def smooth_enhancement(self) -> np.ndarray:
+        """The enhancement map lightly smoothed (Gaussian, sigma 0.7 voxel), computed once:
+        where the tools look for a lesion's peak."""
+        if self._smooth is None:
+            from scipy import ndimage
+
+            self._smooth = ndimage.gaussian_filter(self.enhancement, SMOOTH_SIGMA)
+        return self._smooth
 
     def world(self, voxel: tuple[float, float, float]) -> tuple[float, float, float]:
         """A voxel position in world coordinates (mm)."""

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainmets.annotate.grow import GrowOptions, LesionMasks, NoLesionHere, grow_lesion
-from brainmets.annotate.images import CaseImages
+from brainmets.annotate.images import SMOOTH_SIGMA, CaseImages
 
 __all__ = ["Candidate", "ProposeOptions", "propose_lesions"]
 
@@ -72,7 +72,10 @@ class Candidate:
 def _seeds(case: CaseImages, opts: ProposeOptions) -> list[tuple[int, int, int]]:
     enh = case.enhancement
     brain = case.brain
-    smooth = ndimage.gaussian_filter(enh, opts.smooth_mm) if opts.smooth_mm else enh
+    if opts.smooth_mm == SMOOTH_SIGMA:
+        smooth = case.smooth_enhancement
+    else:
+        smooth = ndimage.gaussian_filter(enh, opts.smooth_mm) if opts.smooth_mm else enh
     vals = smooth[brain]
     med = float(np.median(vals))
     sigma = float(np.median(np.abs(vals - med))) * 1.4826 or 1.0

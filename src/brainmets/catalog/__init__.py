@@ -12,6 +12,7 @@ stage's indexed series header is read back as an :class:`IndexedSeries`, never a
 
 from brainmets.catalog.catalog import (
     COHORT,
+    AnnotationVersion,
     Catalog,
     CatalogError,
     CommandRun,
@@ -46,6 +47,7 @@ __all__ = [
     "OutputFile",
     "PatientCounts",
     "PatientRow",
+    "AnnotationVersion",
     "ReviewDecision",
     "SchemaTooNew",
     "SeriesRow",

@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -257,6 +257,39 @@ class UserRecord:
     def from_row(cls, row: sqlite3.Row) -> UserRecord:
         return cls(
             row["name"], row["role"], row["password_hash"], row["created_at"], row["disabled_at"]
+        )
+
+
+@dataclass(frozen=True)
+class AnnotationVersion:
+    """One saved version of a patient's per-lesion masks (``annotation_versions``)."""
+
+    id: int
+    patient_id: str
+    version: int
+    parent: int | None
+    user_name: str
+    tool: str
+    created_at: str
+    folder: str
+    files: dict[str, str]
+    lesions: int
+    note: str | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AnnotationVersion:
+        return cls(
+            id=int(row["id"]),
+            patient_id=row["patient_id"],
+            version=int(row["version"]),
+            parent=None if row["parent"] is None else int(row["parent"]),
+            user_name=row["user_name"],
+            tool=row["tool"],
+            created_at=row["created_at"],
+            folder=row["folder"],
+            files=dict(json.loads(row["files_json"])),
+            lesions=int(row["lesions"]),
+            note=row["note"],
         )
 
 
@@ -632,6 +665,59 @@ class Catalog:
             row_id = cur.lastrowid
         rows = self._query("SELECT * FROM review_decisions WHERE id = ?", (row_id,))
         return ReviewDecision.from_row(rows[0])
+
+    # ---------------------------------------------------------------- annotation
+    def add_annotation_version(
+        self,
+        patient_id: str,
+        user_name: str,
+        tool: str,
+        folder_for: Callable[[int], str],
+        files: Mapping[str, str],
+        lesions: int,
+        parent: int | None = None,
+        note: str | None = None,
+    ) -> AnnotationVersion:
+        """Append the next version of a patient's masks (numbered in the same transaction,
+        so two annotators saving at once get two versions); ``folder_for(version)`` names
+        its folder."""
+        with self.transaction():
+            row = self._conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM annotation_versions WHERE patient_id = ?",
+                (patient_id,),
+            ).fetchone()
+            version = int(row[0]) + 1
+            cur = self._conn.execute(
+                "INSERT INTO annotation_versions(patient_id, version, parent, user_name, tool,"
+                " created_at, folder, files_json, lesions, note)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    patient_id,
+                    version,
+                    parent,
+                    user_name,
+                    tool,
+                    utcnow(),
+                    folder_for(version),
+                    json.dumps(dict(sorted(files.items()))),
+                    int(lesions),
+                    note,
+                ),
+            )
+            row_id = cur.lastrowid
+        rows = self._query("SELECT * FROM annotation_versions WHERE id = ?", (row_id,))
+        return AnnotationVersion.from_row(rows[0])
+
+    def annotation_versions(self, patient_id: str | None = None) -> list[AnnotationVersion]:
+        """Saved mask versions, oldest first (of one patient, or of all)."""
+        if patient_id is None:
+            rows = self._query("SELECT * FROM annotation_versions ORDER BY id")
+        else:
+            rows = self._query(
+                "SELECT * FROM annotation_versions WHERE patient_id = ? ORDER BY version",
+                (patient_id,),
+            )
+        return [AnnotationVersion.from_row(r) for r in rows]
 
     def review_decisions(self, patient_id: str | None = None) -> list[ReviewDecision]:
         """The audit trail, oldest first (one patient's when ``patient_id`` is given)."""

@@ -174,6 +174,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         BEGIN SELECT RAISE(ABORT, 'review decisions are an audit trail: never deleted'); END;
         """,
     ),
+    Migration(
+        6,
+        "annotation: every saved version of a patient's per-lesion masks (never overwritten)",
+        """
+        CREATE TABLE annotation_versions (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            patient_id      TEXT NOT NULL REFERENCES patients(id),
+            version         INTEGER NOT NULL,          -- 1, 2, ... per patient
+            parent          INTEGER,                   -- the version it was edited from
+            user_name       TEXT NOT NULL,
+            tool            TEXT NOT NULL,             -- grow, propose, brush, import, ...
+            created_at      TEXT NOT NULL,
+            folder          TEXT NOT NULL,             -- relative to the workspace
+            files_json      TEXT NOT NULL,             -- {file name: sha256}
+            lesions         INTEGER NOT NULL,
+            note            TEXT,
+            UNIQUE (patient_id, version)
+        );
+        CREATE TRIGGER annotation_versions_never_updated BEFORE UPDATE ON annotation_versions
+        BEGIN SELECT RAISE(ABORT, 'annotation versions are never changed'); END;
+        CREATE TRIGGER annotation_versions_never_deleted BEFORE DELETE ON annotation_versions
+        BEGIN SELECT RAISE(ABORT, 'annotation versions are never deleted'); END;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
