@@ -35,14 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from brainmets.annotate.case import CaseNotReady
 from brainmets.catalog import Catalog, UserRecord
 from brainmets.cohort.review import review_settings
 from brainmets.review import cases
+from brainmets.review.annotation import Drafts
 from brainmets.review.decisions import ReviewError, record_decision
 from brainmets.review.security import (
     CSRF_HEADER,
@@ -138,6 +141,7 @@ class ReviewApp:
         ttl = session_ttl_s if session_ttl_s is not None else settings.session_hours * 3600
         self.sessions = Sessions(session_secret(workspace.config.path("private")), ttl)
         self.limiter = LoginLimiter(login_attempts, login_window_s)
+        self.drafts = Drafts(workspace)
 
     # ------------------------------------------------------------------ helpers
     def _catalog(self, *, write: bool = False) -> Catalog:
@@ -361,6 +365,118 @@ class ReviewApp:
         detail = cases.case(self.ws, pid)
         return JSONResponse({"recorded": rec.id, "review": detail["review"] if detail else None})
 
+    # --------------------------------------------------------------- annotation
+    def _annotation_target(self, request: Request, *, write: bool) -> tuple[str, str] | Response:
+        found = self._authorised(request, write=write)
+        if isinstance(found, Response):
+            return found
+        pid = request.path_params["patient_id"]
+        with self._catalog() as cat:
+            if cat.patient(pid) is None:
+                return _error(404, "no such patient")
+        return found[1].name, pid
+
+    async def annotation(self, request: Request) -> Response:
+        target = self._annotation_target(request, write=False)
+        if isinstance(target, Response):
+            return target
+        user, pid = target
+        try:
+            d = await run_in_threadpool(self.drafts.draft, user, pid)
+        except CaseNotReady as exc:
+            return _error(409, str(exc))
+        return JSONResponse(d.summary())
+
+    async def annotation_draft(self, request: Request) -> Response:
+        target = self._annotation_target(request, write=False)
+        if isinstance(target, Response):
+            return target
+        user, pid = target
+        try:
+            data = await run_in_threadpool(self.drafts.label_map_gz, user, pid)
+        except CaseNotReady as exc:
+            return _error(409, str(exc))
+        return Response(
+            data,
+            media_type="application/gzip",
+            headers={"cache-control": "no-store", "content-disposition": "inline"},
+        )
+
+    async def annotate(self, request: Request) -> Response:
+        target = self._annotation_target(request, write=True)
+        if isinstance(target, Response):
+            return target
+        user, pid = target
+        data = await self._json_body(request)
+        if data is None:
+            return _error(422, 'send JSON: {"action": ...}')
+        action = data.get("action")
+        d = self.drafts
+        try:
+            if action == "grow":
+                voxel = _voxel(data.get("voxel"))
+                steps = int(data.get("steps") or 0)
+                draft = await run_in_threadpool(d.grow, user, pid, voxel, steps)
+            elif action in ("larger", "smaller"):
+                delta = 1 if action == "larger" else -1
+                draft = await run_in_threadpool(d.step, user, pid, delta)
+            elif action == "propose":
+                draft = await run_in_threadpool(d.propose, user, pid)
+            elif action == "pick":
+                draft = await run_in_threadpool(d.pick, user, pid, int(data.get("candidate", 0)))
+            elif action == "accept":
+                draft, _n = await run_in_threadpool(d.accept, user, pid)
+            elif action == "reject":
+                draft = await run_in_threadpool(d.reject, user, pid)
+            elif action == "remove":
+                draft = await run_in_threadpool(d.remove, user, pid, int(data.get("lesion", 0)))
+            elif action == "undo":
+                draft = await run_in_threadpool(d.undo, user, pid)
+            elif action == "redo":
+                draft = await run_in_threadpool(d.redo, user, pid)
+            elif action == "discard":
+                await run_in_threadpool(d.discard, user, pid)
+                draft = await run_in_threadpool(d.draft, user, pid)
+            elif action == "save":
+                rec = await run_in_threadpool(d.save, user, pid)
+                log.info("%s saved annotation version %d of %s", user, rec.version, pid)
+                draft = await run_in_threadpool(d.draft, user, pid)
+                return JSONResponse({**draft.summary(), "saved": rec.version})
+            else:
+                return _error(422, f"action must be one of {', '.join(ANNOTATION_ACTIONS)}")
+        except CaseNotReady as exc:
+            return _error(409, str(exc))
+        except (ValueError, TypeError) as exc:  # NoLesionHere, a bad voxel, nothing to undo
+            return _error(422, str(exc))
+        return JSONResponse(draft.summary())
+
+
+def _voxel(value: Any) -> tuple[int, int, int]:
+    if not (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and 0 <= v < 10000 for v in value)
+    ):
+        raise ValueError("voxel must be three non-negative integers")
+    return (value[0], value[1], value[2])
+
+
+#: what POST /api/patients/{id}/annotation does
+ANNOTATION_ACTIONS = (
+    "grow",
+    "larger",
+    "smaller",
+    "propose",
+    "pick",
+    "accept",
+    "reject",
+    "remove",
+    "undo",
+    "redo",
+    "discard",
+    "save",
+)
+
 
 def create_app(workspace: Workspace | str | Path, **options: Any) -> Starlette:
     """The review app for ``workspace`` (options: see :class:`ReviewApp`)."""
@@ -378,6 +494,13 @@ def create_app(workspace: Workspace | str | Path, **options: Any) -> Starlette:
         Route("/api/patients/{patient_id}", state.patient, methods=["GET"]),
         Route("/api/patients/{patient_id}/images/{role}", state.image, methods=["GET"]),
         Route("/api/patients/{patient_id}/review", state.review, methods=["POST"]),
+        Route("/api/patients/{patient_id}/annotation", state.annotation, methods=["GET"]),
+        Route("/api/patients/{patient_id}/annotation", state.annotate, methods=["POST"]),
+        Route(
+            "/api/patients/{patient_id}/annotation/draft.nii.gz",
+            state.annotation_draft,
+            methods=["GET"],
+        ),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
