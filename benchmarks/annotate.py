@@ -2,13 +2,13 @@
 cohort's truth, with SimpleITK's ``ConfidenceConnected`` region growing from the same seeds as
 the reference method, measured in the same run.
 
-Needs a workspace made from a synthetic cohort and preprocessed (``brainmets run --stages
-ingest,deid,classify,convert,preprocess``), and the cohort's folder (``truth/<mrn>/``). Make
+Needs a workspace made from a synthetic cohort and preprocessed (the stage commands
+deid, classify, convert, preprocess), and the cohort's folder (``truth/<mrn>/``). Make
 one that was not used while tuning (the tools were tuned on the demo cohort, seed 0)::
 
     .venv/bin/brainmets demo-data /tmp/ann --patients 10 --seed 123
     .venv/bin/brainmets init /tmp/ann-ws && .venv/bin/brainmets ingest -w /tmp/ann-ws /tmp/ann/dicom
-    .venv/bin/brainmets run -w /tmp/ann-ws --stages deid,classify,convert,preprocess
+    for s in deid classify convert preprocess; do .venv/bin/brainmets $s -w /tmp/ann-ws; done
     .venv/bin/python benchmarks/annotate.py --workspace /tmp/ann-ws --cohort /tmp/ann
 
 For every true lesion (``lesion_instances_sri24.nii.gz`` with ``label_map_sri24.nii.gz``),

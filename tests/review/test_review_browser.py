@@ -135,14 +135,12 @@ def test_case_view_renders_links_and_approves(server) -> None:
         for seq in ("t1n", "t1c", "t2w", "t2f"):
             img = _png(page.locator(f"canvas[id^='view-{seq}']").screenshot())
             assert (img.sum(axis=2) > 60).mean() > 0.05, f"{seq}: blank viewer"
+            # the drawn crosshair crosses on the lesion (its overlay colours are there)
+            x, y = _crosshair(img)
+            near = img[max(0, y - 4) : y + 5, max(0, x - 4) : x + 5]
+            assert _overlay(near) > 5, f"{seq}: the cursor is not on the lesion ({x}, {y})"
             # overlay: saturated red, green or blue pixels (labels 1, 2, 3)
-            r, g, b = img[..., 0], img[..., 1], img[..., 2]
-            coloured = (
-                ((r - np.maximum(g, b)) > 80)
-                | ((g - np.maximum(r, b)) > 80)
-                | ((b - np.maximum(r, g)) > 80)
-            )
-            assert coloured.sum() > 20, f"{seq}: no label overlay"
+            assert _overlay(img) > 20, f"{seq}: no label overlay"
         # window/level of one sequence: a wider window darkens t1n, "auto" restores it
         t1n = "canvas[id^='view-t1n']"
 
@@ -217,3 +215,76 @@ def test_exclude_in_the_browser_then_export_leaves_it_out(server) -> None:
     assert '"left_out_by_review": 1' in flow
     html = (root / "report" / "report.html").read_text()
     assert "review: excluded: metastases not confirmed (abscess)" in html and pid not in html
+
+
+def _overlay(img: np.ndarray) -> int:
+    """Pixels in the overlay's saturated red, green or blue (labels 1, 2, 3)."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    coloured = (
+        ((r - np.maximum(g, b)) > 80)
+        | ((g - np.maximum(r, b)) > 80)
+        | ((b - np.maximum(r, g)) > 80)
+    )
+    return int(coloured.sum())
+
+
+def _crosshair(img: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the yellow crosshair in the top (axial) half of a viewer's screenshot."""
+    top = img[: img.shape[0] // 2]
+    r, g, b = top[..., 0], top[..., 1], top[..., 2]
+    yellow = (r > 200) & (g > 200) & (b < 80)
+    return int(np.argmax(yellow.sum(axis=0))), int(np.argmax(yellow.sum(axis=1)))
+
+
+def _magenta(img: np.ndarray) -> int:
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return int(((r > 150) & (b > 150) & (g < 90)).sum())
+
+
+def test_click_to_segment_accept_undo_and_save(server) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from brainmets.catalog import Catalog
+
+    rx, base = server
+    pid = rx.pids["a"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        _login(page, base, pid)
+        page.goto(f"{base}/case/{pid}")
+        page.wait_for_selector("body[data-loaded=true]", state="attached", timeout=240_000)
+        page.click("#lesions tbody tr:first-child")  # the cursor on lesion 1
+        time.sleep(1)
+        canvas = page.locator("canvas[id^='view-t1c']")
+        x, y = _crosshair(_png(canvas.screenshot()))
+        page.check("#click-mode")
+        box = canvas.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + x, box["y"] + y)  # a click on the lesion
+        page.wait_for_selector("body[data-annotation=pending]", state="attached", timeout=180_000)
+        page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        time.sleep(1)
+        for seq in ("t1n", "t1c", "t2w", "t2f"):  # the proposal shows on every sequence
+            img = _png(page.locator(f"canvas[id^='view-{seq}']").screenshot())
+            assert _magenta(img) > 20, f"{seq}: no proposal drawn"
+        assert "not accepted yet: core" in (page.text_content("#ann-message") or "")
+        page.click("#ann-accept")
+        assert _wait_text(page, "#ann-message", "1 lesion(s)").startswith("1 lesion(s)")
+        time.sleep(1)
+        img = _png(canvas.screenshot())
+        assert _magenta(img) == 0  # accepted: drawn in the labels' colours now
+        page.click("#ann-undo")
+        assert _wait_text(page, "#ann-message", "0 lesion(s)").startswith("0 lesion(s)")
+        page.click("#ann-redo")
+        assert _wait_text(page, "#ann-message", "1 lesion(s)").startswith("1 lesion(s)")
+        page.click("#ann-save")
+        assert "saved as version 1" in _wait_text(page, "#ann-message", "saved")
+        assert not errors, errors
+        browser.close()
+    with Catalog.open(rx.ws.catalog_path, readonly=True) as cat:
+        (v,) = cat.annotation_versions(pid)
+    assert v.user_name == "rita" and v.lesions == 1
+    assert (rx.root / "annotations" / pid / "Core1_PGGE.nii.gz").is_file()

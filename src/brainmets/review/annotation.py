@@ -33,7 +33,7 @@ from brainmets.workspace import Workspace
 __all__ = ["DRAFT_LABELS", "Draft", "Drafts"]
 
 #: values of the draft label map the browser shows: the reference's labels for accepted
-#: lesions, and 4 for the pending lesion (drawn in yellow)
+#: lesions, and 4 for the pending lesion (drawn in magenta)
 DRAFT_LABELS = {"necrosis": 1, "edema": 2, "enhancing": 3, "pending": 4}
 
 

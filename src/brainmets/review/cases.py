@@ -12,7 +12,7 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from brainmets import api
 from brainmets.catalog import Catalog
@@ -193,10 +193,24 @@ def case(ws: Workspace, patient_id: str) -> dict[str, Any] | None:
         }
         history = [_decision_json(d, current) for d in cat.review_decisions(patient_id)]
         lesions = _lesions(ws, cat, patient_id)
+        ref = image_file(ws, cat, patient_id, "t1c")
+    grid = None
+    if ref is not None:  # voxel (array index) <-> world mm, for the viewers' cursor
+        import nibabel as nib
+        import numpy as np
+
+        img = cast(nib.Nifti1Image, nib.load(str(ref[0])))
+        aff = np.asarray(img.affine, dtype=np.float64)
+        grid = {
+            "shape": [int(x) for x in img.shape[:3]],
+            "affine": aff.round(6).tolist(),
+            "inverse": np.linalg.inv(aff).round(9).tolist(),
+        }
     return {
         **row,
         "images": images,
         "label_map_sha256": current,
+        "grid": grid,
         "lesion_table": lesions,
         "history": history,
         "rule": dict(vars(approval_rule(ws))),

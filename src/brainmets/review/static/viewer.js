@@ -24,10 +24,20 @@ export async function openCase(pid, { api, session, el, go }) {
   const viewers = [];
   let syncing = false;
   const opacity = () => (document.getElementById("overlay").checked ? Number(document.getElementById("opacity").value) : 0);
+  // voxels are array indices of the stored images (as the lesion table, the annotation
+  // tools and the decisions use them); NiiVue's own voxels are of its reoriented grid, so
+  // positions go through world millimetres (the images' affine)
+  const grid = detail.grid;
+  const apply = (m, v) => [0, 1, 2].map((r) => m[r][0] * v[0] + m[r][1] * v[1] + m[r][2] * v[2] + m[r][3]);
+  const toFrac = (nv, vox) => (grid ? nv.mm2frac(apply(grid.affine, vox)) : nv.vox2frac(vox));
+  const toVoxel = (nv) => {
+    if (!grid) return Array.from(nv.frac2vox(nv.scene.crosshairPos), Math.round);
+    const mm = nv.frac2mm(nv.scene.crosshairPos);
+    return apply(grid.inverse, [mm[0], mm[1], mm[2]]).map(Math.round);
+  };
   const cursorLabel = document.getElementById("cursor");
   const showCursor = (nv) => {
-    const v = nv.frac2vox(nv.scene.crosshairPos);
-    cursorLabel.textContent = `voxel ${v.map((x) => Math.round(x)).join(", ")}`;
+    cursorLabel.textContent = `voxel ${toVoxel(nv).join(", ")}`;
   };
   const follow = (source) => {
     if (syncing) return;
@@ -106,7 +116,7 @@ export async function openCase(pid, { api, session, el, go }) {
 
   const jump = (vox) => {
     const first = viewers[0];
-    first.scene.crosshairPos = first.vox2frac(vox);
+    first.scene.crosshairPos = toFrac(first, vox);
     first.drawScene();
     follow(first);
   };
@@ -138,7 +148,7 @@ export async function openCase(pid, { api, session, el, go }) {
     b.addEventListener("click", async () => {
       const body = { decision: b.dataset.decision, reason: document.getElementById("reason").value || null };
       const pin = document.getElementById("pin").value;
-      if (pin === "voxel") body.voxel = viewers[0].frac2vox(viewers[0].scene.crosshairPos).map((x) => Math.round(x));
+      if (pin === "voxel") body.voxel = toVoxel(viewers[0]);
       if (pin === "lesion") {
         const row = document.querySelector("#lesions tbody tr.selected");
         if (!row) { msg.textContent = "select a lesion in the table first"; return; }
@@ -153,6 +163,75 @@ export async function openCase(pid, { api, session, el, go }) {
       } catch (e) { msg.textContent = e.message; }
     });
   }
+  // ------------------------------------------------------------ annotation
+  // the draft's labels: the paper's colours, and 4 (a lesion not accepted yet) in magenta
+  const DRAFT = {
+    R: [0, 255, 0, 0, 255], G: [0, 0, 255, 0, 0], B: [0, 0, 0, 255, 255], A: [0, 255, 255, 255, 255],
+    I: [0, 1, 2, 3, 4], labels: ["", "necrosis", "edema", "enhancing", "proposal"],
+  };
+  const annUrl = `/api/patients/${encodeURIComponent(pid)}/annotation`;
+  const annMsg = document.getElementById("ann-message");
+  const showDraft = document.getElementById("show-draft");
+  const setOverlay = async (draft) => {
+    const url = draft ? `${annUrl}/draft.nii.gz?v=${Date.now()}` : `/api/patients/${encodeURIComponent(pid)}/images/seg`;
+    if (!draft && !detail.images.seg) return;
+    await Promise.all(viewers.map(async (nv) => {
+      while (nv.volumes.length > 1) nv.removeVolumeByIndex(1);
+      await nv.addVolumeFromUrl({ url, name: draft ? "draft.nii.gz" : "seg.nii.gz", opacity: opacity() });
+      nv.volumes[1].setColormapLabel(draft ? DRAFT : LABELS);
+      nv.updateGLVolume();
+    }));
+    document.body.dataset.overlay = draft ? "draft" : "seg";
+  };
+  const showAnnotation = (d) => {
+    document.getElementById("ann-lesions").replaceChildren(...d.lesions.map((l) => {
+      const li = el("li", `lesion ${l.lesion}: core ${l.core}, necrosis ${l.necrosis}, whole ${l.whole} voxels `);
+      const rm = el("button", "remove");
+      rm.type = "button";
+      rm.addEventListener("click", () => act({ action: "remove", lesion: l.lesion }));
+      li.append(rm);
+      return li;
+    }));
+    document.getElementById("ann-candidates").replaceChildren(...d.candidates.map((c) => {
+      const li = el("li", `candidate ${c.id} at ${c.centre_voxel.join(", ")}: ${c.volume_voxels} voxels, confidence ${c.confidence} `);
+      const show = el("button", "show");
+      show.type = "button";
+      show.addEventListener("click", async () => { await act({ action: "pick", candidate: c.id }); jump(c.peak_voxel); });
+      li.append(show);
+      return li;
+    }));
+    const p = d.pending;
+    annMsg.textContent = p
+      ? `not accepted yet: core ${p.core}, necrosis ${p.necrosis}, whole ${p.whole} voxels (step ${p.steps})`
+      : `${d.lesions.length} lesion(s) in the draft${d.changed ? " (not saved)" : ""}`;
+    document.body.dataset.annotation = p ? "pending" : "idle";
+  };
+  const act = async (body) => {
+    try {
+      const d = await api(annUrl, { method: "POST", body: JSON.stringify(body) });
+      showAnnotation(d);
+      if (d.saved) annMsg.textContent = `saved as version ${d.saved}; run the pipeline to fuse it`;
+      showDraft.checked = true;
+      await setOverlay(true);
+    } catch (e) { annMsg.textContent = e.message; }
+  };
+  showDraft.addEventListener("change", () => setOverlay(showDraft.checked));
+  for (const [id, action] of [["ann-smaller", "smaller"], ["ann-larger", "larger"], ["ann-accept", "accept"],
+    ["ann-reject", "reject"], ["ann-undo", "undo"], ["ann-redo", "redo"], ["ann-propose", "propose"], ["ann-save", "save"]]) {
+    document.getElementById(id).addEventListener("click", () => {
+      if (action === "propose") annMsg.textContent = "looking for lesions...";
+      act({ action });
+    });
+  }
+  // click-to-segment: a click in any viewer, when the mode is on, grows the lesion there
+  for (const nv of viewers) {
+    nv.canvas.addEventListener("pointerup", (e) => {
+      if (!document.getElementById("click-mode").checked || e.button !== 0) return;
+      setTimeout(() => act({ action: "grow", voxel: toVoxel(nv) }), 0);
+    });
+  }
+  api(annUrl).then(showAnnotation).catch((e) => { annMsg.textContent = e.message; });
+
   const next = async () => {
     const rows = await api("/api/patients");
     const i = rows.findIndex((r) => r.id === pid);
@@ -161,7 +240,7 @@ export async function openCase(pid, { api, session, el, go }) {
   };
   document.getElementById("next-case").addEventListener("click", next);
   document.addEventListener("keydown", (e) => { if (e.key === "n" && e.target.tagName !== "TEXTAREA") next(); });
-  window.bmReview = { viewers, jump, cursorVoxel: () => viewers.map((nv) => nv.frac2vox(nv.scene.crosshairPos).map(Math.round)) };
+  window.bmReview = { viewers, jump, act, cursorVoxel: () => viewers.map(toVoxel) };
   showCursor(viewers[0]);
   document.body.dataset.loaded = "true";
 }
