@@ -114,67 +114,25 @@ def test_accepting_the_proposals_saves_every_lesion(ws: Workspace) -> None:
     assert _features(ws, b)["ET_num"] == len(rx.LESIONS["b"])
 
 
-def test_the_command_line_prints_the_counts(ws: Workspace) -> None:
-    a = _pid(ws, "a")
-    c = ",".join(str(x) for x in rx.LESIONS["a"][0][0])
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "brainmets",
-            "annotate",
-            "grow",
-            "-w",
-            str(ws.root),
-            "-p",
-            a,
-            "--at",
-            c,
-            "--json",
-        ],
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "brainmets", "annotate", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
         check=False,
     )
+
+
+def test_the_command_line_prints_the_counts(ws: Workspace) -> None:
+    a = _pid(ws, "a")
+    c = ",".join(str(x) for x in rx.LESIONS["a"][0][0])
+    common = ("-w", str(ws.root), "-p", a)
+    r = _cli("grow", *common, "--at", c, "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["core"] > 0 and doc["whole"] >= doc["core"] and "version" not in doc
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "brainmets",
-            "annotate",
-            "grow",
-            "-w",
-            str(ws.root),
-            "-p",
-            a,
-            "--at",
-            "1,2",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = _cli("grow", *common, "--at", "1,2")
     assert bad.returncode == 2 and "three whole numbers" in bad.stderr
-    none = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "brainmets",
-            "annotate",
-            "grow",
-            "-w",
-            str(ws.root),
-            "-p",
-            a,
-            "--at",
-            "5,5,5",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    none = _cli("grow", *common, "--at", "5,5,5")
     assert none.returncode == 2 and "outside the brain" in none.stderr

@@ -7,12 +7,15 @@ and checks that ``brainmets export`` leaves it out. The screenshots in docs/imag
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,21 +109,33 @@ def _wait_text(page, selector: str, prefix: str, tries: int = 100) -> str:
     return text
 
 
-def test_case_view_renders_links_and_approves(server) -> None:
+@contextlib.contextmanager
+def _case_page(
+    base: str, pid: str, worklist_shot: Path | None = None
+) -> Iterator[tuple[Any, list[str]]]:
+    """A logged-in page with ``pid``'s case loaded, and the page errors seen;
+    ``worklist_shot``: a screenshot of the worklist first."""
     from playwright.sync_api import sync_playwright
 
-    rx, base = server
-    pid = rx.pids["a"]
-    DOCS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 800})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         _login(page, base, pid)
-        page.screenshot(path=str(DOCS / "review-worklist.png"))
+        if worklist_shot is not None:
+            page.screenshot(path=str(worklist_shot))
         page.goto(f"{base}/case/{pid}")
         page.wait_for_selector("body[data-loaded=true]", state="attached", timeout=240_000)
+        yield page, errors
+        browser.close()
+
+
+def test_case_view_renders_links_and_approves(server) -> None:
+    rx, base = server
+    pid = rx.pids["a"]
+    DOCS.mkdir(parents=True, exist_ok=True)
+    with _case_page(base, pid, DOCS / "review-worklist.png") as (page, errors):
         page.click("#lesions tbody tr:first-child")
         time.sleep(1)
         page.screenshot(path=str(DOCS / "review-case.png"))
@@ -172,24 +187,14 @@ def test_case_view_renders_links_and_approves(server) -> None:
         page.goto(base + "/")
         page.wait_for_selector(f"#worklist tr[data-id='{pid}'] .state.approved")
         assert not errors, errors
-        browser.close()
 
 
 def test_exclude_in_the_browser_then_export_leaves_it_out(server) -> None:
-    from playwright.sync_api import sync_playwright
-
     from brainmets.export.cli import export_command
 
     rx, base = server
     pid, other = rx.pids["b"], rx.pids["a"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 800})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        _login(page, base, pid)
-        page.goto(f"{base}/case/{pid}")
-        page.wait_for_selector("body[data-loaded=true]", state="attached", timeout=240_000)
+    with _case_page(base, pid) as (page, errors):
         page.click("#exclude")  # without a reason: refused, nothing recorded
         assert "reason" in _wait_text(page, "#decide-message", "'excluded' needs a reason")
         page.click("#lesions tbody tr:first-child")
@@ -206,7 +211,6 @@ def test_exclude_in_the_browser_then_export_leaves_it_out(server) -> None:
         page.goto(base + "/")
         page.wait_for_selector(f"#worklist tr[data-id='{pid}'] .state.excluded")
         assert not errors, errors
-        browser.close()
     assert export_command(rx.root) == 0
     root = rx.root / "exports" / "collection"
     exported = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "report")
@@ -242,20 +246,11 @@ def _magenta(img: np.ndarray) -> int:
 
 
 def test_click_to_segment_accept_undo_and_save(server) -> None:
-    from playwright.sync_api import sync_playwright
-
     from brainmets.catalog import Catalog
 
     rx, base = server
     pid = rx.pids["a"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 800})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        _login(page, base, pid)
-        page.goto(f"{base}/case/{pid}")
-        page.wait_for_selector("body[data-loaded=true]", state="attached", timeout=240_000)
+    with _case_page(base, pid) as (page, errors):
         page.click("#lesions tbody tr:first-child")  # the cursor on lesion 1
         time.sleep(1)
         canvas = page.locator("canvas[id^='view-t1c']")
@@ -283,7 +278,6 @@ def test_click_to_segment_accept_undo_and_save(server) -> None:
         page.click("#ann-save")
         assert "saved as version 1" in _wait_text(page, "#ann-message", "saved")
         assert not errors, errors
-        browser.close()
     with Catalog.open(rx.ws.catalog_path, readonly=True) as cat:
         (v,) = cat.annotation_versions(pid)
     assert v.user_name == "rita" and v.lesions == 1

@@ -205,22 +205,20 @@ class Drafts:
         return d
 
     def undo(self, user: str, patient_id: str) -> Draft:
-        d = self.draft(user, patient_id)
-        with self._lock:
-            if not d.undo:
-                raise ValueError("nothing to undo")
-            d.redo.append(list(d.lesions))
-            d.lesions = d.undo.pop()
-            d.changed = True
-        return d
+        return self._swap(user, patient_id, redo=False)
 
     def redo(self, user: str, patient_id: str) -> Draft:
+        return self._swap(user, patient_id, redo=True)
+
+    def _swap(self, user: str, patient_id: str, *, redo: bool) -> Draft:
+        """Undo (or redo) the last accepted change."""
         d = self.draft(user, patient_id)
         with self._lock:
-            if not d.redo:
-                raise ValueError("nothing to redo")
-            d.undo.append(list(d.lesions))
-            d.lesions = d.redo.pop()
+            source, target = (d.redo, d.undo) if redo else (d.undo, d.redo)
+            if not source:
+                raise ValueError(f"nothing to {'redo' if redo else 'undo'}")
+            target.append(list(d.lesions))
+            d.lesions = source.pop()
             d.changed = True
         return d
 

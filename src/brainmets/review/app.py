@@ -376,28 +376,26 @@ class ReviewApp:
                 return _error(404, "no such patient")
         return found[1].name, pid
 
-    async def annotation(self, request: Request) -> Response:
+    async def _read_draft(self, request: Request, what: Callable[[str, str], Any]) -> Any:
+        """``what(user, patient)`` for a GET of the annotation routes, or the error."""
         target = self._annotation_target(request, write=False)
         if isinstance(target, Response):
             return target
-        user, pid = target
         try:
-            d = await run_in_threadpool(self.drafts.draft, user, pid)
+            return await run_in_threadpool(what, *target)
         except CaseNotReady as exc:
             return _error(409, str(exc))
-        return JSONResponse(d.summary())
+
+    async def annotation(self, request: Request) -> Response:
+        got = await self._read_draft(request, self.drafts.draft)
+        return got if isinstance(got, Response) else JSONResponse(got.summary())
 
     async def annotation_draft(self, request: Request) -> Response:
-        target = self._annotation_target(request, write=False)
-        if isinstance(target, Response):
-            return target
-        user, pid = target
-        try:
-            data = await run_in_threadpool(self.drafts.label_map_gz, user, pid)
-        except CaseNotReady as exc:
-            return _error(409, str(exc))
+        got = await self._read_draft(request, self.drafts.label_map_gz)
+        if isinstance(got, Response):
+            return got
         return Response(
-            data,
+            got,
             media_type="application/gzip",
             headers={"cache-control": "no-store", "content-disposition": "inline"},
         )
