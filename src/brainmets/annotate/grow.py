@@ -310,8 +310,9 @@ def _whole(
     f = case.flair[sl3]
     b = case.brain[sl3]
     # the FLAIR just around the core, past the ring of partial volume with the core itself
-    ring = ndimage.binary_dilation(core_box, _ball(1.5))
-    shell = ndimage.binary_dilation(core_box, _ball(4.0)) & ~ring & b
+    from_core = ndimage.distance_transform_edt(~core_box)  # mm from the core
+    ring = from_core <= 1.5
+    shell = (from_core <= 4.0) & ~ring & b
     if not shell.any():
         return core_box, sl3, {"edema": 0.0}
     peak = float(np.percentile(f[shell], 75))
@@ -342,7 +343,7 @@ def _whole(
             def radius(voxels: float) -> float:
                 return max(1.0, float((3.0 * voxels / (4.0 * np.pi)) ** (1.0 / 3.0)))
 
-            d_mine = ndimage.distance_transform_edt(~core_box) / radius(float(core_box.sum()))
+            d_mine = from_core / radius(float(core_box.sum()))
             kept = np.where(np.isin(others_l, big), others_l, 0)
             d_other, idx = ndimage.distance_transform_edt(kept == 0, return_indices=True)
             nearest = kept[idx[0], idx[1], idx[2]]
