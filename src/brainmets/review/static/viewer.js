@@ -209,6 +209,7 @@ export async function openCase(pid, { api, session, el, go }) {
   const act = async (body) => {
     try {
       const d = await api(annUrl, { method: "POST", body: JSON.stringify(body) });
+      document.body.dataset.overlay = "loading";  // until the new draft is drawn
       showAnnotation(d);
       if (d.saved) annMsg.textContent = `saved as version ${d.saved}; run the pipeline to fuse it`;
       showDraft.checked = true;
