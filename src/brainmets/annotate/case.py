@@ -16,7 +16,7 @@ from brainmets.workspace import Workspace
 __all__ = ["CaseNotReady", "add_lesion", "affine_of", "case_files", "load_workspace_case"]
 
 #: preprocess output roles the tools read
-ROLES = ("t1c", "t1n", "t2f", "mask")
+ROLES = ("t1c", "t1n", "t2w", "t2f", "mask")
 
 
 class CaseNotReady(ValueError):

@@ -15,8 +15,9 @@ from rich.table import Table
 
 from brainmets.annotate.case import add_lesion, affine_of, case_files
 from brainmets.annotate.grow import grow_lesion
-from brainmets.annotate.images import load_case_images
-from brainmets.annotate.propose import ProposeOptions, propose_lesions
+from brainmets.annotate.images import CaseImages, load_case_images
+from brainmets.annotate.propose import Candidate, ProposeOptions
+from brainmets.annotate.proposers import ImageAnalysisProposer, proposer_from_config
 from brainmets.annotate.store import Lesion, current_lesions, save_version
 from brainmets.catalog import AnnotationVersion
 from brainmets.workspace import Workspace
@@ -28,6 +29,16 @@ def default_user() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def _propose(
+    ws: Workspace, case: CaseImages, files: dict[str, Path], min_confidence: float
+) -> list[Candidate]:
+    """The workspace's proposer (``[annotate]``; the image-analysis method by default)."""
+    proposer = proposer_from_config(ws.config.data)
+    if isinstance(proposer, ImageAnalysisProposer):
+        proposer = ImageAnalysisProposer(ProposeOptions(min_confidence=min_confidence))
+    return [c for c in proposer.propose(case, files) if c.confidence >= min_confidence]
 
 
 def _ready(ws: Workspace) -> None:
@@ -45,7 +56,7 @@ def propose_command(
     _ready(ws)
     files = case_files(ws, patient_id)
     case = load_case_images(files)
-    cands = propose_lesions(case, ProposeOptions(min_confidence=min_confidence))
+    cands = _propose(ws, case, files, min_confidence)
     rows = [c.as_dict(i) for i, c in enumerate(cands, start=1)]
     table = Table(title=f"{patient_id}: {len(rows)} candidate lesion(s)")
     for col in ("id", "centre voxel", "centre mm", "voxels", "confidence"):
@@ -102,7 +113,7 @@ def accept_command(
     _ready(ws)
     files = case_files(ws, patient_id)
     case = load_case_images(files)
-    cands = propose_lesions(case, ProposeOptions(min_confidence=min_confidence))
+    cands = _propose(ws, case, files, min_confidence)
     if not cands:
         return 0, None
     lesions: list[Lesion] = current_lesions(ws, patient_id)

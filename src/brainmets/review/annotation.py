@@ -25,7 +25,8 @@ import numpy as np
 from brainmets.annotate.case import add_lesion, affine_of, case_files
 from brainmets.annotate.grow import LesionMasks, grow_lesion
 from brainmets.annotate.images import CaseImages, load_case_images
-from brainmets.annotate.propose import Candidate, propose_lesions
+from brainmets.annotate.propose import Candidate
+from brainmets.annotate.proposers import proposer_from_config
 from brainmets.annotate.store import Lesion, current_lesions, save_version
 from brainmets.catalog import AnnotationVersion
 from brainmets.workspace import Workspace
@@ -158,7 +159,8 @@ class Drafts:
     def propose(self, user: str, patient_id: str) -> Draft:
         case, _ = self.case(patient_id)
         d = self.draft(user, patient_id)
-        cands = propose_lesions(case)
+        proposer = proposer_from_config(self.ws.config.data)  # [annotate]; built-in default
+        cands = proposer.propose(case, case_files(self.ws, patient_id))
         with self._lock:
             d.candidates = cands
         return d
