@@ -120,3 +120,36 @@ def test_proposals_pick_and_errors(ws: Workspace) -> None:
     assert r.status_code == 404
     anon = TestClient(create_app(ws), base_url="http://testserver")
     assert anon.get(f"/api/patients/{PID}/annotation/draft.nii.gz").status_code == 401
+
+
+def test_brush_paints_and_erases_with_undo(ws: Workspace) -> None:
+    c, h = _client(ws)
+    d = _act(c, h, action="paint", voxel=[30, 60, 50], radius=3, region="core", lesion=0)
+    assert [x["core"] for x in d["lesions"]] == [123]  # a new lesion: a 3-voxel sphere
+    d = _act(c, h, action="paint", voxel=[34, 60, 50], radius=2, brush="disc", lesion=1)
+    grown = d["lesions"][0]["core"]
+    assert grown > 123
+    d = _act(c, h, action="erase", voxel=[30, 60, 50], radius=1.5, region="core", lesion=1)
+    assert d["lesions"][0]["core"] < grown
+    d = _act(c, h, action="paint", voxel=[30, 60, 50], radius=6, region="whole", lesion=1)
+    assert d["lesions"][0]["whole"] > d["lesions"][0]["core"]
+    d = _act(c, h, action="paint", voxel=[30, 60, 50], radius=1, region="necrosis", lesion=1)
+    assert d["lesions"][0]["necrosis"] > 0
+    for _ in range(3):
+        d = _act(c, h, action="undo")
+    assert d["lesions"][0]["core"] == grown  # back before the erase
+    d = _act(c, h, action="erase", voxel=[32, 60, 50], radius=12, region="core", lesion=1)
+    assert d["lesions"] == []  # erased away: the lesion is gone
+    d = _act(c, h, action="undo")
+    saved = _act(c, h, action="save")
+    assert saved["saved"] == 1
+    with Catalog.open(ws.catalog_path, readonly=True) as cat:
+        assert cat.annotation_versions(PID)[-1].tool == "brush"
+    for body, text in (
+        ({"action": "paint", "voxel": [30, 60, 50], "region": "edema"}, "region must be"),
+        ({"action": "paint", "voxel": [30, 60, 50], "radius": 99}, "radius"),
+        ({"action": "erase", "voxel": [30, 60, 50], "lesion": 0}, "choose the lesion"),
+        ({"action": "paint", "voxel": [30, 60, 50], "lesion": 7}, "no lesion 7"),
+    ):
+        r = c.post(f"/api/patients/{PID}/annotation", json=body, headers=h)
+        assert r.status_code == 422 and text in r.json()["error"], (body, r.text)

@@ -8,6 +8,7 @@ and checks that ``brainmets export`` leaves it out. The screenshots in docs/imag
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -240,6 +242,13 @@ def _crosshair(img: np.ndarray) -> tuple[int, int]:
     return int(np.argmax(yellow.sum(axis=0))), int(np.argmax(yellow.sum(axis=1)))
 
 
+def _core_voxels(page: Any) -> int:
+    """The core voxel count of lesion 1 in the draft's lesion list (0: none)."""
+    text = page.text_content("#ann-lesions li") if page.locator("#ann-lesions li").count() else ""
+    match = re.search(r"core (\d+)", text or "")
+    return int(match.group(1)) if match else 0
+
+
 def _magenta(img: np.ndarray) -> int:
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     return int(((np.minimum(r, b) - g) > 80).sum())  # blended with the image below it
@@ -277,10 +286,32 @@ def test_click_to_segment_accept_undo_and_save(server) -> None:
             page.click(button)
             assert _wait_text(page, "#ann-message", want).startswith(want)
             page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        accepted = _core_voxels(page)
+        # the brush: erase a 3D sphere from lesion 1 where the cursor is; undo restores it
+        page.uncheck("#click-mode")
+        page.select_option("#brush", "erase")
+        page.fill("#brush-radius", "4")
+        page.fill("#brush-lesion", "1")
+        page.mouse.click(box["x"] + x, box["y"] + y)
+        for _ in range(300):
+            if 0 < _core_voxels(page) < accepted:
+                break
+            time.sleep(0.1)
+        assert 0 < _core_voxels(page) < accepted
+        page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        page.select_option("#brush", "")
+        page.click("#ann-undo")
+        for _ in range(300):
+            if _core_voxels(page) == accepted:
+                break
+            time.sleep(0.1)
+        assert _core_voxels(page) == accepted
+        page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
         page.click("#ann-save")
         assert "saved as version 1" in _wait_text(page, "#ann-message", "saved")
         assert not errors, errors
     with Catalog.open(rx.ws.catalog_path, readonly=True) as cat:
         (v,) = cat.annotation_versions(pid)
     assert v.user_name == "rita" and v.lesions == 1
-    assert (rx.root / "annotations" / pid / "Core1_PGGE.nii.gz").is_file()
+    saved = nib.load(str(rx.root / "annotations" / pid / "Core1_PGGE.nii.gz"))
+    assert int((np.asarray(saved.dataobj) > 0).sum()) == accepted  # as restored by undo

@@ -38,6 +38,22 @@ __all__ = ["DRAFT_LABELS", "Draft", "Drafts"]
 DRAFT_LABELS = {"necrosis": 1, "edema": 2, "enhancing": 3, "pending": 4}
 
 
+def _brush(
+    shape: tuple[int, int, int], centre: tuple[int, int, int], radius: float, brush: str
+) -> np.ndarray:
+    g = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    d2 = (g[0] - centre[0]) ** 2 + (g[1] - centre[1]) ** 2
+    if brush == "sphere":
+        d2 = d2 + (g[2] - centre[2]) ** 2
+        return np.asarray(d2 <= radius * radius)
+    return np.asarray((d2 <= radius * radius) & (g[2] == centre[2]))  # a disc in the slice
+
+
+#: what the brush paints, and its shapes
+BRUSH_REGIONS = ("core", "necrosis", "whole")
+BRUSHES = ("sphere", "disc")
+
+
 @dataclass
 class Draft:
     """One user's draft of one patient's lesions."""
@@ -204,6 +220,62 @@ class Drafts:
             d.redo.clear()
             d.lesions = [x for i, x in enumerate(d.lesions, start=1) if i != lesion]
             d.tool, d.changed = "edit", True
+        return d
+
+    def paint(
+        self,
+        user: str,
+        patient_id: str,
+        voxel: tuple[int, int, int],
+        radius: float,
+        region: str,
+        lesion: int,
+        erase: bool = False,
+        brush: str = "sphere",
+    ) -> Draft:
+        """Paint (or erase) a brush — a 3D ``sphere`` or a ``disc`` in the axial slice — of
+        ``radius`` voxels at ``voxel`` into one region (``core``, ``necrosis``, ``whole``) of
+        lesion ``lesion`` (0: a new lesion, painting its core). Keeps each lesion consistent:
+        necrosis inside the core, the core inside the whole tumour."""
+        if region not in BRUSH_REGIONS:
+            raise ValueError(f"region must be one of {', '.join(BRUSH_REGIONS)}")
+        if brush not in BRUSHES:
+            raise ValueError(f"brush must be one of {', '.join(BRUSHES)}")
+        if not 0.5 <= radius <= 25:
+            raise ValueError("radius must be between 0.5 and 25 voxels")
+        case, _ = self.case(patient_id)
+        ball = _brush(case.shape, voxel, radius, brush) & case.brain
+        d = self.draft(user, patient_id)
+        with self._lock:
+            if not 0 <= lesion <= len(d.lesions):
+                raise ValueError(f"no lesion {lesion} in the draft (0: a new one)")
+            if lesion == 0 and erase:
+                raise ValueError("choose the lesion to erase from")
+            before = list(d.lesions)
+            if lesion == 0:
+                d.lesions = [*d.lesions, Lesion(ball, np.zeros_like(ball), ball.copy())]
+            else:
+                old = d.lesions[lesion - 1]
+                core, nec, whole = old.core.copy(), old.necrosis.copy(), old.whole.copy()
+                target = {"core": core, "necrosis": nec, "whole": whole}[region]
+                if erase:
+                    target &= ~ball
+                else:
+                    target |= ball
+                if region == "necrosis" and not erase:
+                    core |= ball  # necrosis is part of the core
+                if region == "whole" and erase:
+                    core &= whole
+                if not core.any():  # erased away: the lesion is gone
+                    d.lesions = [x for i, x in enumerate(d.lesions, start=1) if i != lesion]
+                else:
+                    d.lesions = [
+                        Lesion(core, nec, whole) if i == lesion else x
+                        for i, x in enumerate(d.lesions, start=1)
+                    ]
+            d.undo.append(before)
+            d.redo.clear()
+            d.tool, d.changed = "brush", True
         return d
 
     def undo(self, user: str, patient_id: str) -> Draft:

@@ -426,6 +426,19 @@ class ReviewApp:
                 draft, _n = await run_in_threadpool(d.accept, user, pid)
             elif action == "reject":
                 draft = await run_in_threadpool(d.reject, user, pid)
+            elif action in ("paint", "erase"):
+                voxel = _voxel(data.get("voxel"))
+                draft = await run_in_threadpool(
+                    d.paint,
+                    user,
+                    pid,
+                    voxel,
+                    float(data.get("radius", 2)),
+                    str(data.get("region", "core")),
+                    int(data.get("lesion", 0)),
+                    action == "erase",
+                    str(data.get("brush", "sphere")),
+                )
             elif action == "remove":
                 draft = await run_in_threadpool(d.remove, user, pid, int(data.get("lesion", 0)))
             elif action == "undo":
@@ -468,6 +481,8 @@ ANNOTATION_ACTIONS = (
     "pick",
     "accept",
     "reject",
+    "paint",
+    "erase",
     "remove",
     "undo",
     "redo",

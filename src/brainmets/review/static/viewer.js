@@ -224,11 +224,21 @@ export async function openCase(pid, { api, session, el, go }) {
       act({ action });
     });
   }
-  // click-to-segment: a click in any viewer, when the mode is on, grows the lesion there
+  // a click in any viewer: the brush paints or erases there when it is on; else, with
+  // click-to-segment on, the lesion there is grown
+  const value = (id) => document.getElementById(id).value;
   for (const nv of viewers) {
     nv.canvas.addEventListener("pointerup", (e) => {
-      if (!document.getElementById("click-mode").checked || e.button !== 0) return;
-      setTimeout(() => act({ action: "grow", voxel: toVoxel(nv) }), 0);
+      if (e.button !== 0) return;
+      const brush = value("brush");
+      if (brush) {
+        setTimeout(() => act({
+          action: brush, voxel: toVoxel(nv), radius: Number(value("brush-radius")),
+          region: value("brush-region"), lesion: Number(value("brush-lesion")), brush: value("brush-shape"),
+        }), 0);
+      } else if (document.getElementById("click-mode").checked) {
+        setTimeout(() => act({ action: "grow", voxel: toVoxel(nv) }), 0);
+      }
     });
   }
   api(annUrl).then(showAnnotation).catch((e) => { annMsg.textContent = e.message; });
