@@ -136,3 +136,42 @@ def test_the_command_line_prints_the_counts(ws: Workspace) -> None:
     assert bad.returncode == 2 and "three whole numbers" in bad.stderr
     none = _cli("grow", *common, "--at", "5,5,5")
     assert none.returncode == 2 and "outside the brain" in none.stderr
+
+
+def test_saving_masks_makes_an_approved_case_pending_again(ws: Workspace) -> None:
+    from brainmets.annotate.store import current_lesions, save_version
+    from brainmets.cohort.review import review_states
+    from brainmets.review.decisions import record_decision
+    from brainmets.review.users import add_user
+
+    a = _pid(ws, "a")
+    with Catalog.open(ws.catalog_path) as cat:
+        rita = add_user(cat, "rita", "reviewer", "a long enough password 1")
+        record_decision(cat, rita, a, "approved", _label_map_sha(cat, a))
+        assert review_states(cat)[a].state == "approved"
+    lesions = current_lesions(ws, a)
+    assert len(lesions) == 2
+    img_affine = rx_affine(ws, a)
+    rec = save_version(ws, a, lesions[:1], img_affine, "ann", "edit")
+    with Catalog.open(ws.catalog_path, readonly=True) as cat:
+        st = review_states(cat)[a]
+    # pending from the moment of the save, before any run fused the new masks
+    assert st.state == "pending"
+    assert st.detail == f"annotation version {rec.version} saved by ann since the last decision"
+    _run(ws.root)
+    assert _features(ws, a)["ET_num"] == 1
+    with Catalog.open(ws.catalog_path) as cat:
+        assert review_states(cat)[a].state == "pending"  # the approved label map is gone
+        record_decision(cat, rita, a, "approved", _label_map_sha(cat, a))
+        assert review_states(cat)[a].state == "approved"
+
+
+def _label_map_sha(cat: Catalog, pid: str) -> str:
+    (out,) = [o for o in cat.output_files(stage="segment", role="seg") if o.patient_id == pid]
+    return out.sha256
+
+
+def rx_affine(ws: Workspace, pid: str):
+    from brainmets.annotate.case import affine_of, case_files
+
+    return affine_of(case_files(ws, pid))

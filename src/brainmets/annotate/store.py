@@ -8,8 +8,9 @@ catalog's ``annotation_versions`` (who, when, tool, parent version, file hashes;
 refuses to change or delete one). The latest version is then copied to
 ``annotations/<patient>/`` — the segment stage's default ``annotations_dir`` — replacing the
 folder in one rename, so the next ``brainmets run`` fuses it unchanged and redoes segment,
-features, report and export for that patient only (its label map changes, so a review
-approval of the old one becomes stale: the case is pending review again).
+features, report and export for that patient only. The case is pending review from the
+save on (a version newer than the last review decision, and then a new label map: an
+approval of the old one is stale).
 
 Masks that were in ``annotations/<patient>/`` before the first save (imported from elsewhere)
 are kept as version 1 (tool ``import``) first. Two annotators saving the same patient at once

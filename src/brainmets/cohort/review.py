@@ -14,7 +14,10 @@ The state of a case follows from its decisions and the label map it has now
   ``distinct_users``) of the label map it has now, given after the last decision of any other
   kind;
 * ``pending``: anything else (no decision yet, a revised label map — an approval of an earlier
-  label map is *stale* — approvals still missing).
+  label map is *stale* — approvals still missing, or masks saved by an annotator
+  (:mod:`brainmets.annotate`) after the last decision: the case is pending review from the
+  moment of the save, before the next ``brainmets run`` fuses the new masks; an exclusion
+  stands until a reviewer decides otherwise).
 
 What the dataset makes of it (:func:`review_settings`, read by :func:`brainmets.cohort.
 load_cohort` for ``brainmets status``, the report and the export):
@@ -35,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from brainmets.catalog import Catalog, ReviewDecision
+from brainmets.catalog import AnnotationVersion, Catalog, ReviewDecision
 from brainmets.config import ConfigError
 
 __all__ = [
@@ -146,15 +149,24 @@ def review_state(
     decisions: Sequence[ReviewDecision],
     label_map_sha256: str | None,
     rule: ApprovalRule | None = None,
+    annotation: AnnotationVersion | None = None,
 ) -> ReviewState:
-    """The review state of one case from its decisions (oldest first) and the hash of the
-    label map it has now (see the module docstring)."""
+    """The review state of one case from its decisions (oldest first), the hash of the
+    label map it has now and its latest saved annotation version, if any (see the module
+    docstring)."""
     rule = rule or ApprovalRule()
     if not decisions:
         return ReviewState("pending", "not reviewed yet")
     last = decisions[-1]
     if last.decision == "excluded":
         return ReviewState("excluded", last.reason or "excluded", last)
+    if annotation is not None and annotation.created_at > last.decided_at:
+        return ReviewState(
+            "pending",
+            f"annotation version {annotation.version} saved by {annotation.user_name} "
+            "since the last decision",
+            last,
+        )
     approvals: list[ReviewDecision] = []
     for d in reversed(decisions):
         if d.decision != "approved":
@@ -180,17 +192,23 @@ LABEL_MAP = ("segment", "seg")
 
 def review_states(catalog: Catalog, rule: ApprovalRule | None = None) -> dict[str, ReviewState]:
     """The review state of every patient of the catalog (patient ID -> state), each against
-    the label map recorded for it now (``segment`` output ``seg``)."""
+    the label map recorded for it now (``segment`` output ``seg``) and its latest saved
+    annotation version."""
     decisions: dict[str, list[ReviewDecision]] = {}
     for d in catalog.review_decisions():
         decisions.setdefault(d.patient_id, []).append(d)
+    annotated: dict[str, AnnotationVersion] = {}
+    for v in catalog.annotation_versions():  # oldest first: the last one per patient stays
+        annotated[v.patient_id] = v
     stage, role = LABEL_MAP
     label_maps = {
         out.patient_id: out.sha256
         for out in catalog.output_files(stage=stage, role=role, cohort=False)
     }
     return {
-        p.id: review_state(decisions.get(p.id, []), label_maps.get(p.id), rule)
+        p.id: review_state(
+            decisions.get(p.id, []), label_maps.get(p.id), rule, annotated.get(p.id)
+        )
         for p in catalog.patients()
     }
 

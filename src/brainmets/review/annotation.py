@@ -5,8 +5,8 @@ A :class:`Draft` starts from the patient's current masks (``annotations/<patient
 holds a *pending* lesion — the last click-to-segment result or a proposal — that the user
 grows, shrinks, accepts or rejects; every accepted change can be undone and redone. Saving
 writes the draft's lesions as a new version (:func:`brainmets.annotate.store.save_version`)
-with the tool that made the last change; the next ``brainmets run`` fuses it, and the case is
-pending review again (its label map changed). Drafts live in the server's memory (one per
+with the tool that made the last change; from then on the case is pending review
+(:func:`brainmets.cohort.review.review_state`), and the next ``brainmets run`` fuses it. Drafts live in the server's memory (one per
 user and patient; the two most recently used cases' images are kept loaded).
 """
 
