@@ -6,8 +6,9 @@ holds a *pending* lesion — the last click-to-segment result or a proposal — 
 grows, shrinks, accepts or rejects; every accepted change can be undone and redone. Saving
 writes the draft's lesions as a new version (:func:`brainmets.annotate.store.save_version`)
 with the tool that made the last change; from then on the case is pending review
-(:func:`brainmets.cohort.review.review_state`), and the next ``brainmets run`` fuses it. Drafts live in the server's memory (one per
-user and patient; the two most recently used cases' images are kept loaded).
+(:func:`brainmets.cohort.review.review_state`), and the next ``brainmets run`` fuses it.
+Drafts live in the server's memory (one per user and patient; the two most recently used
+cases' images are kept loaded).
 """
 
 from __future__ import annotations
