@@ -206,9 +206,7 @@ def review_states(catalog: Catalog, rule: ApprovalRule | None = None) -> dict[st
         for out in catalog.output_files(stage=stage, role=role, cohort=False)
     }
     return {
-        p.id: review_state(
-            decisions.get(p.id, []), label_maps.get(p.id), rule, annotated.get(p.id)
-        )
+        p.id: review_state(decisions.get(p.id, []), label_maps.get(p.id), rule, annotated.get(p.id))
         for p in catalog.patients()
     }
 
