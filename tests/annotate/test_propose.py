@@ -1,11 +1,16 @@
 """Lesion proposals on phantoms: lesions of several sizes found, a vessel-like tube not
-proposed, two touching lesions kept apart, nothing on a lesion-free brain."""
+proposed, two touching lesions kept apart, a left-right pair (the choroid plexus, the carotids)
+not proposed, nothing on a lesion-free brain; the Hessian test that tells blobs from tubes
+and sheets."""
 
 from __future__ import annotations
 
 from phantoms import SHAPE, Phantom, dice
 
-from brainmets.annotate.propose import propose_lesions
+import numpy as np
+from scipy import ndimage
+
+from brainmets.annotate.propose import hessian_eigenvalues, midline, propose_lesions
 
 
 def _matches(cands, truth) -> list[float]:
@@ -34,8 +39,8 @@ def test_lesions_found_and_the_vessel_is_not() -> None:
 
 def test_touching_lesions_stay_apart() -> None:
     ph = Phantom(seed=4)
-    ph.lesion((50, 60, 50), radius=6)
-    ph.lesion((62, 60, 50), radius=6)  # the two spheres touch
+    ph.lesion((40, 60, 50), radius=6)
+    ph.lesion((52, 60, 50), radius=6)  # the two spheres touch
     cands = propose_lesions(ph.case())
     assert len(cands) == 2, [c.as_dict(i) for i, c in enumerate(cands)]
     best = _matches(cands, ph.truth)
@@ -44,3 +49,28 @@ def test_touching_lesions_stay_apart() -> None:
 
 def test_nothing_on_a_brain_without_lesions() -> None:
     assert propose_lesions(Phantom(seed=5).case()) == []
+
+
+def test_a_left_right_pair_is_anatomy_not_lesions() -> None:
+    ph = Phantom(seed=6)
+    assert midline(ph.case()) is not None
+    axis, c = midline(ph.case())  # type: ignore[misc]
+    assert axis == 0 and abs(c - 60) < 0.5
+    ph.lesion((40, 62, 45), radius=3)  # a pair at mirror positions, like the choroid plexus
+    ph.lesion((80, 62, 45), radius=3)
+    ph.lesion((45, 30, 60), radius=3)  # a lesion whose mirror position is normal brain
+    cands = propose_lesions(ph.case())
+    assert len(cands) == 1, [c.as_dict(i) for i, c in enumerate(cands)]
+    assert dice(cands[0].masks.full("core", SHAPE), ph.truth[2]["core"]) > 0.8
+    assert cands[0].scores["symmetry"] == 1.0
+
+
+def test_the_hessian_tells_a_blob_from_a_tube_and_a_sheet() -> None:
+    g = np.ogrid[:41, :41, :41]
+    blob = np.exp(-sum((a - 20.0) ** 2 for a in g) / 8.0)
+    tube = np.exp(-((g[0] - 20.0) ** 2 + (g[1] - 20.0) ** 2) / 8.0) * np.ones((1, 1, 41))
+    sheet = np.exp(-((g[0] - 20.0) ** 2) / 8.0) * np.ones((1, 41, 41))
+    at = np.array([[20, 20, 20]])
+    for img, negative in ((blob, 3), (tube, 2), (sheet, 1)):
+        ev = hessian_eigenvalues(ndimage.gaussian_filter(img, 1.0), at)[0]
+        assert int((ev < -1e-3 * abs(ev[0])).sum()) == negative, (negative, ev)

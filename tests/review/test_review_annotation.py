@@ -153,3 +153,50 @@ def test_brush_paints_and_erases_with_undo(ws: Workspace) -> None:
     ):
         r = c.post(f"/api/patients/{PID}/annotation", json=body, headers=h)
         assert r.status_code == 422 and text in r.json()["error"], (body, r.text)
+
+
+def test_fill_split_and_merge(ws: Workspace) -> None:
+    c, h = _client(ws)
+    _act(c, h, action="paint", voxel=[30, 60, 50], radius=3, lesion=0)  # 123 voxels
+    d = _act(c, h, action="erase", voxel=[30, 60, 50], radius=1, brush="disc", lesion=1)
+    assert d["lesions"][0]["core"] == 118  # a hole of 5 voxels in slice 50
+    d = _act(c, h, action="fill", voxel=[30, 60, 50], region="core", lesion=1, brush="disc")
+    assert d["lesions"][0]["core"] == 123 and d["lesions"][0]["necrosis"] == 0
+    d = _act(c, h, action="undo")
+    assert d["lesions"][0]["core"] == 118
+    d = _act(c, h, action="fill", voxel=[30, 60, 50], region="necrosis", lesion=1, brush="sphere")
+    assert d["lesions"][0]["core"] == 123 and d["lesions"][0]["necrosis"] == 5
+    for body, text in (
+        ({"voxel": [50, 60, 50], "lesion": 1}, "nothing to fill here"),  # outside the lesion
+        ({"voxel": [30, 60, 50], "lesion": 1}, "nothing to fill here"),  # filled already
+        ({"voxel": [30, 60, 50], "lesion": 2}, "choose the lesion to fill"),
+        ({"voxel": [30, 60, 50], "lesion": 1, "region": "edema"}, "region must be"),
+    ):
+        r = c.post(f"/api/patients/{PID}/annotation", json={"action": "fill", **body}, headers=h)
+        assert r.status_code == 422 and text in r.json()["error"], (body, r.text)
+    d = _act(c, h, action="paint", voxel=[42, 60, 50], radius=3, lesion=0)
+    assert [x["core"] for x in d["lesions"]] == [123, 123]
+    d = _act(c, h, action="merge", lesions=[2, 1])
+    assert [(x["core"], x["necrosis"]) for x in d["lesions"]] == [(246, 5)]
+    d = _act(c, h, action="split", lesion=1)
+    assert [(x["core"], x["necrosis"]) for x in d["lesions"]] == [(123, 5), (123, 0)]
+    # two touching spheres in one mask split on their neck
+    d = _act(c, h, action="paint", voxel=[60, 60, 58], radius=6, lesion=0)
+    d = _act(c, h, action="paint", voxel=[60, 60, 69], radius=6, lesion=3)
+    assert len(d["lesions"]) == 3
+    touching = d["lesions"][2]["core"]
+    d = _act(c, h, action="split", lesion=3)
+    assert len(d["lesions"]) == 4 and d["lesions"][2]["core"] + d["lesions"][3]["core"] == touching
+    assert abs(d["lesions"][2]["core"] - d["lesions"][3]["core"]) < 0.1 * touching
+    for body, text in (
+        ({"action": "merge", "lesions": [1]}, "at least two"),
+        ({"action": "merge", "lesions": [1, 9]}, "lesions 1 to 4"),
+        ({"action": "merge", "lesions": "1,2"}, "list of lesion numbers"),
+        ({"action": "split", "lesion": 1}, "one piece"),
+    ):
+        r = c.post(f"/api/patients/{PID}/annotation", json=body, headers=h)
+        assert r.status_code == 422 and text in r.json()["error"], (body, r.text)
+    saved = _act(c, h, action="save")
+    with Catalog.open(ws.catalog_path, readonly=True) as cat:
+        v = cat.annotation_versions(PID)[-1]
+    assert saved["saved"] == v.version and v.lesions == 4

@@ -20,11 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import cc3d
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from brainmets.annotate.case import add_lesion, affine_of, case_files
-from brainmets.annotate.grow import LesionMasks, grow_lesion
+from brainmets.annotate.grow import LesionMasks, grow_lesion, split_core
 from brainmets.annotate.images import CaseImages, load_case_images
 from brainmets.annotate.propose import Candidate
 from brainmets.annotate.proposers import proposer_from_config
@@ -53,6 +55,63 @@ def _brush(
 #: what the brush paints, and its shapes
 BRUSH_REGIONS = ("core", "necrosis", "whole")
 BRUSHES = ("sphere", "disc")
+
+
+def enclosed_at(mask: np.ndarray, voxel: tuple[int, int, int], in_slice: bool) -> np.ndarray:
+    """The part of the background of ``mask`` that contains ``voxel`` and that ``mask``
+    encloses (in the axial slice of ``voxel`` when ``in_slice``, else in 3D), on the whole
+    grid; empty when ``voxel`` is in ``mask`` or the background there reaches past the
+    mask's bounding box (it is not enclosed)."""
+    out = np.zeros(mask.shape, bool)
+    if mask[voxel] or not mask.any():
+        return out
+    if in_slice:
+        k = voxel[2]
+        sub = mask[:, :, k : k + 1]
+    else:
+        k = 0
+        sub = mask
+    idx = np.argwhere(sub)
+    lo = idx.min(axis=0)
+    hi = idx.max(axis=0) + 1
+    at = np.array([voxel[0], voxel[1], voxel[2] - k])
+    if np.any(at < lo) or np.any(at >= hi):
+        return out
+    box = sub[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    pad = np.pad(~box, 1, constant_values=True)  # the background around the box is outside
+    if in_slice:
+        labels = cc3d.connected_components(np.ascontiguousarray(pad[:, :, 1]), connectivity=4)
+        labels = np.pad(labels[:, :, None], ((0, 0), (0, 0), (1, 1)))
+    else:
+        labels = cc3d.connected_components(pad, connectivity=6)
+    lab = labels[tuple(at - lo + 1)]
+    if lab == 0 or lab == labels[0, 0, 1]:  # the outside's component
+        return out
+    hole = np.asarray(labels == lab)[1:-1, 1:-1, 1:-1]
+    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] + k : hi[2] + k] = hole
+    return out
+
+
+def _split(les: Lesion) -> list[Lesion]:
+    """A lesion's core in its separate parts (pieces that do not touch, else the touching
+    lesions :func:`~brainmets.annotate.grow.split_core` finds), each with its necrosis and
+    the whole tumour nearest to it."""
+    labels, n = cc3d.connected_components(les.core, connectivity=26, return_N=True)
+    if n > 1:
+        parts = [np.asarray(labels == i) for i in range(1, n + 1)]
+    else:
+        parts = split_core(les.core)
+    if len(parts) < 2:
+        return [les]
+    markers = np.zeros(les.core.shape, np.int32)
+    for i, part in enumerate(parts, start=1):
+        markers[part] = i
+    _, idx = ndimage.distance_transform_edt(markers == 0, return_indices=True)
+    nearest = markers[idx[0], idx[1], idx[2]]
+    return [
+        Lesion(part, les.necrosis & part, les.whole & (nearest == i))
+        for i, part in enumerate(parts, start=1)
+    ]
 
 
 @dataclass
@@ -277,6 +336,102 @@ class Drafts:
             d.undo.append(before)
             d.redo.clear()
             d.tool, d.changed = "brush", True
+        return d
+
+    def fill(
+        self,
+        user: str,
+        patient_id: str,
+        voxel: tuple[int, int, int],
+        region: str,
+        lesion: int,
+        brush: str = "disc",
+    ) -> Draft:
+        """Fill the hole of one region of lesion ``lesion`` that contains ``voxel``, in its
+        axial slice (``brush`` ``disc``) or in 3D (``sphere``): for ``core`` and ``whole`` the
+        background that region encloses joins it; for ``necrosis`` the hole of the
+        enhancing rim (the core without necrosis) becomes necrosis."""
+        if region not in BRUSH_REGIONS:
+            raise ValueError(f"region must be one of {', '.join(BRUSH_REGIONS)}")
+        if brush not in BRUSHES:
+            raise ValueError(f"brush must be one of {', '.join(BRUSHES)}")
+        case, _ = self.case(patient_id)
+        if not all(0 <= v < n for v, n in zip(voxel, case.shape, strict=True)):
+            raise ValueError(f"voxel {list(voxel)} is outside the image")
+        d = self.draft(user, patient_id)
+        with self._lock:
+            if not 1 <= lesion <= len(d.lesions):
+                raise ValueError(f"choose the lesion to fill (1 to {len(d.lesions)})")
+            old = d.lesions[lesion - 1]
+            wall = old.core & ~old.necrosis if region == "necrosis" else getattr(old, region)
+            hole = enclosed_at(wall, voxel, brush == "disc") & case.brain
+            where = "in this slice" if brush == "disc" else "in 3D"
+            if not hole.any():
+                raise ValueError(
+                    f"nothing to fill here: the click is not in a hole that lesion {lesion}'s "
+                    f"{'enhancing rim' if region == 'necrosis' else region} encloses {where}"
+                )
+            core, nec, whole = old.core.copy(), old.necrosis.copy(), old.whole.copy()
+            if region == "whole":
+                whole |= hole
+            else:
+                core |= hole
+                if region == "necrosis":
+                    nec |= hole
+            d.undo.append(list(d.lesions))
+            d.redo.clear()
+            d.lesions = [
+                Lesion(core, nec, whole) if i == lesion else x
+                for i, x in enumerate(d.lesions, start=1)
+            ]
+            d.tool, d.changed = "fill", True
+        return d
+
+    def split(self, user: str, patient_id: str, lesion: int) -> Draft:
+        """Split lesion ``lesion`` into its parts (see :func:`_split`); they take its
+        number and the next ones."""
+        d = self.draft(user, patient_id)
+        with self._lock:
+            if not 1 <= lesion <= len(d.lesions):
+                raise ValueError(f"no lesion {lesion} in the draft")
+            parts = _split(d.lesions[lesion - 1])
+            if len(parts) < 2:
+                raise ValueError(
+                    f"lesion {lesion} is one piece: erase the bridge between its parts with "
+                    "the brush first"
+                )
+            d.undo.append(list(d.lesions))
+            d.redo.clear()
+            d.lesions = [*d.lesions[: lesion - 1], *parts, *d.lesions[lesion:]]
+            d.tool, d.changed = "edit", True
+        return d
+
+    def merge(self, user: str, patient_id: str, lesions: list[int]) -> Draft:
+        """Merge two or more lesions into one (the union of each region), numbered as the
+        first of them."""
+        d = self.draft(user, patient_id)
+        with self._lock:
+            chosen = sorted(set(lesions))
+            if len(chosen) < 2:
+                raise ValueError("choose at least two lesions to merge")
+            if chosen[0] < 1 or chosen[-1] > len(d.lesions):
+                raise ValueError(f"the draft has lesions 1 to {len(d.lesions)}")
+            parts = [d.lesions[i - 1] for i in chosen]
+            merged = Lesion(
+                np.logical_or.reduce([x.core for x in parts]),
+                np.logical_or.reduce([x.necrosis for x in parts]),
+                np.logical_or.reduce([x.whole for x in parts]),
+            )
+            d.undo.append(list(d.lesions))
+            d.redo.clear()
+            out: list[Lesion] = []
+            for i, x in enumerate(d.lesions, start=1):
+                if i == chosen[0]:
+                    out.append(merged)
+                elif i not in chosen:
+                    out.append(x)
+            d.lesions = out
+            d.tool, d.changed = "edit", True
         return d
 
     def undo(self, user: str, patient_id: str) -> Draft:

@@ -439,6 +439,24 @@ class ReviewApp:
                     action == "erase",
                     str(data.get("brush", "sphere")),
                 )
+            elif action == "fill":
+                voxel = _voxel(data.get("voxel"))
+                draft = await run_in_threadpool(
+                    d.fill,
+                    user,
+                    pid,
+                    voxel,
+                    str(data.get("region", "core")),
+                    int(data.get("lesion", 0)),
+                    str(data.get("brush", "disc")),
+                )
+            elif action == "split":
+                draft = await run_in_threadpool(d.split, user, pid, int(data.get("lesion", 0)))
+            elif action == "merge":
+                chosen = data.get("lesions")
+                if not (isinstance(chosen, list) and all(isinstance(x, int) for x in chosen)):
+                    raise ValueError("lesions must be a list of lesion numbers")
+                draft = await run_in_threadpool(d.merge, user, pid, chosen)
             elif action == "remove":
                 draft = await run_in_threadpool(d.remove, user, pid, int(data.get("lesion", 0)))
             elif action == "undo":
@@ -483,6 +501,9 @@ ANNOTATION_ACTIONS = (
     "reject",
     "paint",
     "erase",
+    "fill",
+    "split",
+    "merge",
     "remove",
     "undo",
     "redo",
