@@ -307,6 +307,27 @@ def test_click_to_segment_accept_undo_and_save(server) -> None:
             time.sleep(0.1)
         assert _core_voxels(page) == accepted
         page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        # a second lesion painted in the other hemisphere; merged with the first, split again
+        page.select_option("#brush", "paint")
+        page.fill("#brush-radius", "3")
+        page.fill("#brush-lesion", "0")
+        page.mouse.click(box["x"] + box["width"] - x, box["y"] + y)
+        assert _wait_text(page, "#ann-message", "2 lesion(s)").startswith("2 lesion(s)")
+        page.select_option("#brush", "")
+        page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        for tick in page.locator(".ann-tick").all():
+            tick.check()
+        page.click("#ann-merge")
+        assert _wait_text(page, "#ann-message", "1 lesion(s)").startswith("1 lesion(s)")
+        page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        page.click(".ann-split")
+        assert _wait_text(page, "#ann-message", "2 lesion(s)").startswith("2 lesion(s)")
+        page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        for want in ("1 lesion(s)", "2 lesion(s)", "1 lesion(s)"):  # split, merge, paint undone
+            page.click("#ann-undo")
+            assert _wait_text(page, "#ann-message", want).startswith(want)
+            page.wait_for_selector("body[data-overlay=draft]", state="attached", timeout=180_000)
+        assert _core_voxels(page) == accepted
         page.click("#ann-save")
         assert "saved as version 1" in _wait_text(page, "#ann-message", "saved")
         assert not errors, errors

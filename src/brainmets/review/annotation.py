@@ -312,6 +312,8 @@ class Drafts:
             if lesion == 0 and erase:
                 raise ValueError("choose the lesion to erase from")
             before = list(d.lesions)
+            if lesion == 0 and not ball.any():
+                raise ValueError("the brush is outside the brain: nothing to paint there")
             if lesion == 0:
                 d.lesions = [*d.lesions, Lesion(ball, np.zeros_like(ball), ball.copy())]
             else:

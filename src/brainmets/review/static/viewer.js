@@ -186,10 +186,19 @@ export async function openCase(pid, { api, session, el, go }) {
   const showAnnotation = (d) => {
     document.getElementById("ann-lesions").replaceChildren(...d.lesions.map((l) => {
       const li = el("li", `lesion ${l.lesion}: core ${l.core}, necrosis ${l.necrosis}, whole ${l.whole} voxels `);
-      const rm = el("button", "remove");
-      rm.type = "button";
-      rm.addEventListener("click", () => act({ action: "remove", lesion: l.lesion }));
-      li.append(rm);
+      const tick = document.createElement("input");
+      tick.type = "checkbox";
+      tick.className = "ann-tick";
+      tick.value = String(l.lesion);
+      tick.title = "tick two or more lesions to merge them";
+      li.prepend(tick);
+      for (const action of ["split", "remove"]) {
+        const b = el("button", action);
+        b.type = "button";
+        b.className = `ann-${action}`;
+        b.addEventListener("click", () => act({ action, lesion: l.lesion }));
+        li.append(b);
+      }
       return li;
     }));
     document.getElementById("ann-candidates").replaceChildren(...d.candidates.map((c) => {
@@ -217,6 +226,9 @@ export async function openCase(pid, { api, session, el, go }) {
     } catch (e) { annMsg.textContent = e.message; }
   };
   showDraft.addEventListener("change", () => setOverlay(showDraft.checked));
+  document.getElementById("ann-merge").addEventListener("click", () => act({
+    action: "merge", lesions: [...document.querySelectorAll(".ann-tick:checked")].map((t) => Number(t.value)),
+  }));
   for (const [id, action] of [["ann-smaller", "smaller"], ["ann-larger", "larger"], ["ann-accept", "accept"],
     ["ann-reject", "reject"], ["ann-undo", "undo"], ["ann-redo", "redo"], ["ann-propose", "propose"], ["ann-save", "save"]]) {
     document.getElementById(id).addEventListener("click", () => {
@@ -224,18 +236,20 @@ export async function openCase(pid, { api, session, el, go }) {
       act({ action });
     });
   }
-  // a click in any viewer: the brush paints or erases there when it is on; else, with
-  // click-to-segment on, the lesion there is grown
+  // a click in any viewer: the brush paints, erases or fills there when it is on; else,
+  // with click-to-segment on, the lesion there is grown
   const value = (id) => document.getElementById(id).value;
   for (const nv of viewers) {
     nv.canvas.addEventListener("pointerup", (e) => {
       if (e.button !== 0) return;
       const brush = value("brush");
       if (brush) {
-        setTimeout(() => act({
-          action: brush, voxel: toVoxel(nv), radius: Number(value("brush-radius")),
-          region: value("brush-region"), lesion: Number(value("brush-lesion")), brush: value("brush-shape"),
-        }), 0);
+        const body = {
+          action: brush, voxel: toVoxel(nv), region: value("brush-region"),
+          lesion: Number(value("brush-lesion")), brush: value("brush-shape"),
+        };
+        if (brush !== "fill") body.radius = Number(value("brush-radius"));
+        setTimeout(() => act(body), 0);
       } else if (document.getElementById("click-mode").checked) {
         setTimeout(() => act({ action: "grow", voxel: toVoxel(nv) }), 0);
       }
