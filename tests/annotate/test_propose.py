@@ -5,9 +5,8 @@ and sheets."""
 
 from __future__ import annotations
 
-from phantoms import SHAPE, Phantom, dice
-
 import numpy as np
+from phantoms import SHAPE, Phantom, dice
 from scipy import ndimage
 
 from brainmets.annotate.propose import hessian_eigenvalues, midline, propose_lesions

@@ -336,3 +336,36 @@ def test_click_to_segment_accept_undo_and_save(server) -> None:
     assert v.user_name == "rita" and v.lesions == 1
     saved = nib.load(str(rx.root / "annotations" / pid / "Core1_PGGE.nii.gz"))
     assert int((np.asarray(saved.dataobj) > 0).sum()) == accepted  # as restored by undo
+    # the real segment stage fuses the saved masks, the features stage counts the lesion
+    import rx_workspace as rx_stages
+
+    from brainmets.features.stage import STAGE as FEATURES
+    from brainmets.pipeline import InlineExecutor, Pipeline, Runner, Stage
+    from brainmets.segment.stage import STAGE as SEGMENT
+    from brainmets.workspace import Workspace
+
+    real = Pipeline(
+        (
+            Stage("enrol", rx_stages._enrol, scope="cohort", defaults={"patients": []}),
+            Stage("classify", rx_stages._classify, defaults={"letters": {}}),
+            Stage("convert", rx_stages._convert, defaults={"letters": {}}),
+            Stage("preprocess", rx_stages._preprocess, defaults={"letters": {}}),
+            SEGMENT,
+            FEATURES,
+        )
+    )
+    ws = Workspace.open(rx.root)
+    ws.config.data["stages"]["segment"].pop("letters", None)  # the stand-in's parameter
+    ws.save_config()
+    ws = Workspace.open(rx.root)
+    with ws.lock():
+        Runner(ws, real, InlineExecutor(), progress=False).run(["segment", "features"], [pid])
+    with Catalog.open(rx.ws.catalog_path, readonly=True) as cat:
+        seg_run, feat_run = cat.stage_run(pid, "segment"), cat.stage_run(pid, "features")
+        seg = cat.stage_outputs(pid, "segment")["seg"][0]
+    assert seg_run is not None and seg_run.status == "done", seg_run
+    assert feat_run is not None and feat_run.status == "done", feat_run
+    assert feat_run.metrics["ET_num"] == 1
+    fused = np.asarray(nib.load(str(rx.root / seg)).dataobj)
+    core = np.asarray(saved.dataobj) > 0
+    assert np.isin(fused[core], (1, 3)).all() and int(np.isin(fused, (1, 3)).sum()) == accepted

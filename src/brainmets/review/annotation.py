@@ -97,10 +97,8 @@ def _split(les: Lesion) -> list[Lesion]:
     lesions :func:`~brainmets.annotate.grow.split_core` finds), each with its necrosis and
     the whole tumour nearest to it."""
     labels, n = cc3d.connected_components(les.core, connectivity=26, return_N=True)
-    if n > 1:
-        parts = [np.asarray(labels == i) for i in range(1, n + 1)]
-    else:
-        parts = split_core(les.core)
+    pieces = [np.asarray(labels == i) for i in range(1, n + 1)]
+    parts = pieces if n > 1 else split_core(les.core)
     if len(parts) < 2:
         return [les]
     markers = np.zeros(les.core.shape, np.int32)
