@@ -30,6 +30,7 @@ COMMANDS = [
     "receive",
     "compare",
     "validate",
+    "evaluate",
 ]
 
 

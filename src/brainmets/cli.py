@@ -643,6 +643,106 @@ def compare(
     raise typer.Exit(rc)
 
 
+# ------------------------------------------------------------------ evaluate
+@app.command()
+def evaluate(
+    pred: Annotated[
+        Path,
+        typer.Option(
+            "--pred", help="Folder of predicted label maps (with --predict-cmd: written there)."
+        ),
+    ],
+    ref: Annotated[
+        Path | None,
+        typer.Option("--ref", help="Folder of reference label maps (default DATASET/labelsTr)."),
+    ] = None,
+    predict_cmd: Annotated[
+        str,
+        typer.Option(
+            "--predict-cmd",
+            help="Run a model first: 'CMD {input_dir} {output_dir}' on --dataset's images.",
+        ),
+    ] = "",
+    dataset: Annotated[
+        Path | None,
+        typer.Option("--dataset", help="nnU-Net raw dataset (brainmets export --layout nnunet)."),
+    ] = None,
+    definition: Annotated[
+        str, typer.Option("--definition", help="brats2023 (BraTS-METS 2023 lesion-wise).")
+    ] = "brats2023",
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Metrics {case: {region: {metric: value}}} (+ .detail.json)."),
+    ] = None,
+    csv_dir: Annotated[
+        Path | None, typer.Option("--csv-dir", help="Write cases/lesions/summary/sizes.csv here.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Cases in parallel.")] = 1,
+    label_mapping: Annotated[
+        str,
+        typer.Option(
+            "--label-mapping",
+            help="The predictions' numbering, e.g. brats-2021 or '1:1,2:2,4:3' (default ours).",
+        ),
+    ] = "",
+    prob_dir: Annotated[
+        Path | None,
+        typer.Option("--prob-dir", help="Per-voxel probability maps (FROC), paired by case ID."),
+    ] = None,
+    size_bins: Annotated[
+        str, typer.Option("--size-bins", help="Lesion diameter bin edges in mm.")
+    ] = "0,3,5,10,20",
+) -> None:
+    """Lesion-wise evaluation of predicted label maps against reference ones (BraTS-METS).
+
+    Files pair by case ID (the BraTS-style NNNNN-NNN, else the file stem); unpaired files
+    are listed, never skipped silently (exit 1). Labels: 1 necrosis, 2 edema, 3 enhancing.
+
+    With --predict-cmd, the command runs first on the exported dataset's images (nnU-Net
+    layout) and writes its label maps into --pred; they are then evaluated against the
+    dataset's labelsTr (with --label-mapping when the model numbers labels otherwise).
+
+    Examples:
+
+      brainmets evaluate --pred preds/ --ref labels/ --definition brats2023 --json m.json
+
+      brainmets evaluate --dataset ws/exports/nnunet/Dataset501_BrainMets --pred out/ \\
+          --predict-cmd 'nnUNetv2_predict -i {input_dir} -o {output_dir} -d 501 -c 3d_fullres'
+    """
+    from brainmets.evaluate.cli import evaluate_command, predict_first
+    from brainmets.evaluate.run import DEFINITIONS
+    from brainmets.evaluate.sizes import parse_bins
+
+    if definition not in DEFINITIONS:
+        err.print(f"--definition: unknown {definition!r}; choose one of {', '.join(DEFINITIONS)}")
+        raise typer.Exit(2)
+    with _handled():
+        bins = parse_bins(size_bins)
+        if predict_cmd:
+            if dataset is None:
+                err.print("--predict-cmd needs --dataset (an nnU-Net raw dataset folder)")
+                raise typer.Exit(2)
+            ref = predict_first(predict_cmd, dataset, pred, ref, console=err)
+            if ref is None:
+                raise typer.Exit(1)
+        elif ref is None:
+            err.print("--ref is needed (or --dataset with --predict-cmd)")
+            raise typer.Exit(2)
+        rc = evaluate_command(
+            pred,
+            ref,
+            definition,
+            json_out,
+            csv_dir,
+            max(1, workers),
+            label_mapping or None,
+            prob_dir,
+            bins,
+            console=err,
+        )
+    raise typer.Exit(rc)
+
+
 # ------------------------------------------------------------------ export/validate
 @app.command()
 def export(
