@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +208,30 @@ def test_the_crop_does_not_change_the_numbers() -> None:
         if k == "Specificity":
             continue  # depends on the image size, by definition
         assert small[k] == pytest.approx(big[k]), k
+
+
+# ---------------------------------------------------------------- against the official script
+OFFICIAL = Path(__file__).parent / "data" / "brats2023_official_metrics_cases.json"
+
+
+def test_every_metric_matches_the_official_script_on_the_shared_cases() -> None:
+    from brainmets.evaluate import evaluate_folders, metrics_json
+    from brainmets.shared import testdata_dir
+
+    cases_dir = testdata_dir() / "metrics_cases"
+    if not (cases_dir / "ref").is_dir():
+        pytest.skip(f"{cases_dir}: the shared metrics cases are not here")
+    official = json.loads(OFFICIAL.read_text())["cases"]
+    ours = metrics_json(evaluate_folders(cases_dir / "pred", cases_dir / "ref", workers=2))
+    assert set(ours) == set(official)
+    compared = 0
+    for case, regions in official.items():
+        for region, metrics in regions.items():
+            for name, value in metrics.items():
+                got = ours[case][region][name]
+                if name.startswith("Num_"):
+                    assert got == int(value), (case, region, name)
+                else:
+                    assert got == pytest.approx(value, abs=1e-6), (case, region, name)
+                compared += 1
+    assert compared == 14 * 3 * 10
