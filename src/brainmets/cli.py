@@ -668,7 +668,12 @@ def evaluate(
         typer.Option("--dataset", help="nnU-Net raw dataset (brainmets export --layout nnunet)."),
     ] = None,
     definition: Annotated[
-        str, typer.Option("--definition", help="brats2023 (BraTS-METS 2023 lesion-wise).")
+        str,
+        typer.Option(
+            "--definition",
+            help="brats2023 (BraTS-METS 2023 lesion-wise script) or brats2025 "
+            "(brats-evaluation 'mets' on panoptica).",
+        ),
     ] = "brats2023",
     json_out: Annotated[
         Path | None,
@@ -696,7 +701,8 @@ def evaluate(
     """Lesion-wise evaluation of predicted label maps against reference ones (BraTS-METS).
 
     Files pair by case ID (the BraTS-style NNNNN-NNN, else the file stem); unpaired files
-    are listed, never skipped silently (exit 1). Labels: 1 necrosis, 2 edema, 3 enhancing.
+    are listed, never skipped silently (exit 1). Labels: 1 necrosis, 2 edema, 3 enhancing
+    (and 4 resection cavity, region RC, with brats2025).
 
     With --predict-cmd, the command runs first on the exported dataset's images (nnU-Net
     layout) and writes its label maps into --pred; they are then evaluated against the
@@ -705,6 +711,8 @@ def evaluate(
     Examples:
 
       brainmets evaluate --pred preds/ --ref labels/ --definition brats2023 --json m.json
+
+      brainmets evaluate --pred preds/ --ref labels/ --definition brats2025 -j 2 --csv-dir out/
 
       brainmets evaluate --dataset ws/exports/nnunet/Dataset501_BrainMets --pred out/ \\
           --predict-cmd 'nnUNetv2_predict -i {input_dir} -o {output_dir} -d 501 -c 3d_fullres'

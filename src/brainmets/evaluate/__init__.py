@@ -1,8 +1,10 @@
 """Lesion-wise evaluation of segmentation models (``brainmets evaluate``).
 
 Compares predicted label maps with reference ones lesion by lesion, under the BraTS-METS
-2023 definition (:mod:`brainmets.evaluate.brats2023`), with the official metric names,
-per-lesion detail and a breakdown by lesion size (:mod:`brainmets.evaluate.sizes`).
+2023 definition (:mod:`brainmets.evaluate.brats2023`, the official lesion-wise script) or
+the 2025 one (:mod:`brainmets.evaluate.brats2025`, ``brats-evaluation``'s ``mets``
+configuration on panoptica), with the official metric names, per-lesion detail and a
+breakdown by lesion size (:mod:`brainmets.evaluate.sizes`).
 ``docs/evaluation.md`` states every rule.
 
 >>> from brainmets.evaluate import evaluate_folders, write_json

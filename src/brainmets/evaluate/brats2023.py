@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brainmets.evaluate.model import REGIONS, CaseResult, Lesion
+from brainmets.evaluate.model import REGIONS, CaseResult, Lesion, max_probability
 from brainmets.evaluate.surface import dice, robust_hausdorff, surface_distances
 from brainmets.labelmaps import nonzero_box
 from brainmets.lesions.analysis import count_components
@@ -63,6 +63,7 @@ class Brats2023:
     penalty_hd95: float = 374.0
     connectivity: int = 26
     regions: tuple[str, ...] = ("ET", "TC", "WT")
+    labels: tuple[int, ...] = (0, 1, 2, 3)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -152,7 +153,7 @@ class Brats2023:
                     dice=d,
                     hd95=hd,
                     counted=counted,
-                    probability=_max_probability(probability, pred_cc, hits, pred_boxes),
+                    probability=max_probability(probability, pred_cc, hits, pred_boxes),
                     centre_vox=_centre(ref_groups, box, ref_id),
                 )
             )
@@ -170,7 +171,7 @@ class Brats2023:
                     pred_volume_mm3=float(pred_sizes[i]) * voxel_mm3,
                     dice=0.0,
                     hd95=self.penalty_hd95,
-                    probability=_max_probability(probability, pred_cc, [i], pred_boxes),
+                    probability=max_probability(probability, pred_cc, [i], pred_boxes),
                     centre_vox=_centre(pred_cc, pred_boxes[i - 1], i),
                 )
             )
@@ -268,22 +269,3 @@ def _centre(labels: np.ndarray, box: tuple[slice, ...], label: int) -> tuple[int
     idx = np.nonzero(labels[box] == label)
     c = [int(round(float(np.mean(a)))) + s.start for a, s in zip(idx, box, strict=True)]
     return (c[0], c[1], c[2])
-
-
-def _max_probability(
-    probability: np.ndarray | None,
-    pred_cc: np.ndarray,
-    ids: list[int],
-    boxes: list[tuple[slice, ...] | None],
-) -> float | None:
-    if probability is None or not ids:
-        return None
-    best = 0.0
-    for i in ids:
-        box = boxes[i - 1]
-        if box is None:
-            continue
-        vals = probability[box][pred_cc[box] == i]
-        if vals.size:
-            best = max(best, float(vals.max()))
-    return best

@@ -18,6 +18,13 @@ from brainmets.labelmaps import parse_mapping
 #: the metrics shown in the terminal summary, per definition
 HEADLINE = {
     "brats2023": ("LesionWise_Score_Dice", "LesionWise_Score_HD95", "Legacy_Dice", "Num_FN"),
+    "brats2025": (
+        "lesionwise_dsc_mean",
+        "lesionwise_nsd_mean",
+        "lesionwise_hd95_mean",
+        "all_instance_f1",
+        "global_dsc",
+    ),
 }
 
 

@@ -6,9 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from brainmets.vocab import REGIONS
 
-__all__ = ["REGIONS", "CaseResult", "Lesion", "sphere_diameter_mm"]
+__all__ = ["REGIONS", "CaseResult", "Lesion", "max_probability", "sphere_diameter_mm"]
 
 
 def sphere_diameter_mm(volume_mm3: float) -> float:
@@ -34,6 +36,7 @@ class Lesion:
     counted: bool = True  # False: under the definition's volume threshold, not scored
     probability: float | None = None  # prediction lesion's probability (when one was given)
     centre_vox: tuple[int, int, int] | None = None
+    nsd: float | None = None  # normalised surface Dice (the 2025 definition)
 
     @property
     def diameter_mm(self) -> float:
@@ -53,6 +56,7 @@ class Lesion:
             "diameter_mm": self.diameter_mm,
             "dice": self.dice,
             "hd95": self.hd95,
+            "nsd": self.nsd,
             "counted": self.counted,
             "probability": self.probability,
             "centre_voxel": list(self.centre_vox) if self.centre_vox else None,
@@ -70,3 +74,24 @@ class CaseResult:
     ref_file: str = ""
     pred_file: str = ""
     seconds: float = 0.0
+
+
+def max_probability(
+    probability: np.ndarray | None,
+    components: np.ndarray,
+    ids: list[int],
+    boxes: list[tuple[slice, ...] | None],
+) -> float | None:
+    """The highest probability inside prediction components ``ids`` (``None`` without a
+    probability map); ``boxes[i - 1]`` is component ``i``'s bounding box."""
+    if probability is None or not ids:
+        return None
+    best = 0.0
+    for i in ids:
+        box = boxes[i - 1]
+        if box is None:
+            continue
+        vals = probability[box][components[box] == i]
+        if vals.size:
+            best = max(best, float(vals.max()))
+    return best

@@ -20,7 +20,7 @@ from brainmets.labelmaps import LabelMapError, grid_difference, load_label_map
 
 
 class Definition(Protocol):
-    """A lesion-wise evaluation definition (today ``brats2023``)."""
+    """A lesion-wise evaluation definition (``brats2023`` or ``brats2025``)."""
 
     @property
     def name(self) -> str: ...
@@ -30,6 +30,9 @@ class Definition(Protocol):
 
     @property
     def metric_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def labels(self) -> tuple[int, ...]: ...
 
     def evaluate(
         self,
@@ -47,11 +50,15 @@ def definition(name: str) -> Definition:
         from brainmets.evaluate.brats2023 import Brats2023
 
         return Brats2023()
+    if name == "brats2025":
+        from brainmets.evaluate.brats2025 import Brats2025
+
+        return Brats2025()
     raise ValueError(f"unknown definition {name!r}: choose one of {', '.join(DEFINITIONS)}")
 
 
-#: the definitions implemented (brats2025, the panoptica-based one, is not yet)
-DEFINITIONS = ("brats2023",)
+#: the definitions implemented
+DEFINITIONS = ("brats2023", "brats2025")
 
 
 @dataclass
@@ -97,8 +104,9 @@ def evaluate_pair(
 ) -> CaseResult:
     """Check and evaluate one pair of label map files (raises :class:`LabelMapError`)."""
     start = time.perf_counter()
-    ref = load_label_map(ref_path)
-    pred = load_label_map(pred_path, mapping=mapping)
+    defn = definition(definition_name)
+    ref = load_label_map(ref_path, allowed=defn.labels)
+    pred = load_label_map(pred_path, mapping=mapping, allowed=defn.labels)
     diff = grid_difference(ref.shape, ref.affine, pred.shape, pred.affine)
     if diff is not None:
         raise LabelMapError(
@@ -109,7 +117,7 @@ def evaluate_pair(
         prob = load_probability(probability_path, ref.shape, ref.affine)
     zooms = np.sqrt((ref.affine[:3, :3] ** 2).sum(axis=0))
     spacing = (float(zooms[0]), float(zooms[1]), float(zooms[2]))
-    res = definition(definition_name).evaluate(ref.data, pred.data, spacing, case_id, prob)
+    res = defn.evaluate(ref.data, pred.data, spacing, case_id, prob)
     res.ref_file = ref_path.name
     res.pred_file = pred_path.name
     res.seconds = time.perf_counter() - start
