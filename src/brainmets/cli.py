@@ -697,6 +697,13 @@ def evaluate(
     size_bins: Annotated[
         str, typer.Option("--size-bins", help="Lesion diameter bin edges in mm.")
     ] = "0,3,5,10,20",
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", "-w", help="Keep the evaluation in this workspace (report)."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="The kept evaluation's name (letters, digits, . _ -).")
+    ] = "",
 ) -> None:
     """Lesion-wise evaluation of predicted label maps against reference ones (BraTS-METS).
 
@@ -736,6 +743,9 @@ def evaluate(
         elif ref is None:
             err.print("--ref is needed (or --dataset with --predict-cmd)")
             raise typer.Exit(2)
+        keep = None
+        if workspace is not None or name:
+            keep = _evaluation_folder(workspace, name, definition, pred)
         rc = evaluate_command(
             pred,
             ref,
@@ -747,8 +757,30 @@ def evaluate(
             prob_dir,
             bins,
             console=err,
+            keep=keep,
         )
     raise typer.Exit(rc)
+
+
+def _evaluation_folder(workspace: Path | None, name: str, definition: str, pred: Path) -> Path:
+    """Where ``--workspace``/``--name`` keep an evaluation (the name checked: one folder
+    inside the workspace's evaluations folder, never a path)."""
+    import re
+
+    from brainmets.workspace import Workspace
+
+    if workspace is None:
+        err.print("--name needs --workspace (the workspace to keep the evaluation in)")
+        raise typer.Exit(2)
+    name = name or f"{definition}-{pred.resolve().name}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        err.print(
+            f"--name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+        raise typer.Exit(2)
+    ws = Workspace.open(workspace)
+    return ws.config.evaluations_dir / name
 
 
 # ------------------------------------------------------------------ export/validate

@@ -121,6 +121,12 @@ class Config:
         return p if p.is_absolute() else self.root / p
 
     @property
+    def evaluations_dir(self) -> Path:
+        """Where ``brainmets evaluate --workspace`` keeps evaluations (one folder per name),
+        read by the report."""
+        return self.path("derivatives") / "_cohort" / "evaluations"
+
+    @property
     def atlas_dir(self) -> Path | None:
         d = self.data["atlas"].get("dir") or ""
         if not d:

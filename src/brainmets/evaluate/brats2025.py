@@ -119,12 +119,19 @@ class Brats2025:
         if probability is not None:
             probability = probability[box]
         base = tuple(s.start for s in box)
+        present = set(np.flatnonzero(np.bincount(ref_labels.ravel(), minlength=256))) | set(
+            np.flatnonzero(np.bincount(pred_labels.ravel(), minlength=256))
+        )
         for region in self.regions:
             lut = np.zeros(256, dtype=bool)
             lut[list(REGIONS_2025[region])] = True
-            metrics, lesions = self.region(
-                lut[ref_labels], lut[pred_labels], spacing, region, probability, base
-            )
+            if not present & set(REGIONS_2025[region]):  # empty on both sides: no array work
+                empty = np.zeros((1, 1, 1), dtype=bool)
+                metrics, lesions = self.region(empty, empty, spacing, region)
+            else:
+                metrics, lesions = self.region(
+                    lut[ref_labels], lut[pred_labels], spacing, region, probability, base
+                )
             res.metrics[region] = metrics
             res.lesions.extend(lesions)
         return res

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -87,8 +88,12 @@ def evaluate_command(
     probability_dir: Path | None,
     bins: Sequence[float] = DEFAULT_BINS,
     console: Console | None = None,
+    keep: Path | None = None,
 ) -> int:
-    """Evaluate, print, write; exit code 0 when every file was paired and evaluated, else 1."""
+    """Evaluate, print, write; exit code 0 when every file was paired and evaluated, else 1.
+
+    ``keep``: a folder (``Config.evaluations_dir / NAME``) to keep the evaluation in for the
+    workspace's report: the metrics, the detail and the CSV tables, with no folder path."""
     console = console or Console(stderr=True)
     mapping = parse_mapping(label_mapping) if label_mapping else None
     ev = evaluate_folders(
@@ -102,8 +107,32 @@ def evaluate_command(
     if csv_dir is not None:
         for p in write_csv_dir(ev, csv_dir, bins):
             console.print(f"wrote {p}")
+    if keep is not None:
+        keep_evaluation(ev, keep, bins, pred, ref)
+        console.print(f"kept in the workspace as {keep.name!r} ({keep}); the report shows it")
     incomplete = ev.errors or ev.pairing.unpaired_ref or ev.pairing.unpaired_pred
     return 1 if incomplete or ev.pairing.problems else 0
+
+
+def keep_evaluation(
+    ev: Evaluation, folder: Path, bins: Sequence[float], pred: Path, ref: Path
+) -> None:
+    """Write the evaluation into ``folder`` (replacing one of the same name), folder paths in
+    messages reduced to ``pred/`` and ``ref/``."""
+    for key, msg in list(ev.errors.items()):
+        for d, short in ((pred, "pred"), (ref, "ref")):
+            msg = msg.replace(str(d.resolve()), short).replace(str(d), short)
+        ev.errors[key] = msg
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = {
+        "name": folder.name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "headline_metrics": list(HEADLINE.get(ev.definition, ())),
+        "prediction_folder": pred.name,
+        "reference_folder": ref.name,
+    }
+    write_json(ev, folder / "metrics.json", bins, extra)
+    write_csv_dir(ev, folder, bins)
 
 
 def predict_first(

@@ -71,10 +71,17 @@ def metrics_json(ev: Evaluation) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
-def detail_json(ev: Evaluation, bins: Sequence[float] = DEFAULT_BINS) -> dict[str, Any]:
+def detail_json(
+    ev: Evaluation,
+    bins: Sequence[float] = DEFAULT_BINS,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything beyond the metrics; ``extra`` (e.g. the name an evaluation is kept under)
+    goes first."""
     regions = list(dict.fromkeys(r for c in ev.cases for r in c.metrics))
     return json_value(
         {
+            **(extra or {}),
             "definition": ev.definition,
             "accounting": ev.accounted,
             "not_evaluated": {
@@ -101,14 +108,20 @@ def detail_json(ev: Evaluation, bins: Sequence[float] = DEFAULT_BINS) -> dict[st
     )
 
 
-def write_json(ev: Evaluation, path: str | os.PathLike[str], bins: Sequence[float]) -> Path:
+def write_json(
+    ev: Evaluation,
+    path: str | os.PathLike[str],
+    bins: Sequence[float] = DEFAULT_BINS,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``path`` (the metrics) and ``path``'s ``.detail.json`` sibling; both atomic."""
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(metrics_json(ev), indent=2, allow_nan=False) + "\n")
     detail = detail_path(path)
     with atomic_path(detail) as tmp:
-        tmp.write_text(json.dumps(detail_json(ev, bins), indent=1, allow_nan=False) + "\n")
+        text = json.dumps(detail_json(ev, bins, extra), indent=1, allow_nan=False)
+        tmp.write_text(text + "\n")
     return path
 
 

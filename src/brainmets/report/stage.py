@@ -29,6 +29,7 @@ from brainmets.config import Config
 from brainmets.pipeline.inputs import InputContext, describe_atlas, describe_file
 from brainmets.pipeline.options import options_class
 from brainmets.pipeline.stage import Stage, StageContext, StageResult
+from brainmets.report.evaluations import evaluation_section, find_evaluations
 from brainmets.report.truth import (
     TRUTH_FILE,
     find_truth,
@@ -63,6 +64,12 @@ def run_report(ctx: StageContext) -> StageResult:
         ctx.warning(f"no check against the synthetic truth: {type(exc).__name__}: {exc}")
         check = None
     extra = [] if check is None else [truth_section(check)]
+    kept = find_evaluations(Config(root=ctx.root, data=ctx.config))
+    section, unreadable = evaluation_section(kept)
+    for name in unreadable:
+        ctx.warning(f"evaluation {name}: not readable as a brainmets evaluation; left out")
+    if section is not None:
+        extra.append(section)
     doc = build_document(
         cohort,
         params,
@@ -89,8 +96,9 @@ def _fingerprint_inputs(inp: InputContext) -> Any:
     """What the report reads from outside the pipeline: the clinical sheet
     (``clinical_sheet``: its path and content hash, missing / unreadable when so), unless
     ``qc_figures = "none"`` the SRI24 template of the registration figures, the synthetic
-    cohort's ``truth.json`` when found, and the review states (:func:`brainmets.cohort.
-    review.review_inputs`); None when there is none of them."""
+    cohort's ``truth.json`` when found, the review states (:func:`brainmets.cohort.
+    review.review_inputs`) and the evaluations kept in the workspace; None when there is
+    none of them."""
     out: dict[str, Any] = {}
     path = sheet_path(inp.root, inp.params.get("clinical_sheet") or "")
     if path is not None:
@@ -104,6 +112,9 @@ def _fingerprint_inputs(inp: InputContext) -> Any:
     review = review_inputs(inp.catalog, inp.config.data)
     if review is not None:
         out["review"] = review
+    evaluations = find_evaluations(inp.config)
+    if evaluations:
+        out["evaluations"] = {p.parent.name: describe_file(p) for p in evaluations}
     return out or None
 
 
