@@ -114,7 +114,7 @@ class Brats2025:
         res = CaseResult(case_id=case_id, definition=self.name)
         # every measure is translation invariant and the region boxes (plus their 2-voxel
         # margin, clipped at the image's edge) lie inside this one: crop once
-        box = _paired_box(ref_labels != 0, pred_labels != 0, pad=3)
+        box = _label_box(ref_labels, pred_labels, pad=3)
         ref_labels, pred_labels = ref_labels[box], pred_labels[box]
         if probability is not None:
             probability = probability[box]
@@ -423,6 +423,22 @@ def _paired_box(ref: np.ndarray, pred: np.ndarray, pad: int) -> tuple[slice, ...
     for ax in range(union.ndim):
         hit = np.flatnonzero(union.any(axis=tuple(a for a in range(union.ndim) if a != ax)))
         out.append(slice(max(int(hit[0]) - pad, 0), min(int(hit[-1]) + 1 + pad, union.shape[ax])))
+    return tuple(out)
+
+
+def _label_box(ref: np.ndarray, pred: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """:func:`_paired_box` of two label maps, in two passes over the image."""
+    both = np.maximum(ref, pred)
+    plane = both.any(axis=2)
+    rows = np.flatnonzero(plane.any(axis=1))
+    if not rows.size:
+        return tuple(slice(0, n) for n in ref.shape)
+    cols = np.flatnonzero(plane.any(axis=0))
+    sub = both[int(rows[0]) : int(rows[-1]) + 1, int(cols[0]) : int(cols[-1]) + 1]
+    deep = np.flatnonzero(sub.any(axis=(0, 1)))
+    out = []
+    for hit, n in zip((rows, cols, deep), ref.shape, strict=True):
+        out.append(slice(max(int(hit[0]) - pad, 0), min(int(hit[-1]) + 1 + pad, n)))
     return tuple(out)
 
 
