@@ -194,3 +194,116 @@ def test_receiver_stops_promptly_on_sigterm(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "0 instance(s) received" in err
+
+
+# ------------------------------------------------------------------ duplicates and kills
+def _send(port: int, files: list[Path], datasets: list | None = None) -> list[int]:
+    """C-STORE ``files`` (or ``datasets``) on one association with pynetdicom; the statuses."""
+    from pynetdicom import AE
+    from pynetdicom.presentation import StoragePresentationContexts
+
+    ae = AE(ae_title="TESTSCU")
+    ae.requested_contexts = StoragePresentationContexts[:120]
+    assoc = ae.associate("127.0.0.1", port, ae_title="BRAINMETS")
+    assert assoc.is_established
+    out = []
+    try:
+        for ds in datasets if datasets is not None else [pydicom.dcmread(f) for f in files]:
+            status = assoc.send_c_store(ds)
+            out.append(int(status.Status) if status else -1)
+    finally:
+        assoc.release()
+    return out
+
+
+def test_resent_instances_are_recognised_and_a_changed_one_is_quarantined(
+    tmp_path: Path, source_files: list[Path]
+) -> None:
+    """Re-sent instances (same SOP Instance UID and content) are not rewritten and are
+    counted once; 8 associations sending the same study at once store each instance once;
+    an instance with a stored instance's UID but other content is quarantined, the stored
+    one kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from brainmets.deid.receive import start_receiver
+    from brainmets.deid.receiver import stop_server
+
+    ws = Workspace.init(tmp_path / "ws")
+    port = free_port()
+    server, indexer = start_receiver(ws, "BRAINMETS", port)
+    try:
+        assert _send(port, source_files) == [0] * len(source_files)
+        stored = sorted(ws.config.path("received").rglob("*.dcm"))
+        assert len(stored) == len(source_files)
+        mtimes = {p: p.stat().st_mtime_ns for p in stored}
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: _send(port, source_files), range(8)))
+        assert all(s == [0] * len(source_files) for s in statuses)
+        assert {p: p.stat().st_mtime_ns for p in stored} == mtimes  # not rewritten
+        changed = pydicom.dcmread(source_files[0])
+        changed.SeriesDescription = "another description"  # same SOP Instance UID
+        assert _send(port, [], [changed]) == [0]
+    finally:
+        stop_server(server)
+        indexer.close()
+    handler = server.brainmets_handler
+    n = len(source_files)
+    assert (handler.stored, handler.duplicates, handler.conflicts) == (n, 8 * n, 1)
+    assert handler.acknowledged == 9 * n + 1
+    assert indexer.counts == {"received": n, "quarantined": 1, "duplicate": 8 * n}
+    assert sorted(ws.config.path("received").rglob("*.dcm")) == stored
+    with ws.catalog(readonly=True) as cat:
+        files = cat.source_files()
+    assert sorted(f.status for f in files) == ["quarantined"] + ["received"] * n
+    (q,) = [f for f in files if f.status == "quarantined"]
+    assert "same SOP Instance UID" in (q.reason or "") and "other content" in (q.reason or "")
+    assert pydicom.dcmread(stored[0]).SeriesDescription != "another description"
+
+
+def test_after_a_kill_the_next_start_accounts_for_every_acknowledged_instance(
+    tmp_path: Path, testdata: Path
+) -> None:
+    """SIGKILL in the middle of a send: every instance the receiver acknowledged is on disk
+    and in the catalog, and the next start says so ("received before: N ... all on disk")."""
+    import threading
+
+    series = testdata / "dicom" / "siemens_prisma_t1_fl2d_patient_position" / "dicom" / "HFS"
+    files = sorted(p for p in series.rglob("*.dcm"))[:60]
+    ws = Workspace.init(tmp_path / "ws")
+    port = free_port()
+    proc = start_receive(ws, port)
+    acked: list[int] = []
+
+    def sender() -> None:
+        from pynetdicom import AE
+        from pynetdicom.presentation import StoragePresentationContexts
+
+        ae = AE(ae_title="TESTSCU")
+        ae.requested_contexts = StoragePresentationContexts[:120]
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5
+        assoc = ae.associate("127.0.0.1", port, ae_title="BRAINMETS")
+        try:
+            for f in files:
+                status = assoc.send_c_store(pydicom.dcmread(f))
+                if not status or int(status.Status) != 0:
+                    break
+                acked.append(1)
+        finally:
+            assoc.abort()
+
+    t = threading.Thread(target=sender)
+    t.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()  # SIGKILL: no clean-up at all
+    proc.wait(timeout=30)
+    t.join(timeout=60)
+    assert 10 <= len(acked) < len(files), len(acked)
+    with ws.catalog(readonly=True) as cat:
+        received = [f for f in cat.source_files() if f.status == "received"]
+    assert len(received) >= len(acked)
+    assert all(Path(f.path).is_file() for f in received)
+    proc = start_receive(ws, port)
+    err = stop(proc)
+    assert f"received before: {len(received)} instance(s), all on disk" in err, err

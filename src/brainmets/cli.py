@@ -978,16 +978,30 @@ def receive(
 
     Example:  brainmets receive -w ~/bm-workspace --ae-title BRAINMETS --port 11112
     """
-    from brainmets.deid.receive import start_receiver
+    from brainmets.deid.receive import received_before, start_receiver
 
     with _handled():
         ws = _open(workspace, verbose, quiet)
+        before, missing = received_before(ws)
+        if before:
+            _line(
+                err,
+                f"received before: {before} instance(s), "
+                + (f"{len(missing)} of them missing on disk" if missing else "all on disk"),
+            )
+        for path in missing[:20]:
+            _line(err, f"  missing: {path}")
         _line(err, f"receiving as {ae_title} on {host}:{port} into {ws.config.path('received')}")
-        _, indexer = start_receiver(ws, ae_title, port, host, block=True)
+        server, indexer = start_receiver(ws, ae_title, port, host, block=False)
+        from brainmets.deid.receiver import serve_until_stopped
+
+        serve_until_stopped(server)
         indexer.close()
+    handler = server.brainmets_handler
     err.print(
         f"stopped: {indexer.counts['received']} instance(s) received, "
-        f"{indexer.counts['quarantined']} quarantined"
+        f"{indexer.counts['duplicate']} duplicate(s) not rewritten, "
+        f"{indexer.counts['quarantined']} quarantined; {handler.acknowledged} acknowledged"
     )
 
 

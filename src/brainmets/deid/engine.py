@@ -271,6 +271,9 @@ class DeidResult:
     mapping: dict[str, dict[str, str]] | None = field(default=None, repr=False)
     #: Where the instance was written, when a caller (tree, receiver) wrote it.
     path: Path | None = None
+    #: The receiver already held this instance (same SOP Instance UID and content) at
+    #: ``path``: it was not written again.
+    duplicate: bool = False
 
     @property
     def deidentified(self) -> bool:

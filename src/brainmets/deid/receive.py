@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from brainmets.catalog import LATEST_VERSION, Catalog, CatalogError, SourceFile, utcnow
@@ -40,10 +41,15 @@ class ReceiptIndexer:
             )
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
-        self.counts = {"received": 0, "quarantined": 0}
+        self.counts = {"received": 0, "quarantined": 0, "duplicate": 0}
 
     def __call__(self, result: DeidResult) -> None:
         now = utcnow()
+        if result.duplicate:
+            # already stored and recorded: counted once, logged by the receiver
+            with self._lock:
+                self.counts["duplicate"] += 1
+            return
         if result.deidentified and result.path is not None:
             st = result.path.stat()
             row = SourceFile(
@@ -76,6 +82,18 @@ class ReceiptIndexer:
 
     def close(self) -> None:
         self.catalog.close()
+
+
+
+def received_before(ws: Workspace) -> tuple[int, list[str]]:
+    """What earlier runs received into ``ws``: the number of instances the catalog records
+    as received and those of them missing on disk.
+    Every acknowledged instance was written (with fsync) and recorded before its
+    acknowledgement, so after a crash or a kill this accounts for all of them."""
+    with ws.catalog(readonly=True) as cat:
+        rows = [f for f in cat.source_files() if f.status == "received"]
+    missing = [f.path for f in rows if not Path(f.path).exists()]
+    return len(rows), missing
 
 
 def start_receiver(

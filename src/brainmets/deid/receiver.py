@@ -62,26 +62,43 @@ class _StoreHandler:
         self.stored = 0
         self.quarantined = 0
         self.failed = 0
+        self.duplicates = 0  # same SOP Instance UID and content as a stored one: not rewritten
+        self.conflicts = 0  # same SOP Instance UID, other content: quarantined
+        self.acknowledged = 0  # C-STOREs answered with success
+        self._counts = threading.Lock()
+        # one lock per output path (striped): the same instance arriving on two associations
+        # at once is written once and counted once as a duplicate
+        self._path_locks = [threading.Lock() for _ in range(64)]
+
+    def _count(self, name: str) -> None:
+        with self._counts:
+            setattr(self, name, getattr(self, name) + 1)
 
     def __call__(self, event: Event) -> int:
+        status = self._handle(event)
+        if status == STATUS_SUCCESS:
+            self._count("acknowledged")
+        return status
+
+    def _handle(self, event: Event) -> int:
         try:
             ds: Dataset = event.dataset
             ds.file_meta = event.file_meta
         except Exception:
-            self.failed += 1
+            self._count("failed")
             log.warning("received a data set that cannot be decoded")
             return STATUS_CANNOT_UNDERSTAND
         try:
             result = self.deid.deidentify(ds)
         except NotAnInstanceError:
-            self.failed += 1
+            self._count("failed")
             return STATUS_CANNOT_UNDERSTAND
         except Exception as exc:  # never echo identifying content into the log
-            self.failed += 1
+            self._count("failed")
             log.warning("de-identification failed (%s)", type(exc).__name__)
             return STATUS_PROCESSING_FAILURE
         if result.quarantined:
-            self.quarantined += 1
+            self._count("quarantined")
             log.info("instance quarantined: %s", result.reason)
             if self.quarantine_dir is not None:
                 self._quarantine(event, result)
@@ -89,14 +106,33 @@ class _StoreHandler:
             try:
                 path = self.dicom_dir / result.relative_path()
                 data = result.to_bytes()
-                with atomic_path(path) as tmp:
-                    tmp.write_bytes(data)
+                with self._path_locks[hash(path) % len(self._path_locks)]:
+                    same = same_instance(path, data)
+                    if same is None:
+                        with atomic_path(path) as tmp:
+                            tmp.write_bytes(data)
             except OSError as exc:
-                self.failed += 1
+                self._count("failed")
                 log.warning("cannot write a received instance (%s)", exc.strerror)
                 return STATUS_OUT_OF_RESOURCES
-            result.path = path
-            self.stored += 1
+            rel = result.relative_path()
+            if same is None:
+                result.path = path
+                self._count("stored")
+            elif same:
+                result.path = path
+                result.duplicate = True
+                self._count("duplicates")
+                log.info("duplicate of a stored instance (%s), not rewritten", rel)
+            else:
+                result.status = "quarantined"
+                result.reason = (
+                    f"same SOP Instance UID as the stored {rel} but other content; "
+                    "the stored instance is kept"
+                )
+                result.dataset = None
+                self._count("conflicts")
+                log.warning("instance quarantined: %s", result.reason)
         if self.on_stored is not None:
             try:
                 self.on_stored(result)
@@ -120,6 +156,28 @@ class _StoreHandler:
         name = f"{hashlib.sha256(data).hexdigest()}.dcm"
         atomic_write_bytes(self.quarantine_dir / name, data)
         result.path = self.quarantine_dir / name
+
+
+def same_instance(path: Path, data: bytes) -> bool | None:
+    """Whether the instance stored at ``path`` is ``data``: None when nothing is stored
+    there, True when the bytes are equal or the data sets are (the same instance sent again,
+    perhaps in another transfer syntax), False when the content differs."""
+    try:
+        stored = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if stored == data:
+        return True
+    import io
+
+    import pydicom
+
+    try:
+        a = pydicom.dcmread(io.BytesIO(stored))
+        b = pydicom.dcmread(io.BytesIO(data))
+    except Exception:  # an unreadable stored file is not the same instance
+        return False
+    return bool(a == b)
 
 
 def make_ae(ae_title: str) -> AE:
@@ -172,6 +230,12 @@ def receive(
     setattr(server, "brainmets_handler", handler)  # noqa: B010 - documented attribute
     if not block:
         return server
+    serve_until_stopped(server)
+    return None
+
+
+def serve_until_stopped(server: ThreadedAssociationServer) -> None:
+    """Serve until SIGINT or SIGTERM, then stop the server (:func:`stop_server`)."""
     previous = {}
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C (SIGINT) and a service manager's SIGTERM both stop cleanly. SIGINT is set
@@ -188,7 +252,6 @@ def receive(
         stop_server(server)
         for sig, old in previous.items():
             signal.signal(sig, old)
-    return None
 
 
 def _interrupt(signum: int, frame: object) -> None:
