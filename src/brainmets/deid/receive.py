@@ -84,7 +84,6 @@ class ReceiptIndexer:
         self.catalog.close()
 
 
-
 def received_before(ws: Workspace) -> tuple[int, list[str]]:
     """What earlier runs received into ``ws``: the number of instances the catalog records
     as received and those of them missing on disk.
