@@ -12,6 +12,9 @@ The peers are installed in their own virtual environment, never as project depen
 
 Every tool runs as a separate process on a flat copy of the corpus (dicom-anonymizer only
 reads flat folders), with its own output folder, and is timed wall-clock including start-up;
+brainmets is timed as users run it (``brainmets deid IN OUT --key K -j N``: the command
+line with its progress bar and per-file report), next to the floor (a bare pydicom read and
+write of the same files in one process);
 the best of ``--repeat`` runs counts. "1 core" runs are pinned to one CPU with
 ``sched_setaffinity`` (the peers are single-process, so that is their normal speed);
 brainmets also runs with one worker per available core. Prints files/s and the ratio to
@@ -40,11 +43,10 @@ DEFAULT_SERIES = (
     "ge_pioneer_3d_t1_mprage",
     "siemens_prisma_t1_fl2d_patient_position",
 )
-BRAINMETS_SNIPPET = (
-    "import sys, os; from pathlib import Path; from brainmets.deid import deidentify_tree; "
-    "r = deidentify_tree(Path(sys.argv[1]), Path(sys.argv[2]), os.urandom(32), "
-    "workers=int(sys.argv[3]), progress=False); "
-    "sys.exit(0 if r.consistent and r.rejected == 0 else 1)"
+#: the floor: a bare pydicom read + write of every file, one process, no de-identification
+FLOOR_SNIPPET = (
+    "import sys, pydicom; from pathlib import Path; src, dst = Path(sys.argv[1]), "
+    "Path(sys.argv[2]); [pydicom.dcmread(p).save_as(dst / p.name) for p in sorted(src.iterdir())]"
 )
 
 
@@ -135,22 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         for p in corpus.iterdir():  # warm the page cache
             p.read_bytes()
         py = sys.executable
+        keyfile = tmp / "deid.key"
+        keyfile.write_bytes(os.urandom(32))
+        keyfile.chmod(0o600)
+        # what users run: the command line, progress bar and per-file report included
+        cli = [py, "-m", "brainmets", "deid", str(corpus), "{out}", "--key", str(keyfile),
+               "--report", str(tmp / "report.csv")]  # fmt: skip
         tools: list[tuple[str, str, list[str], bool, Path]] = [
-            (
-                "brainmets",
-                "1 core",
-                [py, "-c", BRAINMETS_SNIPPET, str(corpus), "{out}", "1"],
-                True,
-                tmp / "bm1",
-            ),
-            (
-                "brainmets",
-                f"{workers} cores",
-                [py, "-c", BRAINMETS_SNIPPET, str(corpus), "{out}", str(workers)],
-                False,
-                tmp / "bmN",
-            ),
-        ]
+            ("brainmets", "1 core", [*cli, "-j", "1"], True, tmp / "bm1"),
+            ("brainmets", f"{workers} cores", [*cli, "-j", str(workers)], False, tmp / "bmN"),
+            ("pydicom floor", "1 core", [py, "-c", FLOOR_SNIPPET, str(corpus), "{out}"], True,
+             tmp / "floor"),
+        ]  # fmt: skip
         peers = args.peers_python
         if peers.exists():
             tools += [
@@ -178,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 command = [c.replace("{out}", str(out)) for c in cmd]
                 best = min(best, run_tool(command, out, one_core))
             timings.append(Timing(tool, mode, n, best, count_outputs(out)))
-    peer_rates = [t.rate for t in timings if t.tool != "brainmets"]
+    peer_rates = [t.rate for t in timings if t.tool not in ("brainmets", "pydicom floor")]
     fastest = max(peer_rates) if peer_rates else None
     print(
         f"\n{'tool':18} {'mode':8} {'files':>6} {'outputs':>8} {'s':>7} {'files/s':>8} "
@@ -190,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{t.tool:18} {t.mode:8} {t.files:6d} {t.outputs:8d} {t.seconds:7.2f} "
             f"{t.rate:8.1f} {ratio:>16}"
         )
+    bm = {t.mode: t for t in timings if t.tool == "brainmets"}
+    floor = next((t for t in timings if t.tool == "pydicom floor"), None)
+    if len(bm) == 2:
+        one, many = bm["1 core"], next(t for m, t in bm.items() if m != "1 core")
+        print(f"\nbrainmets {many.mode} vs 1 core: {one.seconds / many.seconds:.2f}x")
+    if floor is not None and "1 core" in bm:
+        print(f"brainmets 1 core vs the pydicom floor: {bm['1 core'].seconds / floor.seconds:.2f}x "
+              "the time")  # fmt: skip
     return 0
 
 

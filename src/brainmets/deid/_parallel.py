@@ -42,22 +42,28 @@ def parallel_map(
     """
     workers = max(1, min(workers, len(items) or 1))
     out: list[R] = []
-    with progress_bar(progress, len(items), label) as advance:
-        if workers == 1:
+    if workers == 1:
+        with progress_bar(progress, len(items), label) as advance:
             initializer(*initargs)
             for x in items:
                 out.append(fn(x))
                 advance(1)
-            return out
-        size = max(1, min(16, len(items) // (workers * 8) or 1))
-        batches = [items[i : i + size] for i in range(0, len(items), size)]
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=mp_context(),
-            initializer=initializer,
-            initargs=initargs,
-        ) as pool:
-            futures: list[Future[list[R]]] = [pool.submit(_run_batch, fn, b) for b in batches]
+        return out
+    size = max(1, min(16, len(items) // (workers * 8) or 1))
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    # The workers start before the progress bar does: the bar runs a refresh thread, and
+    # with another thread alive forking is unsafe, so mp_context() would fall back to
+    # forkserver, whose workers import everything again (slower than one process for a
+    # few hundred files). With fork, the executor starts all its workers at the first
+    # submit, before its own management thread.
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp_context(),
+        initializer=initializer,
+        initargs=initargs,
+    ) as pool:
+        futures: list[Future[list[R]]] = [pool.submit(_run_batch, fn, b) for b in batches]
+        with progress_bar(progress, len(items), label) as advance:
             for fut, b in zip(futures, batches, strict=True):
                 out.extend(fut.result())
                 advance(len(b))

@@ -47,6 +47,7 @@ from brainmets.fsutil import (
     atomic_write_bytes,
     default_workers,
     iter_files,
+    sync_files,
 )
 
 #: folder mode's record, in the output folder, of the key(s) its files were made with
@@ -249,8 +250,9 @@ def write_atomic_nosync(dest: Path, data: bytes) -> None:
     Same convention as :func:`brainmets.fsutil.atomic_path` (the temporary name starts with
     ``TMP_PREFIX``, so :func:`brainmets.fsutil.remove_stale_temporaries` clears leftovers): a
     killed process never leaves a partial file under the final name. Durability is obtained
-    once per run (:func:`os.sync` at the end of :func:`deidentify_tree`) instead of one fsync
-    per file, which costs more than the de-identification itself.
+    once per run (:func:`brainmets.fsutil.sync_files` of the run's outputs at the end of
+    :func:`deidentify_tree`, in parallel) instead of one fsync per file as it is written,
+    which costs more than the de-identification itself.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".dcm", dir=dest.parent)
@@ -395,7 +397,8 @@ def deidentify_tree(
         )
     finally:
         _WORKER.clear()
-    os.sync()  # make the run's output durable at once (see write_atomic_nosync)
+    # make the run's output durable at once (see write_atomic_nosync): these files only
+    sync_files(dst / o.output for o in outcomes if o.status == DEIDENTIFIED and o.output)
     report = TreeReport(
         total=len(files),
         outcomes=outcomes,
