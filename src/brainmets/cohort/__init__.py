@@ -13,32 +13,66 @@ stages and by the review app).
 
 from __future__ import annotations
 
-from brainmets.cohort.clinical import (
-    Clinical,
-    ClinicalTable,
-    clinical_for,
-    load_clinical,
-    load_workspace_clinical,
-    map_to_pseudonyms,
-    sheet_path,
-    workspace_clinical,
-)
-from brainmets.cohort.document import DEFAULTS, build_document, report_metrics
-from brainmets.cohort.model import (
-    Cohort,
-    PatientRecord,
-    cohort_for,
-    load_cohort,
-    open_cohort,
-    reason_category,
-)
-from brainmets.cohort.render import Document, write_document
-from brainmets.cohort.tables import Table, scanners, table1
-from brainmets.cohort.workbook import (
-    workspace_features,
-    write_workbook,
-    write_workspace_workbook,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brainmets.cohort.clinical import (
+        Clinical,
+        ClinicalTable,
+        clinical_for,
+        load_clinical,
+        load_workspace_clinical,
+        map_to_pseudonyms,
+        sheet_path,
+        workspace_clinical,
+    )
+    from brainmets.cohort.document import DEFAULTS, build_document, report_metrics
+    from brainmets.cohort.model import (
+        Cohort,
+        PatientRecord,
+        cohort_for,
+        load_cohort,
+        open_cohort,
+        reason_category,
+    )
+    from brainmets.cohort.render import Document, write_document
+    from brainmets.cohort.tables import Table, scanners, table1
+    from brainmets.cohort.workbook import (
+        workspace_features,
+        write_workbook,
+        write_workspace_workbook,
+    )
+
+#: public name -> the module that defines it, imported on first use: ``brainmets.cohort.review``
+#: (read by ``brainmets status``) must not pull in the report's figures and workbooks
+_EXPORTS: dict[str, str] = {
+    "Clinical": "brainmets.cohort.clinical",
+    "ClinicalTable": "brainmets.cohort.clinical",
+    "Cohort": "brainmets.cohort.model",
+    "DEFAULTS": "brainmets.cohort.document",
+    "Document": "brainmets.cohort.render",
+    "PatientRecord": "brainmets.cohort.model",
+    "Table": "brainmets.cohort.tables",
+    "build_document": "brainmets.cohort.document",
+    "clinical_for": "brainmets.cohort.clinical",
+    "cohort_for": "brainmets.cohort.model",
+    "load_clinical": "brainmets.cohort.clinical",
+    "load_cohort": "brainmets.cohort.model",
+    "load_workspace_clinical": "brainmets.cohort.clinical",
+    "map_to_pseudonyms": "brainmets.cohort.clinical",
+    "open_cohort": "brainmets.cohort.model",
+    "reason_category": "brainmets.cohort.model",
+    "report_metrics": "brainmets.cohort.document",
+    "scanners": "brainmets.cohort.tables",
+    "sheet_path": "brainmets.cohort.clinical",
+    "table1": "brainmets.cohort.tables",
+    "workspace_clinical": "brainmets.cohort.clinical",
+    "workspace_features": "brainmets.cohort.workbook",
+    "write_document": "brainmets.cohort.render",
+    "write_workbook": "brainmets.cohort.workbook",
+    "write_workspace_workbook": "brainmets.cohort.workbook",
+}
 
 __all__ = [
     "DEFAULTS",
@@ -67,3 +101,16 @@ __all__ = [
     "write_workbook",
     "write_workspace_workbook",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brainmets.cohort' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
