@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures.process as cfp
-import datetime as _dt
 import hashlib
 import logging
 import sys
@@ -52,6 +51,7 @@ from brainmets.logsetup import KIND, log_repeat_summary, reset_repeats
 from brainmets.pipeline.executors import Executor, InlineExecutor
 from brainmets.pipeline.inputs import InputContext, OutsideInputError
 from brainmets.pipeline.stage import Pipeline, Stage, StageContext, canonical_json
+from brainmets.pipeline.states import epoch_seconds
 from brainmets.pipeline.worker import StageOutcome, execute_stage
 from brainmets.workspace import Workspace
 
@@ -95,16 +95,6 @@ class _Chain:
 #: outputs modified more than this long after their run ended are hash-checked on reuse
 #: (file-system timestamps are coarse, and a worker's clock may run a little ahead)
 MTIME_SLACK_S = 2.0
-
-
-def _epoch(stamp: str | None) -> float | None:
-    """Seconds since the epoch of a catalog timestamp (``utcnow()``), None if absent."""
-    if not stamp:
-        return None
-    try:
-        return _dt.datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return None
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -295,7 +285,7 @@ class Runner:
             return False
         if st.name in self._force:
             return False
-        ended = _epoch(prev.ended_at)
+        ended = epoch_seconds(prev.ended_at)
         for rel, sha, size in cat.stage_outputs(prev.patient_id, st.name).values():
             path = self.ws.abspath(rel)
             try:

@@ -66,7 +66,7 @@ def command_ended(command: CommandRun | None, later: bool, host: str | None = No
     if not _process_exists(command.pid):
         return f"the process of run {command.id} (pid {command.pid}) is gone"
     started = _process_start(command.pid)
-    recorded = _epoch(command.started_at)
+    recorded = epoch_seconds(command.started_at)
     reused = (
         started is not None and recorded is not None and started > recorded + _PID_REUSE_SLACK_S
     )
@@ -173,7 +173,8 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
-def _epoch(iso: str | None) -> float | None:
+def epoch_seconds(iso: str | None) -> float | None:
+    """Seconds since the epoch of a catalog timestamp (``utcnow()``); None if absent."""
     if not iso:
         return None
     try:
