@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from brainmets import demo as _demo
-from brainmets.pipeline import Pipeline, RunSummary, load_pipeline
 from brainmets.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -36,6 +34,8 @@ if TYPE_CHECKING:
     from brainmets.catalog import PatientRow, SourceFile, StageRun
     from brainmets.cohort.review import ReviewState
     from brainmets.deid.verify import VerifyReport
+    from brainmets.pipeline import Pipeline, RunSummary
+    from brainmets.pipeline.stage import PipelineOutline
     from brainmets.pipeline.states import StageState
     from brainmets.synth.check import TruthCheck
     from brainmets.synth.cohort import CohortSummary
@@ -66,7 +66,21 @@ def _workspace(workspace: WorkspaceLike) -> Workspace:
 
 def pipeline_of(workspace: WorkspaceLike) -> Pipeline:
     """The pipeline the workspace runs (``[runner] pipeline`` of its config)."""
+    from brainmets.pipeline import load_pipeline
+
     return load_pipeline(_workspace(workspace).config.data["runner"]["pipeline"])
+
+
+def outline_of(workspace: WorkspaceLike) -> PipelineOutline:
+    """The workspace's pipeline by stage name and scope: the default pipeline's without
+    importing its stages (so ``status`` does not load the imaging libraries), any other
+    pipeline's by loading it."""
+    from brainmets.stages import DEFAULT_SPEC, default_outline
+
+    ws = _workspace(workspace)
+    if ws.config.data["runner"]["pipeline"] == DEFAULT_SPEC:
+        return default_outline()
+    return pipeline_of(ws).outline()
 
 
 # --------------------------------------------------------------------------- init
@@ -230,7 +244,7 @@ class StatusReport:
     """
 
     workspace: Path
-    pipeline: Pipeline
+    pipeline: PipelineOutline
     patients: list[PatientRow]
     runs: list[StageRun]
     files: dict[str, int]
@@ -321,16 +335,15 @@ class StatusReport:
         ]
 
 
-def _required_stages(ws: Workspace, pipeline: Pipeline) -> list[str]:
+def _required_stages(ws: Workspace, pipeline: Pipeline | PipelineOutline) -> list[str]:
     """The stages that define "included": the report stage's ``required_stages`` (as the
-    report and export read them), else every patient stage of the pipeline."""
+    report and export read them: ``[stages.report]``, default none), else every patient
+    stage of the pipeline."""
     names = [s.name for s in pipeline.stages if s.scope == "patient"]
     if "report" in pipeline.names:
-        st = pipeline.get("report")
-        if "required_stages" in st.defaults:
-            given = ws.config.stage_params("report", st.defaults).get("required_stages")
-            if given:
-                return [str(s) for s in given]
+        given = (ws.config.data.get("stages", {}).get("report") or {}).get("required_stages")
+        if given:
+            return [str(s) for s in given]
     return names
 
 
@@ -343,7 +356,7 @@ def status(workspace: WorkspaceLike) -> StatusReport:
     from brainmets.pipeline.states import StageState, changes_since, included_patients, stage_states
 
     ws = _workspace(workspace)
-    pipeline = pipeline_of(ws)
+    pipeline = outline_of(ws)
     settings = review_settings(ws.config.data)
     cat = ws.catalog(readonly=True)
     try:
@@ -462,6 +475,8 @@ def demo(
     the de-identified files against the originals and the results against the truth.
     ``on_step(step, report)`` is called as each step of :data:`DEMO_STEPS` begins.
     """
+    from brainmets import demo as _demo
+
     root = Path(directory).resolve()
     rep = DemoReport(root, root / _demo.COHORT_DIR, root / _demo.WORKSPACE_DIR)
 

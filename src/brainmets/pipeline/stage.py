@@ -220,6 +220,43 @@ class Pipeline:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
+    def outline(self) -> PipelineOutline:
+        """The stages by name and scope."""
+        return PipelineOutline(tuple(StageOutline(s.name, s.scope) for s in self.stages))
+
+
+@dataclass(frozen=True)
+class StageOutline:
+    """What a stage is without its code: its name and scope (for ``brainmets status``,
+    which must not import the stages' imaging libraries)."""
+
+    name: str
+    scope: Scope = "patient"
+
+
+@dataclass(frozen=True)
+class PipelineOutline:
+    """The stages of a pipeline by name and scope, in order: what
+    :func:`brainmets.pipeline.states.stage_states` and ``brainmets status`` read.
+    :meth:`Pipeline.outline` makes one from a loaded pipeline;
+    :func:`brainmets.stages.default_outline` is the default pipeline's, without importing it.
+    """
+
+    stages: tuple[StageOutline, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def get(self, name: str) -> StageOutline:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(f"unknown stage {name!r}; stages are {self.names}")
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
 
 def load_pipeline(spec: str) -> Pipeline:
     """Load ``module:attribute`` naming a :class:`Pipeline` or a function returning one."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brainmets.catalog import COHORT, CommandRun, PatientRow, StageRun
-from brainmets.pipeline.stage import Pipeline
+from brainmets.pipeline.stage import Pipeline, PipelineOutline
 
 #: a process started this long after its command's recorded start is another process
 _PID_REUSE_SLACK_S = 5.0
@@ -76,7 +76,7 @@ def command_ended(command: CommandRun | None, later: bool, host: str | None = No
 
 
 def stage_states(
-    pipeline: Pipeline,
+    pipeline: Pipeline | PipelineOutline,
     runs: Iterable[StageRun],
     commands: Sequence[CommandRun],
     host: str | None = None,
