@@ -265,6 +265,7 @@ def _handled() -> Iterator[None]:
     from brainmets.atlas import AtlasError
     from brainmets.catalog import CatalogError
     from brainmets.config import ConfigError
+    from brainmets.fsutil import DiskFullError
     from brainmets.workspace import WorkspaceError
 
     try:
@@ -276,6 +277,9 @@ def _handled() -> Iterator[None]:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         _line(err, f"[bold red]error:[/] {escape(str(msg))}")
         raise typer.Exit(EXIT_USAGE) from None
+    except DiskFullError as exc:  # nothing half-written is left; the next run goes on
+        _line(err, f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _open(ws_dir: Path, verbose: int = 0, quiet: bool = False) -> Workspace:

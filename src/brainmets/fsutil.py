@@ -8,6 +8,7 @@ half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -33,7 +34,8 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary name keeps the destination's suffixes (so writers that look at the
     extension, e.g. nibabel's ``.nii.gz``, behave), starts with :data:`TMP_PREFIX` and is
-    removed if the block raises.
+    removed if the block raises. A full disk or quota (``ENOSPC``, ``EDQUOT``) raises
+    :class:`DiskFullError` naming ``dest`` (a writer's own error often names no file).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -47,10 +49,56 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        full = disk_full(exc)
+        if full is not None and not isinstance(exc, DiskFullError):
+            raise DiskFullError(full.errno or errno.ENOSPC, dest) from exc
         raise
+
+
+class DiskFullError(OSError):
+    """No space left (or the quota is used up) while writing ``filename``; nothing of it is
+    left in place (the temporary file is removed). Picklable (it crosses worker processes)."""
+
+    def __init__(self, code: int, dest: str | os.PathLike[str]) -> None:
+        what = "disk quota exceeded" if code == errno.EDQUOT else "no space left on device"
+        super().__init__(code, f"{what} while writing {os.fspath(dest)}", os.fspath(dest))
+
+    def __reduce__(self) -> tuple[type[DiskFullError], tuple[int, str]]:
+        return (DiskFullError, (self.errno or errno.ENOSPC, str(self.filename)))
+
+    def __str__(self) -> str:
+        return f"{self.strerror}; free some space and run again"
+
+
+@contextlib.contextmanager
+def naming_full_disk(dest: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a full disk or quota met in the block into :class:`DiskFullError` naming
+    ``dest`` (the writer's own error often names no file)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except BaseException as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        raise DiskFullError(int(full.errno or errno.ENOSPC), dest) from exc
+
+
+def disk_full(exc: BaseException) -> OSError | None:
+    """The ``ENOSPC`` / ``EDQUOT`` error in ``exc`` or its causes (writers such as gzip or
+    SimpleITK may wrap it), else None."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:

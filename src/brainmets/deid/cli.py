@@ -28,7 +28,7 @@ from brainmets.deid.tree import (
     record_output_key,
 )
 from brainmets.deid.verify import VerifyReport, verify_tree
-from brainmets.fsutil import atomic_path
+from brainmets.fsutil import DiskFullError, atomic_path
 from brainmets.ids import key_fingerprint
 from brainmets.workspace import WorkspaceError, read_key
 
@@ -134,6 +134,14 @@ def deid_folder(
     except ValueError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    except DiskFullError as exc:
+        err.print(
+            f"[bold red]error:[/] {exc}. Stopped; the files already written are complete "
+            "(nothing half-written is left), a run after space is freed writes the rest.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_FINDING
     print_tree_report(report, Path(dst))
     if mapping_out is not None and report.mapping is not None:
         written = write_mapping(report.mapping, Path(mapping_out))

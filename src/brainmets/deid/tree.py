@@ -47,6 +47,7 @@ from brainmets.fsutil import (
     atomic_write_bytes,
     default_workers,
     iter_files,
+    naming_full_disk,
     sync_files,
 )
 
@@ -254,16 +255,17 @@ def write_atomic_nosync(dest: Path, data: bytes) -> None:
     :func:`deidentify_tree`, in parallel) instead of one fsync per file as it is written,
     which costs more than the de-identification itself.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".dcm", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp_name, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    with naming_full_disk(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".dcm", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp_name, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
 
 
 def _copy_to_quarantine(path: Path, quarantine: Path) -> str:

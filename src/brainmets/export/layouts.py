@@ -43,6 +43,7 @@ from brainmets.export.card import dataset_card
 from brainmets.export.conventions import conform, follows, header_affine, template_array
 from brainmets.export.ids import IdTable
 from brainmets.export.manifest import MANIFEST_NAME, write_manifest
+from brainmets.fsutil import DiskFullError, disk_full, naming_full_disk
 from brainmets.vocab import IMAGE_SUFFIXES, SUFFIX_TITLES
 
 LAYOUTS: tuple[str, ...] = ("collection", "nnunet", "dicom-seg")
@@ -114,7 +115,8 @@ def link_or_copy(src: Path, dest: Path, mode: str) -> str:
     elif mode == "symlink":
         os.symlink(src.resolve(), dest)
         return "symlinked"
-    shutil.copyfile(src, dest)
+    with naming_full_disk(dest):
+        shutil.copyfile(src, dest)
     return "copied"
 
 
@@ -124,7 +126,8 @@ def place_image(src: Path, dest: Path, header: str, mode: str) -> str:
     if c.image is None:
         return link_or_copy(src, dest, mode)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(c.image, str(dest))
+    with naming_full_disk(dest):
+        nib.save(c.image, str(dest))
     return "written (" + c.how + ")"
 
 
@@ -142,7 +145,8 @@ def place_seg(src: Path, dest: Path, header: str, mode: str) -> str:
     out.header.set_sform(aff, code=1)
     out.header.set_xyzt_units("mm", "sec")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(out, str(dest))
+    with naming_full_disk(dest):
+        nib.save(out, str(dest))
     return "written (uint8, convention)"
 
 
@@ -207,9 +211,16 @@ def staged(target: Path) -> Iterator[Path]:
         os.rename(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        full = disk_full(exc)
+        if full is None:
+            raise
+        # name the file as it would have been in the export (the staging folder is gone)
+        where = Path(str(full.filename)) if full.filename else None
+        if where is not None and _is_within(where, tmp):
+            where = target / where.relative_to(tmp)
+        raise DiskFullError(int(full.errno or errno.ENOSPC), where or target) from exc
 
 
 def _umask() -> int:
