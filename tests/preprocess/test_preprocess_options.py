@@ -66,3 +66,21 @@ def test_standalone_set_parameters_are_checked(tmp_path: Path) -> None:
     assert r.returncode == 2 and "fixed_image" in r.stderr + r.stdout
     r = run_cli("preprocess", *files, "--out", str(tmp_path / "o"), "--set", "novalue")
     assert r.returncode != 0 and "KEY=VALUE" in r.stderr + r.stdout
+
+
+def test_default_registration_gives_the_same_matrix_on_every_run(head_4mm: Volume) -> None:
+    """Issue 15: the same inputs must give the same bytes, whichever process or executor
+    runs them (greedy with several threads does not: its transforms vary in the last
+    digits), so the stage's default is one registration thread."""
+    assert PreprocessOptions().threads == 1
+    motion = np.eye(4)
+    a = np.radians(4.0)
+    motion[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    motion[:3, 3] = (3.0, 2.0, -4.0)
+    moved = resample_array(head_4mm.data, head_4mm.affine, head_4mm.grid, np.linalg.inv(motion))
+    opts = RegistrationOptions(dof=6, iterations=(60, 30, 10), threads=PreprocessOptions().threads)
+    runs = [
+        register((head_4mm.data, head_4mm.affine), (moved, head_4mm.affine), opts).matrix
+        for _ in range(3)
+    ]
+    assert all(np.array_equal(runs[0], m) for m in runs[1:]), runs
