@@ -148,13 +148,19 @@ class Runner:
         cat = self.ws.catalog()
         reset_repeats()
         try:
+            history = cat.runs()
+            ended_badly = bool(history) and history[-1].status in ("running", "interrupted")
             recovered = cat.recover_interrupted()
             if recovered:
                 log.warning("%d stage run(s) of an interrupted run will be redone", recovered)
-            for folder in ("derivatives", "dicom", "exports"):
-                path = self.ws.config.path(folder)
-                if path.exists():
-                    remove_stale_temporaries(path)
+            if recovered or ended_badly:
+                # a killed run leaves temporaries anywhere it was writing; a run that ended
+                # cleared those of its finished tasks (_clear_temporaries), so the whole tree
+                # (millions of files in a large workspace) is walked only after a kill
+                for folder in ("derivatives", "dicom", "exports"):
+                    path = self.ws.config.path(folder)
+                    if path.exists():
+                        remove_stale_temporaries(path)
             run_id = cat.start_run(self.command, brainmets.__version__)
             summary = RunSummary(run_id=run_id)
             status = "failed"
@@ -482,6 +488,17 @@ class Runner:
             fill()
 
     # --------------------------------------------------------------- recording
+    def _clear_temporaries(self, st: Stage, outcome: StageOutcome) -> None:
+        """Remove what an earlier attempt of this task left half-written (a worker killed
+        in the middle, whose task the pool or the Dask scheduler then ran again): in the
+        task's own folder and beside its recorded outputs."""
+        base = self.ws.config.path("derivatives")
+        own = base / ("_cohort" if outcome.patient_id == COHORT else outcome.patient_id) / st.name
+        folders = {own, *((self.ws.root / rel).parent for rel, _, _ in outcome.outputs.values())}
+        for folder in folders:
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
+
     def _record(
         self,
         cat: Catalog,
@@ -526,6 +543,8 @@ class Runner:
         )
         if outcome.patient_id != COHORT:
             self._update_patient_status(cat, st, outcome)
+        if ok:
+            self._clear_temporaries(st, outcome)
         summary.counts[st.name][outcome.status] += 1
         if outcome.status == "waiting":
             reason = outcome.waiting_reason or "waiting"
