@@ -120,3 +120,57 @@ def test_folder_mode_and_verify_from_the_command_line(tmp_path: Path, testdata: 
     ds.save_as(victim)
     v = run_cli("deid", "verify", str(src), str(out))
     assert v.returncode == 1
+
+
+def test_source_changed_or_vanished_between_ingest_and_deid(tmp_path: Path, testdata: Path) -> None:
+    """Issue 15: a file removed after ingest is recorded ``vanished``; a file rewritten
+    after ingest (another size or modification time) is not read as what ingest classified:
+    it stays ``pending`` with the reason, and the next run takes in its new content. The
+    patient's other files are de-identified either way."""
+    import os
+
+    src, _ = _tree(testdata, tmp_path)
+    ws = Workspace.init(tmp_path / "ws")
+    assert run_cli("ingest", "-w", str(ws.root), str(src)).returncode == 0
+    b_files = sorted(p for p in (src / "b").iterdir() if p.name != "screenshot.dcm")
+    gone, changed = b_files[0], b_files[1]
+    gone.unlink()
+    ds = pydicom.dcmread(changed)
+    ds.SeriesDescription = "rewritten after ingest"
+    ds.save_as(changed)
+    st = changed.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+
+    r = run_cli("deid", "-w", str(ws.root), "--workers", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    with ws.catalog(readonly=True) as cat:
+        rows = {Path(x.path).name: x for x in cat.source_files()}
+        n_instances = len(cat.instances())
+    assert rows[gone.name].status == "vanished"
+    assert "removed from the source folder after ingest" in str(rows[gone.name].reason)
+    assert rows[changed.name].status == "pending"
+    assert "changed since ingest" in str(rows[changed.name].reason)
+    others = [p.name for p in b_files[2:]]
+    assert others and all(rows[n].status == "deidentified" for n in others)
+    assert n_instances == sum(1 for x in rows.values() if x.status == "deidentified")
+    written = [p for p in ws.config.path("dicom").rglob("*.dcm")]
+    assert len(written) == n_instances
+    assert not any(
+        str(pydicom.dcmread(p, stop_before_pixels=True).get("SeriesDescription", ""))
+        == "rewritten after ingest"
+        for p in written
+    )
+
+    # the next run (ingest, then deid) takes the new content in; the vanished stays so
+    assert run_cli("ingest", "-w", str(ws.root)).returncode == 0
+    r = run_cli("deid", "-w", str(ws.root), "--workers", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    with ws.catalog(readonly=True) as cat:
+        rows = {Path(x.path).name: x for x in cat.source_files()}
+    assert rows[changed.name].status == "deidentified"
+    assert rows[gone.name].status == "vanished"
+    assert any(
+        str(pydicom.dcmread(p, stop_before_pixels=True).get("SeriesDescription", ""))
+        == "rewritten after ingest"
+        for p in ws.config.path("dicom").rglob("*.dcm")
+    )

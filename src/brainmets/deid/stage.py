@@ -78,10 +78,25 @@ def run_deid(ctx: StageContext) -> StageResult:
         path = Path(src["path"])
         row = {**src, "patient_id": ctx.patient_id}
         received = src["status"] == "received"
+        moved = None if received else _changed_since_ingest(path, src)
+        if moved is not None:  # not what ingest classified: accounted for, not read
+            status, reason = moved
+            files.append({**row, "status": status, "reason": reason})
+            ctx.warning(f"{path}: {reason}", file=str(path))
+            outcome[status] += 1
+            continue
         try:
             result = (
                 _already_deidentified(path) if received else deid.deidentify(read_instance(path))
             )
+            if not received and _changed_since_ingest(path, src) is not None:
+                raise _ChangedWhileRead()  # replaced while it was being read
+        except _ChangedWhileRead:
+            reason = CHANGED_REASON
+            files.append({**row, "status": "pending", "reason": reason})
+            ctx.warning(f"{path}: {reason}", file=str(path))
+            outcome["pending"] += 1
+            continue
         except Exception as exc:  # one bad file never stops the patient
             reason = f"cannot de-identify ({type(exc).__name__}: {exc})"
             files.append({**row, "status": "rejected", "reason": reason, "sop_uid": None})
@@ -167,6 +182,31 @@ def run_deid(ctx: StageContext) -> StageResult:
         metrics={**outcome, "studies": len(studies), "series": len(series)},
         tools={"pydicom": pydicom.__version__},
     )
+
+
+#: why a source file that changed after ingest is left ``pending``
+CHANGED_REASON = (
+    "changed since ingest (size or modification time): not de-identified in this run; "
+    "the next `brainmets ingest` or `brainmets run` takes in the new content"
+)
+#: why a source file removed after ingest is ``vanished``
+VANISHED_REASON = "removed from the source folder after ingest: nothing to de-identify"
+
+
+class _ChangedWhileRead(Exception):
+    pass
+
+
+def _changed_since_ingest(path: Path, src: dict[str, Any]) -> tuple[str, str] | None:
+    """``("vanished", reason)`` or ``("pending", reason)`` when the file is gone or is not
+    the file ingest classified (size or modification time differ), else None."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "vanished", VANISHED_REASON
+    if st.st_size != src["size"] or st.st_mtime_ns != src["mtime_ns"]:
+        return "pending", CHANGED_REASON
+    return None
 
 
 def _already_deidentified(path: Path) -> DeidResult:
