@@ -225,6 +225,33 @@ def test_record_source_file_adds_its_patient_and_updates_by_path(tmp_path: Path)
         ro.record_source_file(f)
 
 
+def test_source_files_under_folders_by_index_range(tmp_path: Path) -> None:
+    paths = ["/in/a/1.dcm", "/in/a/sub/2.dcm", "/in/a-b/3.dcm", "/in/a0/4.dcm", "/in/ab",
+             "/in/one.dcm", "/other/5.dcm"]  # fmt: skip
+    with Catalog.open(tmp_path / "c.sqlite", create=True) as cat:
+        for i, path in enumerate(paths):
+            cat.record_source_file(SourceFile(path, i, i, "pending", seen_at="t"))
+        assert [f.path for f in cat.source_files_under(["/in/a"])] == [
+            "/in/a/1.dcm",
+            "/in/a/sub/2.dcm",
+        ]
+        assert [f.path for f in cat.source_files_under(["/in/a/", "/in/one.dcm"])] == [
+            "/in/a/1.dcm",
+            "/in/a/sub/2.dcm",
+            "/in/one.dcm",
+        ]
+        assert cat.source_files_under([]) == []
+        assert len(cat.source_files_under(["/"])) == len(paths)
+        plan = " ".join(
+            str(r[-1])
+            for r in cat._conn.execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM source_files WHERE path >= ? AND path < ?",
+                ("/in/a/", "/in/a0"),
+            )
+        )
+        assert "USING INDEX" in plan  # a range on the path index, not a scan
+
+
 def test_studies_series_and_instances_of_a_patient(tmp_path: Path) -> None:
     with _filled(tmp_path) as cat:
         studies = cat.studies(P1)

@@ -777,6 +777,24 @@ class Catalog:
             )
         ]
 
+    def source_files_under(self, folders: Iterable[str | os.PathLike[str]]) -> list[SourceFile]:
+        """The recorded input files inside ``folders`` (or equal to one, for a source that
+        is a file), by path: a range query on the path index, so the cost is that of the
+        files there, not of the whole catalog."""
+        rows: dict[str, SourceFile] = {}
+        for folder in folders:
+            base = os.fspath(folder).rstrip("/") or "/"
+            prefix = base if base.endswith("/") else base + "/"
+            upper = prefix[:-1] + chr(ord("/") + 1)  # every path starting with prefix sorts below
+            for sql, params in (
+                ("SELECT * FROM source_files WHERE path >= ? AND path < ?", (prefix, upper)),
+                ("SELECT * FROM source_files WHERE path = ?", (base,)),
+            ):
+                for r in self._query(sql, params):
+                    f = _from_row(SourceFile, r)
+                    rows[f.path] = f
+        return [rows[k] for k in sorted(rows)]
+
     def source_file_counts(self) -> dict[str, int]:
         """How many input files have each status (status -> count, by status)."""
         return {

@@ -235,7 +235,9 @@ def run_ingest(ctx: StageContext) -> StageResult:
     key = read_key(config.key_file)
     cat = ctx.catalog()
     try:
-        known = {f.path: f for f in cat.source_files()}
+        # the files recorded inside the source folders (an index range per folder): not
+        # every file of the catalog, which at 10,000 patients is tens of millions
+        known = {f.path: f for f in cat.source_files_under(str(s) for s in sources)}
         known_patients = set(cat.patient_ids())
     finally:
         cat.close()
