@@ -282,6 +282,23 @@ def test_status_table_at_a_wide_terminal_keeps_one_column_per_stage(tmp_path: Pa
     assert text.count("│ done: make, digest") == 3 and "…" not in text
 
 
+def test_status_of_a_large_cohort_counts_patients_per_stage(tmp_path: Path) -> None:
+    """Above 40 patients the table per patient (10,000 lines at scale) becomes one line per
+    stage counting the patients in each state; ``--all`` still gives the whole table."""
+    ws = make_toy_workspace(tmp_path / "ws", enrol={"patients": 45}, make={"fail": ["TOY-007"]})
+    assert run_cli("run", "-w", str(ws.root), "--workers", "1").returncode == 1
+    r = run_cli("status", "-w", str(ws.root), env={"COLUMNS": "100"})
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "patients by state" in text and "TOY-001" not in text
+    assert "│ make │ done 44, FAILED 1 │" in text, text
+    assert "│ digest │ done 44, - 1 │" in text, text
+    assert "45 patients: the table per patient with --all" in text
+    assert "failed TOY-007 make: ValueError: toy failure requested for TOY-007" in text
+    full = run_cli("status", "-w", str(ws.root), "--all", env={"COLUMNS": "100"})
+    assert all(f"TOY-{i:03d}" in full.stdout for i in range(1, 46))
+
+
 def test_stages_shows_every_parameter_name_at_80_columns() -> None:
     from brainmets.stages import default_pipeline
 

@@ -1065,12 +1065,27 @@ STATUS_STYLE = {
 }
 
 
+#: above this many patients ``brainmets status`` counts patients per stage and state
+STATUS_TABLE_MAX = 40
+
+
 @app.command()
 def status(
     workspace: WorkspaceOpt = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help=f"The patient x stage table even for more than {STATUS_TABLE_MAX} patients "
+            "(else: patients per stage and state).",
+        ),
+    ] = False,
 ) -> None:
     """Show a patient x stage table, the input-file accounting and the errors.
+
+    With more than 40 patients the table becomes one line per stage counting the patients
+    in each state (``--all``: the whole table; ``--json``: every row).
 
     Warns (exit 0) when the workspace key is missing, unusable or not the key the workspace
     was created with: run, ingest, receive and the stage commands refuse it (exit 3).
@@ -1125,7 +1140,7 @@ def status(
         }
         console.print_json(json.dumps(out))
         return
-    _print_status(rep)
+    _print_status(rep, show_all)
 
 
 #: how ``brainmets status`` shows a review state
@@ -1142,7 +1157,27 @@ def _state_reason(rep: StatusReport, patient: str, stage: str) -> str | None:
     return st.reason if st is not None else None
 
 
-def _print_status(rep: StatusReport) -> None:
+def _print_stage_counts(rows: list[tuple[str, list[tuple[str, str]]]], names: list[str]) -> None:
+    """One line per stage: how many patients are in each state (the cells as shown)."""
+    counts: dict[str, collections.Counter[str]] = {n: collections.Counter() for n in names}
+    for patient, cells in rows:
+        if patient == "(cohort)":
+            continue
+        for stage, cell in cells:
+            counts[stage][cell] += 1
+    table = Table(show_lines=False)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("patients by state", ratio=1)
+    for name in names:
+        if counts[name]:
+            table.add_row(name, ", ".join(f"{cell} {n:,}" for cell, n in counts[name].items()))
+    cohort = dict(next((c for p, c in rows if p == "(cohort)"), []))
+    for name, cell in cohort.items():
+        table.add_row(f"{name} (cohort)", cell)
+    console.print(table)
+
+
+def _print_status(rep: StatusReport, show_all: bool = False) -> None:
     from brainmets.catalog import COHORT
 
     runs = {(r.patient_id, r.stage): r for r in rep.runs}
@@ -1170,6 +1205,11 @@ def _print_status(rep: StatusReport) -> None:
             cells.append(("review", REVIEW_STYLE.get(shown_review, "[dim]-[/]")))
         rows.append(("(cohort)" if pid == COHORT else pid, cells))
     names = [st.name for st in rep.pipeline.stages] + (["review"] if show_review else [])
+    if len(rep.patients) > STATUS_TABLE_MAX and not show_all:
+        _print_stage_counts(rows, names)
+        _line(console, f"{len(rep.patients):,} patients: the table per patient with --all")
+        _print_status_lines(rep, show_review)
+        return
     table = Table(show_lines=False)
     table.add_column("patient", no_wrap=True, min_width=11)
     for name in names:
@@ -1194,6 +1234,11 @@ def _print_status(rep: StatusReport) -> None:
                 patient, "; ".join(f"{cell}: {', '.join(names)}" for cell, names in groups.items())
             )
         console.print(narrow)
+    _print_status_lines(rep, show_review)
+
+
+def _print_status_lines(rep: StatusReport, show_review: bool) -> None:
+    """What ``brainmets status`` prints below its table."""
     if rep.patients:
         n_excl, n_failed = len(rep.excluded), len(rep.failed_patients)
         waits = collections.Counter(rep.waiting_patients.values())
@@ -1217,7 +1262,7 @@ def _print_status(rep: StatusReport) -> None:
             highlight=False,
         )
     if rep.files:
-        console.print("input files: " + ", ".join(f"{n} {s}" for s, n in rep.files.items()))
+        console.print("input files: " + ", ".join(f"{n:,} {s}" for s, n in rep.files.items()))
     for r in rep.errors:
         _line(console, f"[red]{r.status}[/] {r.patient_id} {r.stage}: {escape(r.error or '')}")
     _print_states(rep.waiting, "[cyan]waiting[/]", "waiting")

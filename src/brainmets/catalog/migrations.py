@@ -198,6 +198,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         BEGIN SELECT RAISE(ABORT, 'annotation versions are never deleted'); END;
         """,
     ),
+    Migration(
+        7,
+        "scale: input-file counts kept by triggers, and an index of input files by status",
+        """
+        CREATE TABLE source_file_counts (
+            status          TEXT PRIMARY KEY,
+            n               INTEGER NOT NULL           -- rows of source_files with status
+        );
+        INSERT INTO source_file_counts(status, n)
+            SELECT status, COUNT(*) FROM source_files GROUP BY status;
+        CREATE INDEX source_files_status ON source_files(status);
+        CREATE TRIGGER source_files_counted_insert AFTER INSERT ON source_files
+        BEGIN
+            INSERT INTO source_file_counts(status, n) VALUES (NEW.status, 1)
+                ON CONFLICT(status) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER source_files_counted_delete AFTER DELETE ON source_files
+        BEGIN
+            UPDATE source_file_counts SET n = n - 1 WHERE status = OLD.status;
+        END;
+        CREATE TRIGGER source_files_counted_update AFTER UPDATE OF status ON source_files
+        WHEN OLD.status IS NOT NEW.status
+        BEGIN
+            UPDATE source_file_counts SET n = n - 1 WHERE status = OLD.status;
+            INSERT INTO source_file_counts(status, n) VALUES (NEW.status, 1)
+                ON CONFLICT(status) DO UPDATE SET n = n + 1;
+        END;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
