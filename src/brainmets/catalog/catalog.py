@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 COHORT = "*"
 
 # table -> primary-key columns, for the generic upsert used by stage records
+#: the tables of a patient snapshot -> the column that names the patient (None: every row)
+_SNAPSHOT_TABLES: dict[str, str | None] = {
+    "schema_migrations": None,
+    "key_fingerprint": None,
+    "patients": "id",
+    "studies": "patient_id",
+    "series": "patient_id",
+    "instances": "patient_id",
+    "source_files": "patient_id",
+    "stage_runs": "patient_id",
+    "stage_outputs": "patient_id",
+    "annotation_versions": "patient_id",
+    "review_decisions": "patient_id",
+}
 _TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "patients": ("id",),
     "studies": ("uid",),
@@ -465,6 +479,46 @@ class Catalog:
                 f"supports ({LATEST_VERSION}); upgrade brainmets. Nothing was modified."
             )
         return version
+
+    # ---------------------------------------------------------------- snapshots
+    def patient_snapshot(self, patient_id: str) -> bytes:
+        """One patient's rows (and the cohort's stage runs and outputs) as a small
+        in-memory SQLite database, serialised: what a stage running on another machine
+        reads instead of the catalog file (SQLite's WAL, the catalog's journal, needs every
+        reader on the writer's host; a shared file system does not make that so). The
+        review app's users are never in it. :meth:`from_snapshot` opens it."""
+        mem = sqlite3.connect(":memory:")
+        try:
+            names = ", ".join(f"'{t}'" for t in _SNAPSHOT_TABLES)
+            for (sql,) in self._conn.execute(
+                f"SELECT sql FROM sqlite_master WHERE type IN ('table', 'index') "
+                f"AND tbl_name IN ({names}) AND sql IS NOT NULL ORDER BY type DESC"
+            ):
+                mem.execute(sql)
+            for table, column in _SNAPSHOT_TABLES.items():
+                if column is None:
+                    cur = self._conn.execute(f"SELECT * FROM {table}")
+                else:
+                    cur = self._conn.execute(
+                        f"SELECT * FROM {table} WHERE {column} IN (?, ?)", (patient_id, COHORT)
+                    )
+                rows = [tuple(r) for r in cur]
+                if rows:
+                    marks = ", ".join("?" for _ in rows[0])
+                    mem.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            mem.commit()
+            return mem.serialize()
+        finally:
+            mem.close()
+
+    @classmethod
+    def from_snapshot(cls, data: bytes, path: str | os.PathLike[str]) -> Catalog:
+        """A read-only catalog over a :meth:`patient_snapshot` (``path``: the catalog it was
+        taken from, for messages)."""
+        conn = sqlite3.connect(":memory:")
+        conn.deserialize(data)
+        conn.row_factory = sqlite3.Row
+        return cls(Path(path), conn, readonly=True)
 
     def close(self) -> None:
         self._conn.close()

@@ -110,9 +110,13 @@ class LocalExecutor:
 
 
 class DaskExecutor:
-    """Tasks on a Dask distributed cluster (``--scheduler tcp://HOST:PORT``)."""
+    """Tasks on a Dask distributed cluster (``--scheduler tcp://HOST:PORT``). Its workers
+    may be on other machines (``remote``): each patient task carries that patient's catalog
+    rows (:meth:`brainmets.catalog.Catalog.patient_snapshot`) instead of reading the
+    catalog file."""
 
     name = "dask"
+    remote = True
 
     def __init__(self, address: str, timeout: float = 30.0) -> None:
         from distributed import Client

@@ -328,6 +328,8 @@ class Runner:
         }
 
     def _context(self, cat: Catalog, st: Stage, patient: str, run_id: int) -> StageContext:
+        # a worker on another machine must not read the SQLite file (see patient_snapshot)
+        remote = getattr(self.executor, "remote", False) and patient != COHORT
         return StageContext(
             patient_id=patient,
             stage=st.name,
@@ -336,6 +338,7 @@ class Runner:
             config=self.ws.config.data,
             inputs=self._inputs_for(cat, patient, st.name),
             run_id=run_id,
+            catalog_snapshot=cat.patient_snapshot(patient) if remote else None,
         )
 
     # ----------------------------------------------------------------- cohort

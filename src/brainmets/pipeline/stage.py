@@ -39,6 +39,9 @@ class StageContext:
     inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     run_id: int | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
+    #: this patient's catalog rows (:meth:`Catalog.patient_snapshot`), given to stages that
+    #: may run on another machine (Dask): :meth:`catalog` reads them instead of the file
+    catalog_snapshot: bytes | None = None
 
     # ----------------------------------------------------------------- reading
     @property
@@ -51,10 +54,13 @@ class StageContext:
         return Workspace.open(self.root)
 
     def catalog(self) -> Catalog:
-        """The catalog, read-only (only the runner writes it)."""
+        """The catalog, read-only (only the runner writes it): on a Dask worker, this
+        patient's rows as the runner took them when it submitted the task."""
         from brainmets.catalog import Catalog
         from brainmets.workspace import CATALOG_NAME
 
+        if self.catalog_snapshot is not None:
+            return Catalog.from_snapshot(self.catalog_snapshot, self.root / CATALOG_NAME)
         return Catalog.open(self.root / CATALOG_NAME, readonly=True)
 
     def input(self, stage: str, role: str) -> Path:
