@@ -80,30 +80,53 @@ class LocalExecutor:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
-        self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_die_with_parent,
+        self._pool = self._new_pool(self.workers)
+        self._generation = 0  # how many times the pool was replaced
+        self._submitted_in: dict[int, int] = {}  # id(future) -> generation of its pool
+
+    @staticmethod
+    def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
-        return self._pool.submit(fn, *args)
+        fut = self._pool.submit(fn, *args)
+        self._submitted_in[id(fut)] = self._generation
+        return fut
 
     def wait_any(self, pending: Iterable[Any]) -> list[Any]:
         done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
         return list(done)
 
     def result(self, handle: cf.Future[Any]) -> Any:
-        return handle.result()
+        try:
+            return handle.result()
+        finally:
+            if not isinstance(handle.exception(), cf.process.BrokenProcessPool):
+                self._submitted_in.pop(id(handle), None)
 
-    def reset(self) -> None:
-        """Replace a broken pool (a worker died, e.g. killed by the OOM killer)."""
+    def reset(self, broken: cf.Future[Any] | None = None) -> None:
+        """Replace a broken pool (a worker died, e.g. killed by the OOM killer). With
+        ``broken`` (a future that failed with the pool), only when that future's pool is
+        still the current one: every task of a broken pool fails with it, and the pool
+        must be replaced once, not once per task (which would cancel the re-submitted)."""
+        if broken is not None and self._submitted_in.pop(id(broken), None) != self._generation:
+            return
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_die_with_parent,
-        )
+        self._pool = self._new_pool(self.workers)
+        self._generation += 1
+
+    def run_alone(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one task in a pool of its own and wait for it: for a task that was in a pool
+        that broke twice, to tell whether it is the one that kills its worker
+        (:class:`concurrent.futures.process.BrokenProcessPool` again) or an innocent
+        neighbour of it."""
+        pool = self._new_pool(1)
+        try:
+            return pool.submit(fn, *args).result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

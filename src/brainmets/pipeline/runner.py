@@ -458,10 +458,16 @@ class Runner:
                 try:
                     outcome = self.executor.result(handle)
                 except cfp.BrokenProcessPool as exc:
+                    # every task of a broken pool fails with it: retry each once in the new
+                    # pool, then, if the pool broke again, alone, so that only the task that
+                    # kills its worker is recorded failed, not the neighbours it took down
                     reset = getattr(self.executor, "reset", None)
-                    if attempt < 2 and reset is not None:
+                    run_alone = getattr(self.executor, "run_alone", None)
+                    if reset is None or run_alone is None:
+                        outcome = _infrastructure_failure(p, st, f"worker process died: {exc}")
+                    elif attempt < 2:
                         log.warning("worker process died; retrying %s/%s", p, st.name)
-                        reset()
+                        reset(handle)
                         ctx = self._context(cat, st, p, summary.run_id)
                         pending[self.executor.submit(execute_stage, st, ctx)] = (
                             p,
@@ -471,7 +477,20 @@ class Runner:
                             attempt + 1,
                         )
                         continue
-                    outcome = _infrastructure_failure(p, st, f"worker process died: {exc}")
+                    else:
+                        reset(handle)
+                        log.warning("worker process died again; running %s/%s alone", p, st.name)
+                        try:
+                            outcome = run_alone(
+                                execute_stage, st, self._context(cat, st, p, summary.run_id)
+                            )
+                        except cfp.BrokenProcessPool:
+                            outcome = _infrastructure_failure(
+                                p,
+                                st,
+                                "worker process died, also when the task ran alone (killed: "
+                                "out of memory? see the system log): " + str(exc),
+                            )
                 except Exception as exc:  # executor-level failure (lost worker...)
                     outcome = _infrastructure_failure(p, st, f"{type(exc).__name__}: {exc}")
                 self._record(cat, st, outcome, fp, inputs, summary)
