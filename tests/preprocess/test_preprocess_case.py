@@ -149,3 +149,40 @@ def test_stage_passthrough_case(tmp_path: Path, testdata: Path) -> None:
     assert res.outputs["t2f"].name == "PAT01-t2f.nii.gz"
     assert res.metrics["passthrough"] == "index"
     assert "brain_volume_cm3" in res.metrics
+
+
+def test_stage_outputs_do_not_depend_on_where_the_workspace_is(
+    tmp_path: Path, testdata: Path
+) -> None:
+    """Issue 15: the same inputs give the same bytes in any workspace folder (the local pool
+    and a Dask cluster compare output hashes): transforms.json names its inputs relative to
+    the workspace, and qc.json holds no timings."""
+    import json
+    import shutil
+
+    d = testdata / "nifti" / "brats_met_00110_000"
+    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
+    digests = []
+    for where in ("a", "b/deeper"):
+        root = tmp_path / where
+        rel = {}
+        for role, suffix in names.items():
+            dest = root / "data" / "derivatives" / "PAT01" / "convert" / f"{role}.nii.gz"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(d / f"BraTS-MET-00110-000-{suffix}.nii.gz", dest)
+            rel[role] = str(dest.relative_to(root))
+        ctx = StageContext(
+            patient_id="PAT01",
+            stage="preprocess",
+            params=dict(STAGE.defaults),
+            root=root,
+            config={"paths": {"derivatives": "data/derivatives"}, "atlas": {"dir": ""}},
+            inputs={"convert": rel},
+        )
+        res = STAGE.func(ctx)  # type: ignore[misc]
+        text = res.outputs["transforms"].read_text()
+        assert json.loads(text)["inputs"] == rel and str(root) not in text
+        assert "timings_s" not in json.loads(res.outputs["qc"].read_text())
+        assert "timings_s" in res.metrics
+        digests.append({r: p.read_bytes() for r, p in res.outputs.items()})
+    assert digests[0] == digests[1]

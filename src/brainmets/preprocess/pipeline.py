@@ -411,10 +411,14 @@ def read_case(
     case_id: str,
     options: PreprocessOptions,
     atlas_dir: str | os.PathLike[str] | None = None,
+    input_names: Mapping[str, str] | None = None,
 ) -> CaseState:
     """Read the template and the four images (checked, see :func:`load_inputs`), reorient
     them to RAS, choose the registration backend and find out whether the input is already
-    preprocessed (when ``options.detect_preprocessed``). Times ``load_s``."""
+    preprocessed (when ``options.detect_preprocessed``). Times ``load_s``.
+    ``input_names``: how ``<ID>-transforms.json`` names the inputs (default: their paths;
+    the stage gives workspace-relative ones, so that the file is the same bytes wherever
+    the workspace is)."""
     t0 = time.perf_counter()
     atlas = AtlasImages.load(atlas_dir)
     vols = load_inputs(inputs, case_id)
@@ -427,7 +431,7 @@ def read_case(
         case_id=case_id,
         atlas_grid=atlas.grid,
         native_grids=native_grids,
-        inputs={s: str(Path(p)) for s, p in inputs.items() if p},
+        inputs={s: (input_names or {}).get(s) or str(Path(p)) for s, p in inputs.items() if p},
         atlas_registration=options.atlas_registration,
     )
     found = detect_preprocessed(vols, atlas) if options.detect_preprocessed else None
@@ -841,6 +845,7 @@ def preprocess_case(
     seg_space: str = "auto",
     log: Logger | None = None,
     timings_in_qc: bool = True,
+    input_names: Mapping[str, str] | None = None,
 ) -> CaseResult:
     """Preprocess one case (inputs: ``t1``, ``t1c``, ``t2``, ``flair`` NIfTI paths) into
     ``out_dir``: ``<ID>-t1n/t1c/t2w/t2f.nii.gz``, ``<ID>-mask.nii.gz``,
@@ -851,6 +856,7 @@ def preprocess_case(
     sequence whose grid the map shares, else the T1c). ``timings_in_qc``: write the step
     timings into ``<ID>-qc.json`` (the pipeline stage does not: its outputs are the same
     bytes on every run, the timings go to the catalog); they are in the result either way.
+    ``input_names``: see :func:`read_case`.
 
     The steps: :func:`read_case`, :func:`register_case`, :func:`resample_case`,
     :func:`strip_case`, :func:`collect_qc`, :func:`write_case`, :func:`map_segmentations`,
@@ -863,7 +869,7 @@ def preprocess_case(
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
 
-    case = read_case(inputs, case_id, opts, atlas_dir)
+    case = read_case(inputs, case_id, opts, atlas_dir, input_names)
     register_case(case, log)
     resample_case(case)
     strip_case(case, log)

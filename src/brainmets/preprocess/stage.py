@@ -59,6 +59,7 @@ def run_preprocess(ctx: StageContext) -> StageResult:
         atlas_dir=atlas_dir,
         log=ctx.info,
         timings_in_qc=False,  # same bytes on every run; the timings are metrics
+        input_names={s: ctx.inputs["convert"][s] for s in inputs},  # workspace-relative
     )
     qc = {**result.qc, "timings_s": {k: round(v, 2) for k, v in result.timings.items()}}
     if qc.get("flags"):
