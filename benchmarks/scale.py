@@ -46,6 +46,10 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from brainmets.vocab import COHORT_STAGES, STAGE_ORDER  # noqa: E402
+
 BIN = Path(sys.executable).parent
 BRAINMETS = [sys.executable, "-m", "brainmets"]
 
@@ -185,22 +189,12 @@ def main_run(args: argparse.Namespace, tmp: Path) -> None:
     total = t_ingest + t_run
     print(f"overall (ingest + run): {total:.0f} s = {n / total * 3600:.0f} patients/hour")
     print(f"{'stage':<11}{'tasks':>6}{'task s':>9}{'median':>8}{'max':>8}{'pat/h':>8}  statuses")
-    for stage in (
-        "ingest",
-        "deid",
-        "classify",
-        "convert",
-        "preprocess",
-        "segment",
-        "features",
-        "report",
-        "export",
-    ):
+    for stage in STAGE_ORDER:
         durs = by_stage.get(stage, [])
         if not durs:
             continue
         s = sum(durs)
-        cohort_stage = stage in ("ingest", "report", "export")
+        cohort_stage = stage in COHORT_STAGES
         rate = n / s * 3600 if cohort_stage else n / (s / w) * 3600
         print(
             f"{stage:<11}{len(durs):>6}{s:>9.1f}{statistics.median(durs):>8.2f}"
@@ -222,7 +216,7 @@ def main_run(args: argparse.Namespace, tmp: Path) -> None:
 
     if args.profile and by_stage:
         top = max(
-            (s for s in by_stage if s not in ("ingest", "report", "export")),
+            (s for s in by_stage if s not in COHORT_STAGES),
             key=lambda s: sum(by_stage[s]),
         )
         pid = next(p for p, s, st, _ in rows if s == top and st == "done")

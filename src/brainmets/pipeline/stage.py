@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from brainmets.catalog import COHORT
 
@@ -202,8 +202,36 @@ class Stage:
         return self.check_params({**(current or {}), key: value})
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_S = TypeVar("_S", bound=_Named)
+
+
+class _StageSequence(Generic[_S]):
+    """Stages in order, found by name (what :class:`Pipeline` and :class:`PipelineOutline`
+    share)."""
+
+    stages: tuple[_S, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def get(self, name: str) -> _S:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(f"unknown stage {name!r}; stages are {self.names}")
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
 @dataclass(frozen=True)
-class Pipeline:
+class Pipeline(_StageSequence[Stage]):
     """An ordered sequence of stages; data flows one way, from first to last."""
 
     stages: tuple[Stage, ...]
@@ -212,19 +240,6 @@ class Pipeline:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate stage names in pipeline: {names}")
-
-    @property
-    def names(self) -> list[str]:
-        return [s.name for s in self.stages]
-
-    def get(self, name: str) -> Stage:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        raise KeyError(f"unknown stage {name!r}; stages are {self.names}")
-
-    def index(self, name: str) -> int:
-        return self.names.index(name)
 
     def outline(self) -> PipelineOutline:
         """The stages by name and scope."""
@@ -241,7 +256,7 @@ class StageOutline:
 
 
 @dataclass(frozen=True)
-class PipelineOutline:
+class PipelineOutline(_StageSequence[StageOutline]):
     """The stages of a pipeline by name and scope, in order: what
     :func:`brainmets.pipeline.states.stage_states` and ``brainmets status`` read.
     :meth:`Pipeline.outline` makes one from a loaded pipeline;
@@ -249,19 +264,6 @@ class PipelineOutline:
     """
 
     stages: tuple[StageOutline, ...]
-
-    @property
-    def names(self) -> list[str]:
-        return [s.name for s in self.stages]
-
-    def get(self, name: str) -> StageOutline:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        raise KeyError(f"unknown stage {name!r}; stages are {self.names}")
-
-    def index(self, name: str) -> int:
-        return self.names.index(name)
 
 
 def load_pipeline(spec: str) -> Pipeline:
