@@ -123,7 +123,11 @@ def generate(db: Path, patients: int, series: int, instances: int) -> float:
             "status, fingerprint, started_at, ended_at, duration_s, params_json, tools_json, "
             "inputs_json, metrics_json, run_id, attempts) "
             f"SELECT {pid}, st.st, 'done', printf('%064x', p.x), '{now}', '{now}', 1.0, '{{}}', "
-            "'{\"brainmets\": \"0\"}', '{}', '{\"n\": 1}', 1, 1 FROM p, st"
+            '\'{"brainmets": "0"}\', '
+            # each result made from the one before it (one fingerprint per patient): done,
+            # not stale
+            "CASE st.st WHEN 'deid' THEN '{}' ELSE json_object('upstream', printf('%064x', p.x)) "
+            "END, '{\"n\": 1}', 1, 1 FROM p, st"
         )
         con.execute(
             f"WITH RECURSIVE {cte_p}, st AS ({stages}), r(role) AS (SELECT 'a' UNION ALL "

@@ -438,3 +438,29 @@ def test_the_key_fingerprint_is_recorded_once(tmp_path: Path) -> None:
     assert "key_fingerprint" not in _tables(path)
     with Catalog.open(path) as cat:  # the migration adds the table, empty
         assert cat.key_fingerprint() is None
+
+
+def test_stage_runs_summary_leaves_out_the_json_but_keeps_upstream(tmp_path: Path) -> None:
+    with Catalog.open(tmp_path / "c.sqlite", create=True) as cat:
+        cat.ensure_patient("BM-AAAA0001")
+        common = {"started_at": "t", "duration_s": 1.5, "params": {"a": 1}, "tools": {"x": "1"}}
+        cat.finish_stage_run("BM-AAAA0001", "deid", status="done", fingerprint="f1",
+                             inputs={"upstream": "f0", "files": [1, 2]}, metrics={"n": 3},
+                             **common)  # fmt: skip
+        cat.finish_stage_run("*", "report", status="failed", fingerprint=None, error="boom",
+                             inputs={"upstream": {"previous": None, "patients": {"p": 1}}},
+                             **common)  # fmt: skip
+        cat.finish_stage_run("BM-AAAA0001", "classify", status="done", fingerprint="f2",
+                             **common)  # fmt: skip
+        full, light = cat.stage_runs(), cat.stage_runs(summary=True)
+    assert len(full) == len(light) == 3
+    for f, s in zip(full, light, strict=True):
+        assert (f.patient_id, f.stage, f.status, f.fingerprint, f.error, f.duration_s,
+                f.attempts, f.run_id) == (s.patient_id, s.stage, s.status, s.fingerprint,
+                                          s.error, s.duration_s, s.attempts, s.run_id)  # fmt: skip
+        assert s.params == s.tools == s.metrics == {}
+        assert s.inputs == ({"upstream": f.inputs["upstream"]} if "upstream" in f.inputs else {})
+    assert {s.stage: s.inputs.get("upstream") for s in light}["report"] == {
+        "previous": None,
+        "patients": {"p": 1},
+    }

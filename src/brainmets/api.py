@@ -362,7 +362,7 @@ def status(workspace: WorkspaceLike) -> StatusReport:
     try:
         patients = cat.patients()
         review = review_states(cat, settings.rule)
-        runs = cat.stage_runs()
+        runs = cat.stage_runs(summary=True)  # without the JSON columns status does not use
         states = stage_states(pipeline, runs, cat.runs())
         records = cat.exports()
         decisions = cat.review_decisions()

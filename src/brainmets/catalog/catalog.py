@@ -832,6 +832,23 @@ class Catalog:
             for r in self._query(f"SELECT * FROM {table}" + _and(where) + " ORDER BY path", params)
         ]
 
+    def source_file_stats(
+        self, patient_id: str, statuses: Iterable[str]
+    ) -> list[tuple[str, int, int]]:
+        """``(path, size, mtime_ns)`` of a patient's input files with one of ``statuses``, by
+        path: what the deid stage's fingerprint is made of, without building a record per
+        file (5x faster: a re-run with nothing to do reads this for every patient)."""
+        wanted = list(statuses)
+        marks = ", ".join("?" for _ in wanted)
+        return [
+            (str(r[0]), int(r[1]), int(r[2]))
+            for r in self._conn.execute(
+                "SELECT path, size, mtime_ns FROM source_files WHERE patient_id = ? AND "
+                f"status IN ({marks}) ORDER BY path",
+                (patient_id, *wanted),
+            )
+        ]
+
     def source_files_under(self, folders: Iterable[str | os.PathLike[str]]) -> list[SourceFile]:
         """The recorded input files inside ``folders`` (or equal to one, for a source that
         is a file), by path: a range query on the path index, so the cost is that of the
@@ -1005,10 +1022,47 @@ class Catalog:
         ).fetchone()
         return StageRun.from_row(row) if row else None
 
-    def stage_runs(self) -> list[StageRun]:
+    def stage_runs(self, *, summary: bool = False) -> list[StageRun]:
+        """Every (patient, stage) row. ``summary``: without the JSON columns (``params``,
+        ``tools``, ``metrics`` empty; ``inputs`` only its ``upstream`` fingerprint), which
+        ``brainmets status`` does not show: decoding four JSON documents per row was most
+        of its time at 10,000 patients."""
+        if not summary:
+            return [
+                StageRun.from_row(r)
+                for r in self._conn.execute("SELECT * FROM stage_runs ORDER BY patient_id, stage")
+            ]
+        cur = self._conn.execute(
+            "SELECT patient_id, stage, status, fingerprint, started_at, ended_at, duration_s,"
+            " error, attempts, run_id, json_extract(inputs_json, '$.upstream') AS upstream,"
+            " json_type(inputs_json, '$.upstream') AS upstream_type"
+            " FROM stage_runs ORDER BY patient_id, stage"
+        )
+
+        def upstream(r: sqlite3.Row) -> dict[str, Any]:
+            if r["upstream_type"] is None:
+                return {}
+            v = r["upstream"]
+            return {"upstream": json.loads(v) if r["upstream_type"] in ("object", "array") else v}
+
         return [
-            StageRun.from_row(r)
-            for r in self._conn.execute("SELECT * FROM stage_runs ORDER BY patient_id, stage")
+            StageRun(
+                patient_id=r["patient_id"],
+                stage=r["stage"],
+                status=r["status"],
+                fingerprint=r["fingerprint"],
+                started_at=r["started_at"],
+                ended_at=r["ended_at"],
+                duration_s=r["duration_s"],
+                error=r["error"],
+                params={},
+                tools={},
+                inputs=upstream(r),
+                metrics={},
+                attempts=r["attempts"],
+                run_id=r["run_id"],
+            )
+            for r in cur
         ]
 
     def mark_stage_running(

@@ -47,8 +47,7 @@ def _source_rows(cat: Catalog, patient: str) -> list[dict[str, Any]]:
 
 def _fingerprint_inputs(inp: InputContext) -> Any:
     """The patient's accepted source files by (path, size, mtime_ns), as ingest recorded them."""
-    rows = _source_rows(inp.catalog, inp.patient_id)
-    return [(r["path"], r["size"], r["mtime_ns"]) for r in rows]
+    return inp.catalog.source_file_stats(inp.patient_id, _ACCEPTED)
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
