@@ -86,3 +86,33 @@ def cached_synthetic_cohort(request: pytest.FixtureRequest, n_patients: int, see
         shutil.rmtree(out)
         tmp.rename(out)
     return out
+
+
+#: the shared test data's already-registered BraTS-METS case (preprocess passes it through)
+BRATS_MET_CASE = Path("nifti") / "brats_met_00110_000"
+#: convert role -> the case's file suffix
+BRATS_MET_SUFFIXES = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
+
+
+def brats_met_inputs(case_dir: Path) -> dict[str, Path]:
+    """The four images of :data:`BRATS_MET_CASE` (in ``case_dir``) by convert role."""
+    return {
+        role: case_dir / f"BraTS-MET-00110-000-{suffix}.nii.gz"
+        for role, suffix in BRATS_MET_SUFFIXES.items()
+    }
+
+
+def preprocess_context(root: Path, inputs: dict[str, str], atlas_dir: str = ""):
+    """A preprocess-stage context for patient PAT01 in the workspace folder ``root``, with
+    ``inputs`` as the convert stage's recorded outputs (relative to ``root`` or absolute)."""
+    from brainmets.pipeline.stage import StageContext
+    from brainmets.preprocess.stage import STAGE
+
+    return StageContext(
+        patient_id="PAT01",
+        stage="preprocess",
+        params=dict(STAGE.defaults),
+        root=root,
+        config={"paths": {"derivatives": "data/derivatives"}, "atlas": {"dir": atlas_dir}},
+        inputs={"convert": inputs},
+    )

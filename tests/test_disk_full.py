@@ -126,22 +126,13 @@ def scenario_deid(small: Path, args: dict) -> dict:
 
 
 def scenario_preprocess(small: Path, args: dict) -> dict:
+    from bm_testutil import brats_met_inputs, preprocess_context
     from brainmets.fsutil import DiskFullError
-    from brainmets.pipeline.stage import StageContext
     from brainmets.preprocess.stage import STAGE
 
     _mount(small, args["size"])
-    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
-    d = Path(args["case"])
-    inputs = {r: str(d / f"BraTS-MET-00110-000-{s}.nii.gz") for r, s in names.items()}
-    ctx = StageContext(
-        patient_id="PAT01",
-        stage="preprocess",
-        params=dict(STAGE.defaults),
-        root=small,
-        config={"paths": {"derivatives": "data/derivatives"}, "atlas": {"dir": args["atlas"]}},
-        inputs={"convert": inputs},
-    )
+    inputs = {r: str(p) for r, p in brats_met_inputs(Path(args["case"])).items()}
+    ctx = preprocess_context(small, inputs, args["atlas"])
     state: dict = {}
     try:
         STAGE.func(ctx)
@@ -235,7 +226,9 @@ def test_disk_full_during_preprocess(tmp_path: Path, testdata: Path) -> None:
         atlas = atlas_file("t1_brain.nii.gz").parent
     except AtlasError as exc:
         pytest.skip(str(exc))
-    case = testdata / "nifti" / "brats_met_00110_000"
+    from bm_testutil import BRATS_MET_CASE
+
+    case = testdata / BRATS_MET_CASE
     r = _in_namespace("preprocess", tmp_path / "small", case=str(case), atlas=str(atlas),
                       size="3m")  # fmt: skip
     assert r["raised"] == "DiskFullError", r

@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brainmets.pipeline.stage import StageContext
 from brainmets.preprocess import map_to_atlas, run_standalone, run_to_native
 from brainmets.preprocess.qc import dice
 from brainmets.preprocess.skullstrip import protect_lesions
@@ -131,17 +130,10 @@ def test_to_native_round_trip(tcga_out: Path, tcga: dict[str, Path], tmp_path: P
 
 def test_stage_passthrough_case(tmp_path: Path, testdata: Path) -> None:
     """The stage reads the convert stage's roles and returns outputs and QC metrics."""
-    d = testdata / "nifti" / "brats_met_00110_000"
-    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
-    inputs = {r: str(d / f"BraTS-MET-00110-000-{s}.nii.gz") for r, s in names.items()}
-    ctx = StageContext(
-        patient_id="PAT01",
-        stage="preprocess",
-        params=dict(STAGE.defaults),
-        root=tmp_path,
-        config={"paths": {"derivatives": "data/derivatives"}, "atlas": {"dir": ""}},
-        inputs={"convert": inputs},
-    )
+    from bm_testutil import BRATS_MET_CASE, brats_met_inputs, preprocess_context
+
+    inputs = brats_met_inputs(testdata / BRATS_MET_CASE)
+    ctx = preprocess_context(tmp_path, {r: str(p) for r, p in inputs.items()})
     res = STAGE.func(ctx)  # type: ignore[misc]
     for role in ("t1n", "t1c", "t2w", "t2f", "mask", "transforms", "qc"):
         assert res.outputs[role].is_file(), role
@@ -160,25 +152,18 @@ def test_stage_outputs_do_not_depend_on_where_the_workspace_is(
     import json
     import shutil
 
-    d = testdata / "nifti" / "brats_met_00110_000"
-    names = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f"}
+    from bm_testutil import BRATS_MET_CASE, brats_met_inputs, preprocess_context
+
     digests = []
     for where in ("a", "b/deeper"):
         root = tmp_path / where
         rel = {}
-        for role, suffix in names.items():
+        for role, src in brats_met_inputs(testdata / BRATS_MET_CASE).items():
             dest = root / "data" / "derivatives" / "PAT01" / "convert" / f"{role}.nii.gz"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(d / f"BraTS-MET-00110-000-{suffix}.nii.gz", dest)
+            shutil.copy(src, dest)
             rel[role] = str(dest.relative_to(root))
-        ctx = StageContext(
-            patient_id="PAT01",
-            stage="preprocess",
-            params=dict(STAGE.defaults),
-            root=root,
-            config={"paths": {"derivatives": "data/derivatives"}, "atlas": {"dir": ""}},
-            inputs={"convert": rel},
-        )
+        ctx = preprocess_context(root, rel)
         res = STAGE.func(ctx)  # type: ignore[misc]
         text = res.outputs["transforms"].read_text()
         assert json.loads(text)["inputs"] == rel and str(root) not in text

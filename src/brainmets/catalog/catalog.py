@@ -1032,37 +1032,16 @@ class Catalog:
                 StageRun.from_row(r)
                 for r in self._conn.execute("SELECT * FROM stage_runs ORDER BY patient_id, stage")
             ]
-        cur = self._conn.execute(
-            "SELECT patient_id, stage, status, fingerprint, started_at, ended_at, duration_s,"
-            " error, attempts, run_id, json_extract(inputs_json, '$.upstream') AS upstream,"
-            " json_type(inputs_json, '$.upstream') AS upstream_type"
-            " FROM stage_runs ORDER BY patient_id, stage"
-        )
-
-        def upstream(r: sqlite3.Row) -> dict[str, Any]:
-            if r["upstream_type"] is None:
-                return {}
-            v = r["upstream"]
-            return {"upstream": json.loads(v) if r["upstream_type"] in ("object", "array") else v}
-
+        # the columns from_row reads; the JSON ones empty but inputs' upstream fingerprint
         return [
-            StageRun(
-                patient_id=r["patient_id"],
-                stage=r["stage"],
-                status=r["status"],
-                fingerprint=r["fingerprint"],
-                started_at=r["started_at"],
-                ended_at=r["ended_at"],
-                duration_s=r["duration_s"],
-                error=r["error"],
-                params={},
-                tools={},
-                inputs=upstream(r),
-                metrics={},
-                attempts=r["attempts"],
-                run_id=r["run_id"],
+            StageRun.from_row(r)
+            for r in self._conn.execute(
+                "SELECT patient_id, stage, status, fingerprint, started_at, ended_at, duration_s,"
+                " error, attempts, run_id, NULL AS params_json, NULL AS tools_json,"
+                " NULL AS metrics_json, CASE WHEN json_type(inputs_json, '$.upstream') IS NULL"
+                " THEN NULL ELSE json_object('upstream', inputs_json -> '$.upstream') END"
+                " AS inputs_json FROM stage_runs ORDER BY patient_id, stage"
             )
-            for r in cur
         ]
 
     def mark_stage_running(
